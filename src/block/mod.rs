@@ -1,0 +1,239 @@
+//! Blocks: bytes together with the CID that names them.
+//!
+//! A [`Block`] can only be built in two ways, and both hash the bytes exactly once:
+//! [`Block::encode`] derives the CID from bytes we produced ourselves (the importer), and
+//! [`Block::verified`] checks bytes that came from outside (a CAR file, a peer) against the
+//! CID they claim. Every layer that stores or serves blocks takes a `Block`, so "every block
+//! is verified on the way in" holds by construction rather than by convention.
+//!
+//! Identity CIDs (multihash code 0x00) carry their bytes inline; they are never stored.
+
+use bytes::Bytes;
+use cid::{Cid, Version};
+use multihash::Multihash;
+use multihash_codetable::{Code, MultihashDigest};
+use sha2::{Digest, Sha256};
+
+/// Multicodec code of dag-pb.
+pub const DAG_PB: u64 = 0x70;
+/// Multicodec code of raw bytes (raw leaves).
+pub const RAW: u64 = 0x55;
+/// Multicodec code of dag-cbor.
+pub const DAG_CBOR: u64 = 0x71;
+/// Multihash code of the identity "hash".
+pub const IDENTITY: u64 = 0x00;
+/// Multihash code of sha2-256.
+pub const SHA2_256: u64 = 0x12;
+
+/// Largest block cidfs accepts from anywhere. Bitswap peers refuse blocks over 2 MiB and
+/// Kubo's importer never makes them; 4 MiB leaves room for foreign DAGs while keeping a
+/// hostile "node with 10^6 links" from being decoded at all.
+pub const MAX_BLOCK_SIZE: usize = 4 << 20;
+
+/// Largest identity CID digest accepted (Kubo's default limit is 128 bytes).
+pub const MAX_IDENTITY_SIZE: usize = 128;
+
+/// Why bytes were refused as the block of a CID.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BlockError {
+    #[error("block {cid}: bytes do not hash to this CID")]
+    HashMismatch { cid: Cid },
+    #[error("block {cid}: unsupported multihash code {code:#x}")]
+    UnsupportedHash { cid: Cid, code: u64 },
+    #[error("block {cid}: {size} bytes is larger than the {max}-byte block limit")]
+    TooLarge { cid: Cid, size: usize, max: usize },
+    #[error("CIDv0 requires dag-pb and sha2-256")]
+    InvalidV0,
+}
+
+impl BlockError {
+    /// The errno a filesystem caller should see for this error.
+    pub fn errno(&self) -> i32 {
+        libc::EIO
+    }
+}
+
+/// A verified block: its bytes hash to its CID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    cid: Cid,
+    data: Bytes,
+}
+
+impl Block {
+    /// Hashes `data` with sha2-256 and names it with a CID of `version` and `codec`.
+    pub fn encode(
+        version: Version,
+        codec: u64,
+        data: impl Into<Bytes>,
+    ) -> Result<Block, BlockError> {
+        let data = data.into();
+        let mh = sha256_multihash(&data);
+        let cid = match version {
+            Version::V0 => {
+                if codec != DAG_PB {
+                    return Err(BlockError::InvalidV0);
+                }
+                Cid::new_v0(mh).map_err(|_| BlockError::InvalidV0)?
+            }
+            Version::V1 => Cid::new_v1(codec, mh),
+        };
+        Ok(Block { cid, data })
+    }
+
+    /// Checks that `data` hashes to `cid`, with the hash function the CID names.
+    pub fn verified(cid: Cid, data: impl Into<Bytes>) -> Result<Block, BlockError> {
+        let data = data.into();
+        if data.len() > MAX_BLOCK_SIZE {
+            return Err(BlockError::TooLarge {
+                cid,
+                size: data.len(),
+                max: MAX_BLOCK_SIZE,
+            });
+        }
+        if hash_matches(&cid, &data)? {
+            Ok(Block { cid, data })
+        } else {
+            Err(BlockError::HashMismatch { cid })
+        }
+    }
+
+    /// The block an identity CID carries inline, if `cid` is one.
+    pub fn from_identity(cid: &Cid) -> Option<Block> {
+        if cid.hash().code() == IDENTITY {
+            Some(Block {
+                cid: *cid,
+                data: Bytes::copy_from_slice(cid.hash().digest()),
+            })
+        } else {
+            None
+        }
+    }
+
+    pub fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    pub fn into_data(self) -> Bytes {
+        self.data
+    }
+}
+
+/// Whether `cid` is an identity CID (its bytes are inline; nothing to store or fetch).
+pub fn is_identity(cid: &Cid) -> bool {
+    cid.hash().code() == IDENTITY
+}
+
+fn sha256_multihash(data: &[u8]) -> Multihash<64> {
+    let digest = Sha256::digest(data);
+    Multihash::wrap(SHA2_256, &digest).expect("a 32-byte digest fits a 64-byte multihash")
+}
+
+/// Whether `data` hashes to the multihash inside `cid`.
+fn hash_matches(cid: &Cid, data: &[u8]) -> Result<bool, BlockError> {
+    let mh = cid.hash();
+    match mh.code() {
+        IDENTITY => Ok(mh.digest() == data),
+        SHA2_256 => Ok(mh.digest() == Sha256::digest(data).as_slice()),
+        code => {
+            let hasher = Code::try_from(code)
+                .map_err(|_| BlockError::UnsupportedHash { cid: *cid, code })?;
+            let computed = hasher.digest(data);
+            // Truncated digests (a shorter declared length) compare on the declared prefix.
+            let want = mh.digest();
+            Ok(computed.digest().len() >= want.len() && &computed.digest()[..want.len()] == want)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_then_verify_round_trips() {
+        let b = Block::encode(Version::V1, RAW, &b"a"[..]).unwrap();
+        assert_eq!(
+            b.cid().to_string(),
+            "bafkreigks6arfsq3xxfpvqrrwonchxcnu6do76auprhhfomao6c273sixm"
+        );
+        let again = Block::verified(*b.cid(), &b"a"[..]).unwrap();
+        assert_eq!(again, b);
+    }
+
+    #[test]
+    fn wrong_bytes_are_refused() {
+        let b = Block::encode(Version::V1, RAW, &b"a"[..]).unwrap();
+        assert_eq!(
+            Block::verified(*b.cid(), &b"b"[..]),
+            Err(BlockError::HashMismatch { cid: *b.cid() })
+        );
+    }
+
+    #[test]
+    fn v0_requires_dag_pb() {
+        assert_eq!(
+            Block::encode(Version::V0, RAW, &b"a"[..]),
+            Err(BlockError::InvalidV0)
+        );
+    }
+
+    #[test]
+    fn identity_cids_carry_their_bytes() {
+        let cid = Cid::new_v1(RAW, Multihash::wrap(IDENTITY, b"hi").unwrap());
+        assert!(is_identity(&cid));
+        assert_eq!(Block::from_identity(&cid).unwrap().data().as_ref(), b"hi");
+        assert!(Block::verified(cid, &b"hi"[..]).is_ok());
+        assert!(Block::verified(cid, &b"ho"[..]).is_err());
+    }
+
+    #[test]
+    fn other_hash_functions_verify() {
+        let mh = Code::Blake3_256.digest(b"x");
+        let cid = Cid::new_v1(RAW, mh);
+        assert!(Block::verified(cid, &b"x"[..]).is_ok());
+        assert!(Block::verified(cid, &b"y"[..]).is_err());
+    }
+
+    #[test]
+    fn oversized_blocks_are_refused() {
+        let data = vec![0u8; MAX_BLOCK_SIZE + 1];
+        let cid = Block::encode(Version::V1, RAW, data.clone()).unwrap().cid;
+        assert!(matches!(
+            Block::verified(cid, data),
+            Err(BlockError::TooLarge { .. })
+        ));
+    }
+}
+
+/// The CIDs a block links to (dag-pb links, dag-cbor links anywhere in the value; raw and
+/// other codecs have none).
+pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, String> {
+    use ipld_core::ipld::Ipld;
+    match cid.codec() {
+        DAG_PB => {
+            let node = ipld_dagpb::PbNode::from_bytes(Bytes::copy_from_slice(data))
+                .map_err(|e| e.to_string())?;
+            Ok(node.links.into_iter().map(|l| l.cid).collect())
+        }
+        DAG_CBOR => {
+            let value: Ipld = serde_ipld_dagcbor::from_slice(data).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            let mut stack = vec![&value];
+            while let Some(v) = stack.pop() {
+                match v {
+                    Ipld::Link(c) => out.push(*c),
+                    Ipld::List(l) => stack.extend(l.iter().rev()),
+                    Ipld::Map(m) => stack.extend(m.values().rev()),
+                    _ => {}
+                }
+            }
+            Ok(out)
+        }
+        _ => Ok(vec![]),
+    }
+}

@@ -1,0 +1,44 @@
+//! One `Blocks` interface with tiers behind it. Today the only tier is the local store; the
+//! IPFS (bitswap, gateways) and Filecoin retrieval tiers slot in behind the same trait, and
+//! every block they return is verified against its CID before it is cached or returned.
+//!
+//! Identity CIDs are answered here, from the CID itself, by every implementation.
+
+use bytes::Bytes;
+use cid::Cid;
+
+use crate::block::Block;
+use crate::store::{Store, StoreError};
+
+/// Why a block could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("not found locally: {0} (add or import the data that contains it, then retry)")]
+    NotFound(Cid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FetchError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            FetchError::NotFound(_) => libc::EIO,
+            FetchError::Store(e) => e.errno(),
+        }
+    }
+}
+
+/// Source of verified blocks.
+pub trait Blocks: Send + Sync {
+    /// The bytes of `cid`, verified against it.
+    fn get(&self, cid: &Cid) -> Result<Bytes, FetchError>;
+}
+
+impl Blocks for Store {
+    fn get(&self, cid: &Cid) -> Result<Bytes, FetchError> {
+        if let Some(b) = Block::from_identity(cid) {
+            return Ok(b.into_data());
+        }
+        Store::get(self, cid)?.ok_or(FetchError::NotFound(*cid))
+    }
+}

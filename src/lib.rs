@@ -1,0 +1,13 @@
+//! cidfs: a FUSE filesystem for content-addressed data.
+//!
+//! The layers, top to bottom (see DESIGN.md): `unixfs` and `importer` (pure codecs),
+//! `fetch` (one `Blocks` interface with tiers behind it), `store` (redb index over CARv1
+//! segment files). `car` reads and writes CAR files; `commands` implements the CLI.
+
+pub mod block;
+pub mod car;
+pub mod commands;
+pub mod fetch;
+pub mod importer;
+pub mod store;
+pub mod unixfs;

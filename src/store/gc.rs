@@ -1,0 +1,226 @@
+//! Garbage collection and verification.
+//!
+//! `gc` marks every block reachable from a pin, drops the rest from the index, then
+//! reclaims disk space: a segment with no live block is deleted, a segment with some dead
+//! bytes has its live blocks copied into a fresh segment first. Copies are fsync'd before
+//! the index points at them, and old files are deleted only after that commit, so a crash
+//! at any point leaves every pinned block readable.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+
+use cid::Cid;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::{BLOCKS, Location, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root};
+use crate::block::{Block, links};
+use crate::car;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub blocks_removed: u64,
+    /// Bytes of block data no longer held.
+    pub block_bytes_removed: u64,
+    /// Disk space given back (segment bytes deleted minus bytes rewritten).
+    pub disk_bytes_freed: u64,
+    pub segments_removed: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub blocks_checked: u64,
+    pub bytes_checked: u64,
+    pub roots_checked: u64,
+    /// Blocks whose bytes no longer hash to their CID, or could not be read.
+    pub bad: Vec<(Cid, String)>,
+    /// (pinned root, missing block) pairs.
+    pub missing: Vec<(Cid, Cid)>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.bad.is_empty() && self.missing.is_empty()
+    }
+}
+
+impl Store {
+    /// Every CID reachable from `roots` through blocks the store holds, and the reachable
+    /// CIDs it does not hold as (root, cid).
+    pub fn reachable(&self, roots: &[Cid]) -> Result<(HashSet<Cid>, Vec<(Cid, Cid)>), StoreError> {
+        let mut seen = HashSet::new();
+        let mut missing = Vec::new();
+        for root in roots {
+            let mut stack = vec![*root];
+            while let Some(cid) = stack.pop() {
+                if !seen.insert(cid) || crate::block::is_identity(&cid) {
+                    continue;
+                }
+                match self.get(&cid)? {
+                    Some(data) => match links(&cid, &data) {
+                        Ok(children) => stack.extend(children),
+                        Err(e) => log::warn!(
+                            "{cid}: cannot read links ({e}); its children are not protected"
+                        ),
+                    },
+                    None => missing.push((*root, cid)),
+                }
+            }
+        }
+        Ok((seen, missing))
+    }
+
+    /// Removes every block not reachable from a pin; see the module docs.
+    pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let mut writer = self.lock_writer();
+        if let Some(mut a) = writer.take() {
+            let path = self.segment_path(a.id);
+            a.out.flush().map_err(io_err(&path))?;
+        }
+        let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
+        let (live, _) = self.reachable(&pins)?;
+        let mut report = GcReport::default();
+
+        // 1. Drop dead blocks from the index.
+        let txn = self.db().begin_write()?;
+        let mut segs: HashMap<u32, (u64, u64, bool)> = HashMap::new();
+        {
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let mut dead = Vec::new();
+            for row in blocks.iter()? {
+                let (k, v) = row?;
+                let cid =
+                    Cid::try_from(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if !live.contains(&cid) {
+                    dead.push((cid, v.value()));
+                }
+            }
+            let mut table = txn.open_table(SEGMENTS)?;
+            for row in table.iter()? {
+                let (k, v) = row?;
+                segs.insert(k.value(), v.value());
+            }
+            for (cid, (seg, _, len)) in dead {
+                blocks.remove(key(&cid).as_slice())?;
+                report.blocks_removed += 1;
+                report.block_bytes_removed += u64::from(len);
+                if let Some(s) = segs.get_mut(&seg) {
+                    s.1 = s.1.saturating_sub(car::section_len(&cid, len as usize));
+                }
+            }
+            for (id, v) in &segs {
+                table.insert(*id, *v)?;
+            }
+        }
+        txn.commit()?;
+
+        // 2. Rewrite segments holding dead bytes.
+        let header_len = car::encode_header(&[segment_placeholder_root()]).len() as u64;
+        let victims: Vec<u32> = segs
+            .iter()
+            .filter(|(_, (len, live, _))| header_len + live < *len)
+            .map(|(id, _)| *id)
+            .collect();
+        if victims.is_empty() {
+            return Ok(report);
+        }
+        let moving: Vec<(Cid, Location)> = self
+            .blocks()?
+            .into_iter()
+            .filter(|(_, l)| victims.contains(&l.segment))
+            .collect();
+        let new_id = segs.keys().max().copied().unwrap_or(0) + 1;
+        let mut written = 0;
+        let mut moved = Vec::new();
+        if !moving.is_empty() {
+            let path = self.segment_path(new_id);
+            let f = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            let mut out = BufWriter::new(f);
+            let header = car::encode_header(&[segment_placeholder_root()]);
+            out.write_all(&header).map_err(io_err(&path))?;
+            written = header.len() as u64;
+            for (cid, loc) in &moving {
+                let data = self.read_at(*loc)?;
+                let prefix = car::section_prefix(cid, data.len());
+                out.write_all(&prefix)
+                    .and_then(|_| out.write_all(&data))
+                    .map_err(io_err(&path))?;
+                moved.push((
+                    *cid,
+                    Location {
+                        segment: new_id,
+                        offset: written + prefix.len() as u64,
+                        len: loc.len,
+                    },
+                ));
+                written += (prefix.len() + data.len()) as u64;
+            }
+            let f = out
+                .into_inner()
+                .map_err(|e| io_err(&path)(e.into_error()))?;
+            f.sync_all().map_err(io_err(&path))?;
+            let dir = self.root().join("segments");
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&dir))?;
+        }
+        let txn = self.db().begin_write()?;
+        {
+            let mut blocks = txn.open_table(BLOCKS)?;
+            for (cid, loc) in &moved {
+                blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len))?;
+            }
+            let mut table = txn.open_table(SEGMENTS)?;
+            for id in &victims {
+                table.remove(*id)?;
+            }
+            if !moved.is_empty() {
+                table.insert(new_id, (written, written - header_len, false))?;
+            }
+        }
+        txn.commit()?;
+        let mut deleted = 0;
+        for id in &victims {
+            let path = self.segment_path(*id);
+            deleted += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            self.forget_file(*id);
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            report.segments_removed += 1;
+        }
+        report.disk_bytes_freed = deleted.saturating_sub(written);
+        Ok(report)
+    }
+
+    /// Re-hashes every block and checks every pinned DAG is complete.
+    pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        for (cid, loc) in self.blocks()? {
+            report.blocks_checked += 1;
+            report.bytes_checked += u64::from(loc.len);
+            progress(u64::from(loc.len));
+            match self.read_at(loc) {
+                Ok(data) => {
+                    if let Err(e) = Block::verified(cid, data) {
+                        report.bad.push((cid, e.to_string()));
+                    }
+                }
+                Err(e) => report.bad.push((cid, e.to_string())),
+            }
+        }
+        self.clear_cache();
+        let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
+        report.roots_checked = pins.len() as u64;
+        report.missing = self.reachable(&pins)?.1;
+        Ok(report)
+    }
+
+    /// Number of blocks in the index.
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db().begin_read()?;
+        Ok(txn.open_table(BLOCKS)?.len()?)
+    }
+}

@@ -1,0 +1,648 @@
+//! The durable block store: append-only CARv1 segment files, indexed by redb.
+//!
+//! ```text
+//!  $CIDFS_HOME/
+//!    cidfs.redb            blocks_v1:   CID -> (segment, offset of data, length)
+//!                          segments_v1: segment -> (committed length, live bytes, sealed)
+//!                          pins_v1:     CID -> label
+//!    segments/00000001.car CARv1: header, then `varint CID bytes` sections
+//! ```
+//!
+//! Writes go through a [`Batch`]: blocks are appended to the active segment, and on
+//! [`Batch::commit`] the segment is fsync'd *before* one redb transaction makes the index
+//! entries and pins visible. A crash between the two leaves bytes past the committed length,
+//! which the next open truncates away: fsync'd data is never lost and half-written data never
+//! becomes visible. A batch dropped without commit (a failed import) is rolled back the
+//! same way, so imports are all-or-nothing.
+//!
+//! A segment is a Filecoin piece payload as it stands: a block's offset in its segment is
+//! its offset in the piece, which is what a ranged cold read needs. Segments roll over
+//! before [`SEGMENT_MAX_BYTES`] so that they fit a 512 MiB piece.
+//!
+//! Readers never block on the writer: redb gives every read a consistent snapshot, and
+//! segment bytes below the committed length never change. Hot blocks are served from an
+//! in-memory LRU bounded in bytes.
+
+mod cache;
+mod gc;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use cid::Cid;
+use multihash::Multihash;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::block::{Block, IDENTITY, RAW};
+use crate::car;
+pub use gc::{GcReport, VerifyReport};
+
+const BLOCKS: TableDefinition<&[u8], (u32, u64, u32)> = TableDefinition::new("blocks_v1");
+const SEGMENTS: TableDefinition<u32, (u64, u64, bool)> = TableDefinition::new("segments_v1");
+const PINS: TableDefinition<&[u8], &str> = TableDefinition::new("pins_v1");
+
+/// Segments roll over before this many bytes: a 512 MiB piece holds 127/128 of that in
+/// payload after Fr32 padding.
+pub const SEGMENT_MAX_BYTES: u64 = (512 << 20) / 128 * 127;
+
+/// Default byte budget of the in-memory block cache.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "store at {path}: in use by another cidfs process; stop it, or point CIDFS_HOME elsewhere"
+    )]
+    InUse { path: PathBuf },
+    #[error("store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store database: {0}")]
+    Db(String),
+    #[error("store is damaged: {0} (run `cidfs verify`)")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            StoreError::InUse { .. } => libc::EBUSY,
+            StoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            StoreError::Db(_) | StoreError::Corrupt(_) => libc::EIO,
+        }
+    }
+}
+
+macro_rules! db_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a block's bytes sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub segment: u32,
+    /// Offset of the block's data (after its section prefix) in the segment file.
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// What the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub blocks: u64,
+    pub block_bytes: u64,
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub pins: u64,
+}
+
+pub(crate) struct Active {
+    id: u32,
+    out: BufWriter<File>,
+    /// Bytes in the file that the index knows about.
+    committed: u64,
+    /// Bytes written (committed + pending).
+    len: u64,
+}
+
+pub struct Store {
+    root: PathBuf,
+    db: Database,
+    files: RwLock<HashMap<u32, Arc<File>>>,
+    writer: Mutex<Option<Active>>,
+    cache: Mutex<cache::BlockCache>,
+}
+
+impl Store {
+    /// The default store location: `$CIDFS_HOME`, else `$XDG_DATA_HOME/cidfs`, else
+    /// `~/.local/share/cidfs`.
+    pub fn default_home() -> PathBuf {
+        if let Some(h) = std::env::var_os("CIDFS_HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(h);
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(x).join("cidfs");
+        }
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+        PathBuf::from(home).join(".local/share/cidfs")
+    }
+
+    /// Opens (creating if needed) the store at `root`, repairing an interrupted write.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(root.join("segments")).map_err(io_err(root))?;
+        let db_path = root.join("cidfs.redb");
+        let db = Database::create(&db_path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                path: root.to_path_buf(),
+            },
+            e => StoreError::Db(format!("{}: {e}", db_path.display())),
+        })?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(BLOCKS)?;
+            txn.open_table(SEGMENTS)?;
+            txn.open_table(PINS)?;
+        }
+        txn.commit()?;
+        let store = Store {
+            root: root.to_path_buf(),
+            db,
+            files: RwLock::new(HashMap::new()),
+            writer: Mutex::new(None),
+            cache: Mutex::new(cache::BlockCache::new(DEFAULT_CACHE_BYTES)),
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn segment_path(&self, id: u32) -> PathBuf {
+        self.root.join("segments").join(format!("{id:08}.car"))
+    }
+
+    /// Cuts every segment back to its committed length and removes segment files the
+    /// index does not know (left by a crash during a batch or a gc).
+    fn recover(&self) -> Result<(), StoreError> {
+        let known: HashMap<u32, u64> = {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(SEGMENTS)?;
+            t.iter()?
+                .map(|r| r.map(|(k, v)| (k.value(), v.value().0)))
+                .collect::<Result<_, _>>()?
+        };
+        let dir = self.root.join("segments");
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let path = entry.map_err(io_err(&dir))?.path();
+            let id = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u32>().ok());
+            match id.and_then(|id| known.get(&id)) {
+                Some(&committed) => {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_err(&path))?;
+                    let len = f.metadata().map_err(io_err(&path))?.len();
+                    if len > committed {
+                        log::warn!(
+                            "{}: discarding {} uncommitted bytes",
+                            path.display(),
+                            len - committed
+                        );
+                        f.set_len(committed).map_err(io_err(&path))?;
+                        f.sync_all().map_err(io_err(&path))?;
+                    } else if len < committed {
+                        return Err(StoreError::Corrupt(format!(
+                            "{} is {len} bytes, index expects {committed}",
+                            path.display()
+                        )));
+                    }
+                }
+                None if path.extension().is_some_and(|e| e == "car") => {
+                    log::warn!("{}: removing segment unknown to the index", path.display());
+                    fs::remove_file(&path).map_err(io_err(&path))?;
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&self, id: u32) -> Result<Arc<File>, StoreError> {
+        if let Some(f) = self.files.read().expect("lock poisoned").get(&id) {
+            return Ok(f.clone());
+        }
+        let path = self.segment_path(id);
+        let f = Arc::new(File::open(&path).map_err(io_err(&path))?);
+        self.files
+            .write()
+            .expect("lock poisoned")
+            .insert(id, f.clone());
+        Ok(f)
+    }
+
+    pub fn location(&self, cid: &Cid) -> Result<Option<Location>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(BLOCKS)?;
+        Ok(t.get(key(cid).as_slice())?.map(|v| {
+            let (segment, offset, len) = v.value();
+            Location {
+                segment,
+                offset,
+                len,
+            }
+        }))
+    }
+
+    pub fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(self.location(cid)?.is_some())
+    }
+
+    /// The bytes of `cid` if the store holds them.
+    pub fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        if let Some(b) = self.cache.lock().expect("lock poisoned").get(cid) {
+            return Ok(Some(b));
+        }
+        let Some(loc) = self.location(cid)? else {
+            return Ok(None);
+        };
+        let data = self.read_at(loc)?;
+        self.cache
+            .lock()
+            .expect("lock poisoned")
+            .put(*cid, data.clone());
+        Ok(Some(data))
+    }
+
+    fn read_at(&self, loc: Location) -> Result<Bytes, StoreError> {
+        let f = self.file(loc.segment)?;
+        let mut buf = vec![0u8; loc.len as usize];
+        f.read_exact_at(&mut buf, loc.offset)
+            .map_err(io_err(&self.segment_path(loc.segment)))?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Starts a write batch. Only one batch is open at a time; others wait.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            writer: self.writer.lock().expect("lock poisoned"),
+            pending: HashMap::new(),
+            pins: Vec::new(),
+            touched: HashSet::new(),
+            new_segments: Vec::new(),
+            sealed: Vec::new(),
+            committed: false,
+        }
+    }
+
+    /// Records `cid` as a pinned root, protecting everything reachable from it from `gc`.
+    pub fn pin(&self, cid: &Cid, label: &str) -> Result<(), StoreError> {
+        let mut b = self.batch();
+        b.pin(*cid, label);
+        b.commit()
+    }
+
+    /// Removes a pin; returns whether it existed.
+    pub fn unpin(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().expect("lock poisoned");
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(PINS)?.remove(key(cid).as_slice())?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    pub fn pins(&self) -> Result<Vec<(Cid, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PINS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((cid_from_key(k.value())?, v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.db.begin_read()?;
+        let blocks = txn.open_table(BLOCKS)?;
+        let mut s = StoreStats {
+            blocks: blocks.len()?,
+            pins: txn.open_table(PINS)?.len()?,
+            ..Default::default()
+        };
+        for row in blocks.iter()? {
+            s.block_bytes += u64::from(row?.1.value().2);
+        }
+        for row in txn.open_table(SEGMENTS)?.iter()? {
+            s.segments += 1;
+            s.segment_bytes += row?.1.value().0;
+        }
+        Ok(s)
+    }
+
+    /// Every block in the store with its location.
+    pub fn blocks(&self) -> Result<Vec<(Cid, Location)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(BLOCKS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (segment, offset, len) = v.value();
+            out.push((
+                cid_from_key(k.value())?,
+                Location {
+                    segment,
+                    offset,
+                    len,
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn key(cid: &Cid) -> Vec<u8> {
+    cid.to_bytes()
+}
+
+fn cid_from_key(k: &[u8]) -> Result<Cid, StoreError> {
+    Cid::try_from(k).map_err(|e| StoreError::Corrupt(format!("bad CID in index: {e}")))
+}
+
+/// The CID written as the single root of every segment's CAR header: an identity CID with
+/// the same encoded length (36 bytes) as a CIDv1 sha2-256 root, so a later packer can write
+/// the piece's real root in place without moving any block.
+pub fn segment_placeholder_root() -> Cid {
+    Cid::new_v1(
+        RAW,
+        Multihash::wrap(IDENTITY, &[0u8; 32]).expect("32 bytes fit"),
+    )
+}
+
+/// A set of blocks and pins that become visible together, or not at all.
+pub struct Batch<'s> {
+    store: &'s Store,
+    writer: MutexGuard<'s, Option<Active>>,
+    pending: HashMap<Cid, Location>,
+    pins: Vec<(Cid, String)>,
+    touched: HashSet<u32>,
+    new_segments: Vec<u32>,
+    /// Segments filled during this batch (sealed at commit).
+    sealed: Vec<(u32, u64)>,
+    committed: bool,
+}
+
+impl Batch<'_> {
+    /// Adds a block; returns false if the store already had it.
+    pub fn put(&mut self, block: &Block) -> Result<bool, StoreError> {
+        let cid = block.cid();
+        if crate::block::is_identity(cid)
+            || self.pending.contains_key(cid)
+            || self.store.has(cid)?
+        {
+            return Ok(false);
+        }
+        let data = block.data();
+        let prefix = car::section_prefix(cid, data.len());
+        let section = (prefix.len() + data.len()) as u64;
+        let active = self.active_with_room(section)?;
+        let path = active.id;
+        let offset = active.len + prefix.len() as u64;
+        let w = |e| StoreError::Io {
+            path: PathBuf::from(format!("segment {path}")),
+            source: e,
+        };
+        active.out.write_all(&prefix).map_err(w)?;
+        active.out.write_all(data).map_err(w)?;
+        active.len += section;
+        let loc = Location {
+            segment: active.id,
+            offset,
+            len: data.len() as u32,
+        };
+        self.touched.insert(loc.segment);
+        self.pending.insert(*cid, loc);
+        Ok(true)
+    }
+
+    /// Bytes of a block written in this batch or already in the store.
+    pub fn get(&mut self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        if let Some(b) = Block::from_identity(cid) {
+            return Ok(Some(b.into_data()));
+        }
+        match self.pending.get(cid).copied() {
+            Some(loc) => {
+                if let Some(a) = self.writer.as_mut() {
+                    a.out
+                        .flush()
+                        .map_err(io_err(&self.store.segment_path(a.id)))?;
+                }
+                self.store.read_at(loc).map(Some)
+            }
+            None => self.store.get(cid),
+        }
+    }
+
+    pub fn pin(&mut self, cid: Cid, label: &str) {
+        self.pins.push((cid, label.to_string()));
+    }
+
+    /// Blocks newly written by this batch.
+    pub fn new_blocks(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn active_with_room(&mut self, section: u64) -> Result<&mut Active, StoreError> {
+        let full = self
+            .writer
+            .as_ref()
+            .is_some_and(|a| a.len + section > SEGMENT_MAX_BYTES && a.len > car_header_len());
+        if full {
+            let a = self.writer.take().expect("checked above");
+            self.finish_segment(a)?;
+        }
+        if self.writer.is_none() {
+            *self.writer = Some(self.open_active()?);
+        }
+        Ok(self.writer.as_mut().expect("set above"))
+    }
+
+    fn finish_segment(&mut self, mut a: Active) -> Result<(), StoreError> {
+        let path = self.store.segment_path(a.id);
+        a.out.flush().map_err(io_err(&path))?;
+        a.out.get_ref().sync_data().map_err(io_err(&path))?;
+        self.sealed.push((a.id, a.len));
+        Ok(())
+    }
+
+    /// The segment to append to: the newest unsealed one, or a new one.
+    fn open_active(&mut self) -> Result<Active, StoreError> {
+        let store = self.store;
+        let newest = {
+            let txn = store.db.begin_read()?;
+            let t = txn.open_table(SEGMENTS)?;
+            t.last()?.map(|(k, v)| (k.value(), v.value()))
+        };
+        if let Some((id, (committed, _, sealed))) = newest
+            && !sealed
+            && !self.sealed.iter().any(|(s, _)| *s == id)
+        {
+            let path = store.segment_path(id);
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            return Ok(Active {
+                id,
+                out: BufWriter::with_capacity(1 << 20, f),
+                committed,
+                len: committed,
+            });
+        }
+        let id = newest
+            .map_or(1, |(id, _)| id + 1)
+            .max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
+        let path = store.segment_path(id);
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let header = car::encode_header(&[segment_placeholder_root()]);
+        f.write_all(&header).map_err(io_err(&path))?;
+        self.new_segments.push(id);
+        self.touched.insert(id);
+        Ok(Active {
+            id,
+            out: BufWriter::with_capacity(1 << 20, f),
+            committed: 0,
+            len: header.len() as u64,
+        })
+    }
+
+    /// Makes the batch durable and visible: fsync the segment data, then commit the index.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(a) = self.writer.as_mut()
+            && self.touched.contains(&a.id)
+        {
+            let path = self.store.segment_path(a.id);
+            a.out.flush().map_err(io_err(&path))?;
+            a.out.get_ref().sync_data().map_err(io_err(&path))?;
+        }
+        if !self.new_segments.is_empty() {
+            let dir = self.store.root.join("segments");
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&dir))?;
+        }
+        let txn = self.store.db.begin_write()?;
+        {
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let mut live: HashMap<u32, u64> = HashMap::new();
+            for (cid, loc) in &self.pending {
+                blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len))?;
+                *live.entry(loc.segment).or_default() += car::section_len(cid, loc.len as usize);
+            }
+            let mut segs = txn.open_table(SEGMENTS)?;
+            let mut lengths: Vec<(u32, u64, bool)> = self
+                .sealed
+                .iter()
+                .map(|(id, len)| (*id, *len, true))
+                .collect();
+            if let Some(a) = self.writer.as_ref() {
+                lengths.push((a.id, a.len, false));
+            }
+            for (id, len, sealed) in lengths {
+                let prev_live = segs.get(id)?.map_or(0, |v| v.value().1);
+                segs.insert(
+                    id,
+                    (len, prev_live + live.get(&id).copied().unwrap_or(0), sealed),
+                )?;
+            }
+            let mut pins = txn.open_table(PINS)?;
+            for (cid, label) in &self.pins {
+                pins.insert(key(cid).as_slice(), label.as_str())?;
+            }
+        }
+        txn.commit()?;
+        if let Some(a) = self.writer.as_mut() {
+            a.committed = a.len;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Batch<'_> {
+    /// An uncommitted batch is rolled back: its bytes are cut off the segment files.
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let Some(mut a) = self.writer.take() else {
+            return;
+        };
+        let _ = a.out.flush();
+        let path = self.store.segment_path(a.id);
+        let f = a.out.get_ref();
+        if self.new_segments.contains(&a.id) {
+            let _ = fs::remove_file(&path);
+        } else if let Err(e) = f.set_len(a.committed) {
+            log::error!(
+                "{}: rollback failed ({e}); the next open repairs it",
+                path.display()
+            );
+        }
+        for (id, _) in &self.sealed {
+            if self.new_segments.contains(id) {
+                let _ = fs::remove_file(self.store.segment_path(*id));
+            } else {
+                // A pre-existing segment filled by this batch: cut back to its committed length.
+                let committed = self.store.db.begin_read().ok().and_then(|t| {
+                    let t = t.open_table(SEGMENTS).ok()?;
+                    t.get(*id).ok().flatten().map(|v| v.value().0)
+                });
+                if let (Some(len), Ok(f)) = (
+                    committed,
+                    OpenOptions::new()
+                        .write(true)
+                        .open(self.store.segment_path(*id)),
+                ) {
+                    let _ = f.set_len(len);
+                }
+            }
+        }
+    }
+}
+
+fn car_header_len() -> u64 {
+    car::encode_header(&[segment_placeholder_root()]).len() as u64
+}
+
+impl Store {
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Option<Active>> {
+        self.writer.lock().expect("lock poisoned")
+    }
+
+    pub(crate) fn forget_file(&self, id: u32) {
+        self.files.write().expect("lock poisoned").remove(&id);
+    }
+
+    pub(crate) fn clear_cache(&self) {
+        self.cache.lock().expect("lock poisoned").clear();
+    }
+}

@@ -1,0 +1,199 @@
+//! Directories: plain UnixFS directories, HAMT shards, and dag-cbor maps/lists browsed as
+//! directories.
+//!
+//! Listing uses only the directory's own blocks (a HAMT's sub-shards are part of the
+//! directory): a link carries name, CID and size, and the type of an entry is learnt only
+//! when the entry itself is looked up. Looking up one name in a HAMT walks one path of
+//! shards, never the whole directory.
+//!
+//! Names inside foreign DAGs are untrusted: [`is_safe_name`] decides which may become a path
+//! component; the others are skipped (and logged) everywhere.
+
+use cid::Cid;
+use ipld_core::ipld::Ipld;
+
+use super::{DecodeError, Link, Node, ShardNode, UnixfsError, hamt, load};
+use crate::fetch::Blocks;
+
+/// Deepest HAMT we walk (a 64-bit hash at 8 bits a level is used up after 8 levels).
+const MAX_SHARD_DEPTH: usize = 64;
+
+/// Whether a link name may become a path component.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// Calls `f` with every entry of the directory `node` (named `cid`), with safe names only.
+pub fn list(
+    blocks: &dyn Blocks,
+    cid: &Cid,
+    node: &Node,
+    f: &mut dyn FnMut(Link),
+) -> Result<(), UnixfsError> {
+    match node {
+        Node::Directory { links, .. } => {
+            for link in links {
+                emit_if_safe(cid, link.clone(), f);
+            }
+            Ok(())
+        }
+        Node::HamtShard(shard) => list_shard(blocks, cid, shard, 0, f),
+        Node::Cbor(value) => {
+            for (name, value) in cbor_entries(value) {
+                let cid = match value {
+                    Ipld::Link(c) => *c,
+                    _ => *cid,
+                };
+                emit_if_safe(
+                    &cid,
+                    Link {
+                        name,
+                        cid,
+                        tsize: None,
+                    },
+                    f,
+                );
+            }
+            Ok(())
+        }
+        _ => Err(UnixfsError::NotADirectory { cid: *cid }),
+    }
+}
+
+fn emit_if_safe(dir: &Cid, link: Link, f: &mut dyn FnMut(Link)) {
+    if is_safe_name(&link.name) {
+        f(link)
+    } else {
+        log::warn!(
+            "directory {dir}: skipping entry with unsafe name {:?}",
+            link.name
+        );
+    }
+}
+
+fn list_shard(
+    blocks: &dyn Blocks,
+    cid: &Cid,
+    shard: &ShardNode,
+    depth: usize,
+    f: &mut dyn FnMut(Link),
+) -> Result<(), UnixfsError> {
+    if depth > MAX_SHARD_DEPTH {
+        return Err(UnixfsError::TooDeep { cid: *cid });
+    }
+    let plen = hamt::prefix_len(shard.bit_width);
+    for link in &shard.links {
+        if link.name.len() < plen || !link.name.is_char_boundary(plen) {
+            return Err(shard_error(
+                cid,
+                format!("link name {:?} has no bucket prefix", link.name),
+            ));
+        }
+        if link.name.len() == plen {
+            let child = load_shard(blocks, &link.cid, shard.bit_width)?;
+            list_shard(blocks, &link.cid, &child, depth + 1, f)?;
+        } else {
+            let entry = Link {
+                name: link.name[plen..].to_string(),
+                cid: link.cid,
+                tsize: link.tsize,
+            };
+            emit_if_safe(cid, entry, f);
+        }
+    }
+    Ok(())
+}
+
+fn load_shard(blocks: &dyn Blocks, cid: &Cid, bit_width: u32) -> Result<ShardNode, UnixfsError> {
+    match load(blocks, cid)? {
+        Node::HamtShard(s) if s.bit_width == bit_width => Ok(s),
+        _ => Err(shard_error(
+            cid,
+            "child of a HAMT shard is not a shard of the same fanout".into(),
+        )),
+    }
+}
+
+fn shard_error(cid: &Cid, msg: String) -> UnixfsError {
+    UnixfsError::Decode {
+        cid: *cid,
+        source: DecodeError::Hamt(msg),
+    }
+}
+
+/// The entry called `name` in directory `node`, if any. Unsafe names are never found.
+pub fn lookup(
+    blocks: &dyn Blocks,
+    cid: &Cid,
+    node: &Node,
+    name: &str,
+) -> Result<Option<Link>, UnixfsError> {
+    if !is_safe_name(name) {
+        return Ok(None);
+    }
+    match node {
+        Node::Directory { links, .. } => Ok(links.iter().find(|l| l.name == name).cloned()),
+        Node::HamtShard(shard) => lookup_shard(blocks, cid, shard, name),
+        Node::Cbor(_) => Err(UnixfsError::NotADirectory { cid: *cid }), // see path::step_cbor
+        _ => Err(UnixfsError::NotADirectory { cid: *cid }),
+    }
+}
+
+fn lookup_shard(
+    blocks: &dyn Blocks,
+    cid: &Cid,
+    root: &ShardNode,
+    name: &str,
+) -> Result<Option<Link>, UnixfsError> {
+    let hash = hamt::hash_name(name.as_bytes());
+    let mut shard = root.clone();
+    let mut shard_cid = *cid;
+    for depth in 0.. {
+        let Some(bucket) = hamt::bucket(hash, depth, shard.bit_width) else {
+            return Err(shard_error(&shard_cid, "HAMT deeper than its hash".into()));
+        };
+        let prefix = hamt::prefix(bucket, shard.bit_width);
+        let Some(link) = shard.links.iter().find(|l| l.name.starts_with(&prefix)) else {
+            return Ok(None);
+        };
+        if link.name.len() == prefix.len() {
+            shard_cid = link.cid;
+            shard = load_shard(blocks, &link.cid, shard.bit_width)?;
+            continue;
+        }
+        return Ok((link.name[prefix.len()..] == *name).then(|| Link {
+            name: name.to_string(),
+            cid: link.cid,
+            tsize: link.tsize,
+        }));
+    }
+    unreachable!("the loop only ends by returning")
+}
+
+/// The entries of a dag-cbor map or list, as (name, value); empty for scalars.
+pub fn cbor_entries(value: &Ipld) -> Vec<(String, &Ipld)> {
+    match value {
+        Ipld::Map(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Ipld::List(l) => l
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        for bad in ["", ".", "..", "a/b", "/", "a\0b"] {
+            assert!(!is_safe_name(bad), "{bad:?}");
+        }
+        for good in ["a", "...", ".hidden", "a b", "ünï"] {
+            assert!(is_safe_name(good), "{good:?}");
+        }
+    }
+}

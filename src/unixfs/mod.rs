@@ -1,0 +1,56 @@
+//! UnixFS over dag-pb, raw leaves and dag-cbor: the pure codec, and readers that walk DAGs
+//! through the [`Blocks`](crate::fetch::Blocks) interface without doing I/O of their own.
+//!
+//! - [`pb`]: the UnixFS `Data` protobuf, byte-compatible with go-unixfs.
+//! - [`node`]: a block decoded into a [`Node`] (file, directory, HAMT shard, symlink,
+//!   dag-cbor), validated so readers can trust sizes.
+//! - [`file`]: range reads that visit only the blocks covering the range.
+//! - [`dir`]: listing and lookup in plain and HAMT directories and dag-cbor values.
+//! - [`path`]: resolving `CID/a/b` paths.
+
+pub mod dir;
+pub mod file;
+pub mod hamt;
+pub mod node;
+pub mod path;
+pub mod pb;
+
+use cid::Cid;
+
+use crate::fetch::{Blocks, FetchError};
+pub use node::{DecodeError, FileChild, FileNode, Link, Metadata, Node, ShardNode, decode};
+
+/// Errors from reading UnixFS DAGs, each naming the CID or path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum UnixfsError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{cid}: {source}")]
+    Decode { cid: Cid, source: DecodeError },
+    #[error("{cid}: DAG is deeper than {} levels", file::MAX_DEPTH)]
+    TooDeep { cid: Cid },
+    #[error("{path}: no such file or directory")]
+    NoSuchEntry { path: String },
+    #[error("{cid}: not a directory")]
+    NotADirectory { cid: Cid },
+    #[error("{cid}: is a directory")]
+    IsADirectory { cid: Cid },
+}
+
+impl UnixfsError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            UnixfsError::Fetch(e) => e.errno(),
+            UnixfsError::Decode { .. } | UnixfsError::TooDeep { .. } => libc::EIO,
+            UnixfsError::NoSuchEntry { .. } => libc::ENOENT,
+            UnixfsError::NotADirectory { .. } => libc::ENOTDIR,
+            UnixfsError::IsADirectory { .. } => libc::EISDIR,
+        }
+    }
+}
+
+/// Fetches and decodes the block `cid`.
+pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
+    let data = blocks.get(cid)?;
+    decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source })
+}
