@@ -1,1 +1,371 @@
-fn main() {}
+//! The `cidfs` command line. This file only parses arguments and hands each subcommand to
+//! `cidfs::commands`; see `cidfs --help`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cid::Version;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cidfs::commands::{self, CliError, add::AddOptions, exit, read, repo};
+use cidfs::importer::ImportOptions;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure (I/O error, bad argument, ...)
+  2  command-line usage error
+  3  a block needed is not in the local store (\"not found locally: CID\")
+  4  invalid data: corrupt CAR, block not matching its CID, malformed node, failed verify
+  5  the store is in use by another cidfs process
+
+Environment:
+  CIDFS_HOME  where the store lives (default $XDG_DATA_HOME/cidfs, i.e. ~/.local/share/cidfs)
+  RUST_LOG    log level (default: warn)";
+
+#[derive(Parser)]
+#[command(name = "cidfs", version, about = "A filesystem for content-addressed data (IPFS UnixFS, Filecoin)", after_help = EXIT_CODES)]
+struct Cli {
+    /// Store directory (overrides CIDFS_HOME).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Profile {
+    /// Kubo `ipfs add` defaults (CIDv0, 256 KiB chunks, 174 links).
+    Kubo,
+    /// CIDv1, raw leaves, 1 MiB chunks, 1024 links per node.
+    #[value(name = "unixfs-v1-2025")]
+    UnixfsV12025,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add files and directories to the store, pin them, print their CIDs.
+    Add {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print only the root CID of each path.
+        #[arg(short = 'Q', long)]
+        quieter: bool,
+        /// Print only CIDs, and no progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+        /// CID version (1 implies --raw-leaves, as in Kubo).
+        #[arg(long, value_parser = ["0", "1"])]
+        cid_version: Option<String>,
+        /// Store file data in raw leaves.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        raw_leaves: Option<bool>,
+        /// Chunker: size-N (fixed N-byte chunks).
+        #[arg(long)]
+        chunker: Option<String>,
+        /// Import profile; explicit options override it.
+        #[arg(long, value_enum)]
+        profile: Option<Profile>,
+        /// Include hidden files (names starting with '.') inside directories.
+        #[arg(short = 'H', long)]
+        hidden: bool,
+        /// Store file permissions (UnixFS 1.5 mode).
+        #[arg(long)]
+        preserve_mode: bool,
+        /// Store modification times (UnixFS 1.5 mtime).
+        #[arg(long)]
+        preserve_mtime: bool,
+        /// Pin the added roots.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        pin: bool,
+    },
+    /// Write the bytes of a file to stdout.
+    Cat {
+        /// CID[/path]
+        path: String,
+        /// Byte offset to start at.
+        #[arg(short, long, default_value_t = 0)]
+        offset: u64,
+        /// Maximum number of bytes to write.
+        #[arg(short, long)]
+        length: Option<u64>,
+    },
+    /// List a directory: name, type, size, CID.
+    Ls {
+        /// CID[/path]
+        path: String,
+    },
+    /// Write a file or directory tree to the local filesystem.
+    Get {
+        /// CID[/path]
+        path: String,
+        /// Output path (if an existing directory, the tree is written inside it).
+        out: PathBuf,
+    },
+    /// Import CAR files (CARv1, or CARv2 payloads); all-or-nothing, roots pinned.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Do not pin the CAR roots.
+        #[arg(long)]
+        no_pin: bool,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Export the complete DAG under CID[/path] as a CARv1 (to stdout unless -o).
+    Export {
+        /// CID[/path]
+        path: String,
+        /// Write to this file instead of stdout (removed again if the export fails).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Manage pins (roots protected from gc).
+    Pin {
+        #[command(subcommand)]
+        action: PinAction,
+    },
+    /// Remove blocks not reachable from any pin; report what was freed.
+    Gc,
+    /// Re-hash every block and check that every pinned DAG is complete.
+    Verify {
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show what the store holds.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum PinAction {
+    /// Pin a CID whose DAG is complete in the store.
+    Add { cid: String },
+    /// Remove a pin.
+    Rm { cid: String },
+    /// List pins.
+    Ls,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    if let Some(home) = &cli.home {
+        // SAFETY: set before any thread is started.
+        unsafe { std::env::set_var("CIDFS_HOME", home) };
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::from(exit::OK as u8),
+        Err(e) if e.message.contains("Broken pipe") => ExitCode::from(exit::OK as u8),
+        Err(e) => {
+            eprintln!("cidfs: {e}");
+            ExitCode::from(e.code as u8)
+        }
+    }
+}
+
+fn parse_cid(s: &str) -> Result<cid::Cid, CliError> {
+    cid::Cid::try_from(s).map_err(|e| CliError::failure(format!("{s:?} is not a CID: {e}")))
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    let mut print = |line: &str| {
+        let _ = writeln!(stdout, "{line}");
+    };
+    match command {
+        Command::Add {
+            paths,
+            quieter,
+            quiet,
+            cid_version,
+            raw_leaves,
+            chunker,
+            profile,
+            hidden,
+            preserve_mode,
+            preserve_mtime,
+            pin,
+        } => {
+            let mut import = match profile {
+                Some(Profile::UnixfsV12025) => ImportOptions::unixfs_v1_2025(),
+                Some(Profile::Kubo) | None => ImportOptions::default(),
+            };
+            if cid_version.as_deref() == Some("1") {
+                import.cid_version = Version::V1;
+                import.raw_leaves = true;
+            } else if cid_version.as_deref() == Some("0") {
+                import.cid_version = Version::V0;
+                import.raw_leaves = false;
+            }
+            if let Some(raw) = raw_leaves {
+                import.raw_leaves = raw;
+            }
+            if let Some(spec) = chunker {
+                import.chunk_size =
+                    ImportOptions::parse_chunker(&spec).map_err(CliError::failure)?;
+            }
+            let opts = AddOptions {
+                import,
+                hidden,
+                preserve_mode,
+                preserve_mtime,
+                quiet_roots: quieter,
+                quiet,
+                pin,
+            };
+            let store = commands::open_store()?;
+            commands::add::run(&store, &paths, &opts, &mut print)?;
+        }
+        Command::Cat {
+            path,
+            offset,
+            length,
+        } => {
+            let store = commands::open_store()?;
+            read::cat(&store, &path, offset, length, &mut std::io::stdout().lock())?;
+        }
+        Command::Ls { path } => {
+            let store = commands::open_store()?;
+            for e in read::ls(&store, &path)? {
+                let size = e.size.map_or_else(|| "-".to_string(), |s| s.to_string());
+                print(&format!("{}\t{}\t{}\t{}", e.name, e.kind, size, e.cid));
+            }
+        }
+        Command::Get { path, out } => {
+            let store = commands::open_store()?;
+            let written = read::get(&store, &path, &out)?;
+            eprintln!("saved {path} to {}", written.display());
+        }
+        Command::Import {
+            files,
+            no_pin,
+            quiet,
+        } => {
+            let store = commands::open_store()?;
+            let r = commands::car::import(&store, &files, !no_pin, quiet)?;
+            for root in &r.roots {
+                print(&format!(
+                    "root {root}{}",
+                    if no_pin { "" } else { " pinned" }
+                ));
+            }
+            eprintln!(
+                "imported {} blocks ({} new, {})",
+                r.blocks,
+                r.new_blocks,
+                repo::human_bytes(r.bytes)
+            );
+        }
+        Command::Export {
+            path,
+            output,
+            quiet,
+        } => {
+            let store = commands::open_store()?;
+            let (_, resolved) = read::resolve(&store, &path)?;
+            let cid = match resolved {
+                cidfs::unixfs::path::Resolved::Node { cid, .. } => cid,
+                cidfs::unixfs::path::Resolved::Value { .. } => {
+                    return Err(CliError::failure(format!(
+                        "{path}: names a value inside a dag-cbor block, not a block; export its block instead"
+                    )));
+                }
+            };
+            match output {
+                None => {
+                    commands::car::export(&store, &cid, &mut std::io::stdout().lock(), quiet)?;
+                }
+                Some(file) => {
+                    let mut f = std::fs::File::create(&file).map_err(commands::io_error(&file))?;
+                    let res = commands::car::export(&store, &cid, &mut f, quiet)
+                        .and_then(|_| f.sync_all().map_err(commands::io_error(&file)));
+                    if res.is_err() {
+                        let _ = std::fs::remove_file(&file);
+                    }
+                    res?;
+                }
+            }
+        }
+        Command::Pin { action } => {
+            let store = commands::open_store()?;
+            match action {
+                PinAction::Add { cid } => {
+                    let cid = parse_cid(&cid)?;
+                    repo::pin_add(&store, &cid, "pin add")?;
+                    print(&format!("pinned {cid}"));
+                }
+                PinAction::Rm { cid } => {
+                    let cid = parse_cid(&cid)?;
+                    repo::pin_rm(&store, &cid)?;
+                    print(&format!("unpinned {cid}"));
+                }
+                PinAction::Ls => {
+                    for (cid, label) in store.pins()? {
+                        print(&format!("{cid}\t{label}"));
+                    }
+                }
+            }
+        }
+        Command::Gc => {
+            let store = commands::open_store()?;
+            let r = repo::gc(&store)?;
+            print(&format!(
+                "removed {} blocks ({} of data); freed {} on disk",
+                r.blocks_removed,
+                repo::human_bytes(r.block_bytes_removed),
+                repo::human_bytes(r.disk_bytes_freed)
+            ));
+        }
+        Command::Verify { quiet } => {
+            let store = commands::open_store()?;
+            let r = repo::verify(&store, quiet)?;
+            for (cid, why) in &r.bad {
+                print(&format!("bad block {cid}: {why}"));
+            }
+            for (root, cid) in &r.missing {
+                print(&format!("missing block {cid} (reachable from pin {root})"));
+            }
+            print(&format!(
+                "checked {} blocks ({}) and {} pinned roots",
+                r.blocks_checked,
+                repo::human_bytes(r.bytes_checked),
+                r.roots_checked
+            ));
+            if !r.ok() {
+                return Err(CliError::new(
+                    exit::INVALID_DATA,
+                    format!(
+                        "store verification failed: {} bad, {} missing blocks",
+                        r.bad.len(),
+                        r.missing.len()
+                    ),
+                ));
+            }
+        }
+        Command::Status => {
+            let store = commands::open_store()?;
+            let s = store.stats()?;
+            print(&format!("store:     {}", store.root().display()));
+            print(&format!(
+                "blocks:    {} ({})",
+                s.blocks,
+                repo::human_bytes(s.block_bytes)
+            ));
+            print(&format!(
+                "segments:  {} ({} on disk)",
+                s.segments,
+                repo::human_bytes(s.segment_bytes)
+            ));
+            print(&format!("pins:      {}", s.pins));
+        }
+    }
+    Ok(())
+}

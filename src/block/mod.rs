@@ -150,6 +150,34 @@ fn hash_matches(cid: &Cid, data: &[u8]) -> Result<bool, BlockError> {
     }
 }
 
+/// The CIDs a block links to (dag-pb links, dag-cbor links anywhere in the value; raw and
+/// other codecs have none).
+pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, String> {
+    use ipld_core::ipld::Ipld;
+    match cid.codec() {
+        DAG_PB => {
+            let node = ipld_dagpb::PbNode::from_bytes(Bytes::copy_from_slice(data))
+                .map_err(|e| e.to_string())?;
+            Ok(node.links.into_iter().map(|l| l.cid).collect())
+        }
+        DAG_CBOR => {
+            let value: Ipld = serde_ipld_dagcbor::from_slice(data).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            let mut stack = vec![&value];
+            while let Some(v) = stack.pop() {
+                match v {
+                    Ipld::Link(c) => out.push(*c),
+                    Ipld::List(l) => stack.extend(l.iter().rev()),
+                    Ipld::Map(m) => stack.extend(m.values().rev()),
+                    _ => {}
+                }
+            }
+            Ok(out)
+        }
+        _ => Ok(vec![]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,33 +235,5 @@ mod tests {
             Block::verified(cid, data),
             Err(BlockError::TooLarge { .. })
         ));
-    }
-}
-
-/// The CIDs a block links to (dag-pb links, dag-cbor links anywhere in the value; raw and
-/// other codecs have none).
-pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, String> {
-    use ipld_core::ipld::Ipld;
-    match cid.codec() {
-        DAG_PB => {
-            let node = ipld_dagpb::PbNode::from_bytes(Bytes::copy_from_slice(data))
-                .map_err(|e| e.to_string())?;
-            Ok(node.links.into_iter().map(|l| l.cid).collect())
-        }
-        DAG_CBOR => {
-            let value: Ipld = serde_ipld_dagcbor::from_slice(data).map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            let mut stack = vec![&value];
-            while let Some(v) = stack.pop() {
-                match v {
-                    Ipld::Link(c) => out.push(*c),
-                    Ipld::List(l) => stack.extend(l.iter().rev()),
-                    Ipld::Map(m) => stack.extend(m.values().rev()),
-                    _ => {}
-                }
-            }
-            Ok(out)
-        }
-        _ => Ok(vec![]),
     }
 }

@@ -21,8 +21,6 @@ pub const CARV2_PRAGMA: [u8; 11] = [
 const CARV2_HEADER_LEN: u64 = 40;
 /// Largest CARv1 header we accept.
 const MAX_HEADER_LEN: u64 = 1 << 20;
-/// Largest section: a maximal block plus a generous CID.
-const MAX_SECTION_LEN: u64 = MAX_BLOCK_SIZE as u64 + 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CarError {
@@ -197,25 +195,61 @@ impl<R: Read> CarReader<R> {
         let Some(len) = read_varint(&mut self.input, &mut self.offset)? else {
             return Ok(None);
         };
-        if len == 0 || len > MAX_SECTION_LEN {
-            return Err(CarError::Section {
+        let mut section = Counting {
+            inner: (&mut self.input).take(len),
+            read: 0,
+            ended: false,
+        };
+        let cid = Cid::read_bytes(&mut section).map_err(|e| {
+            // The input ended before the section did (not merely the section's own length).
+            if section.ended && section.inner.limit() > 0 {
+                CarError::Truncated {
+                    offset: self.offset + section.read,
+                    what: "CID",
+                }
+            } else {
+                CarError::Section {
+                    offset: start,
+                    msg: format!("bad CID: {e}"),
+                }
+            }
+        })?;
+        let data_len = len.saturating_sub(section.read);
+        if data_len > MAX_BLOCK_SIZE as u64 {
+            let source = BlockError::TooLarge {
+                cid,
+                size: data_len as usize,
+                max: MAX_BLOCK_SIZE,
+            };
+            return Err(CarError::Block {
                 offset: start,
-                msg: format!("length {len} is out of range"),
+                source,
             });
         }
-        let mut buf = vec![0u8; len as usize];
-        read_exact(&mut self.input, &mut buf, &mut self.offset, "block section")?;
-        let mut cursor = io::Cursor::new(&buf[..]);
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| CarError::Section {
-            offset: start,
-            msg: format!("bad CID: {e}"),
-        })?;
-        let data = buf.split_off(cursor.position() as usize);
+        self.offset += section.read;
+        let mut data = vec![0u8; data_len as usize];
+        read_exact(&mut self.input, &mut data, &mut self.offset, "block data")?;
         let block = Block::verified(cid, data).map_err(|source| CarError::Block {
             offset: start,
             source,
         })?;
         Ok(Some((start, block)))
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: u64,
+    ended: bool,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.ended |= n == 0 && !buf.is_empty();
+        Ok(n)
     }
 }
 

@@ -1,1 +1,117 @@
-//! CLI commands.
+//! What each `cidfs` subcommand does. `main.rs` parses the command line and calls one
+//! function here; everything that prints or touches the local filesystem lives here, on
+//! top of the pure layers.
+//!
+//! Every failure becomes a [`CliError`] with a message that says what failed (CID, path or
+//! byte offset) and an exit code from [`exit`].
+
+pub mod add;
+pub mod car;
+pub mod progress;
+pub mod read;
+pub mod repo;
+
+use std::fmt;
+
+use crate::car::CarError;
+use crate::fetch::FetchError;
+use crate::store::{Store, StoreError};
+use crate::unixfs::UnixfsError;
+
+/// Exit codes, as listed in `cidfs --help`.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// Any other failure (I/O, bad arguments found after parsing, ...).
+    pub const FAILURE: i32 = 1;
+    /// Command-line usage error (reported by the argument parser).
+    pub const USAGE: i32 = 2;
+    /// A block needed is not in the local store.
+    pub const NOT_FOUND: i32 = 3;
+    /// Input data is invalid: a corrupt CAR, a block that does not match its CID, a
+    /// malformed node, or a store that failed verification.
+    pub const INVALID_DATA: i32 = 4;
+    /// The store is in use by another cidfs process.
+    pub const BUSY: i32 = 5;
+}
+
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: i32,
+}
+
+impl CliError {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code,
+        }
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        CliError::new(exit::FAILURE, message)
+    }
+
+    /// Prefixes the message with what was being worked on.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let code = match e {
+            StoreError::InUse { .. } => exit::BUSY,
+            StoreError::Corrupt(_) => exit::INVALID_DATA,
+            _ => exit::FAILURE,
+        };
+        CliError::new(code, e.to_string())
+    }
+}
+
+impl From<FetchError> for CliError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::NotFound(_) => CliError::new(exit::NOT_FOUND, e.to_string()),
+            FetchError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<UnixfsError> for CliError {
+    fn from(e: UnixfsError) -> Self {
+        match e {
+            UnixfsError::Fetch(f) => f.into(),
+            UnixfsError::Decode { .. } | UnixfsError::TooDeep { .. } => {
+                CliError::new(exit::INVALID_DATA, e.to_string())
+            }
+            _ => CliError::failure(e.to_string()),
+        }
+    }
+}
+
+impl From<CarError> for CliError {
+    fn from(e: CarError) -> Self {
+        match e {
+            CarError::Io(_) => CliError::failure(e.to_string()),
+            _ => CliError::new(exit::INVALID_DATA, e.to_string()),
+        }
+    }
+}
+
+/// Opens the store at `$CIDFS_HOME` (or the default location).
+pub fn open_store() -> Result<Store, CliError> {
+    Ok(Store::open(&Store::default_home())?)
+}
+
+/// Maps an I/O error on `path` to a CliError naming the path.
+pub fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |e| CliError::failure(format!("{}: {e}", path.display()))
+}

@@ -44,10 +44,18 @@ impl VerifyReport {
     }
 }
 
+/// What a walk from some roots found.
+#[derive(Debug, Default)]
+pub struct Reachable {
+    /// Every CID reached (held or not).
+    pub live: HashSet<Cid>,
+    /// (root, cid) for every reached CID the store does not hold.
+    pub missing: Vec<(Cid, Cid)>,
+}
+
 impl Store {
-    /// Every CID reachable from `roots` through blocks the store holds, and the reachable
-    /// CIDs it does not hold as (root, cid).
-    pub fn reachable(&self, roots: &[Cid]) -> Result<(HashSet<Cid>, Vec<(Cid, Cid)>), StoreError> {
+    /// Walks every DAG under `roots` through the blocks the store holds.
+    pub fn reachable(&self, roots: &[Cid]) -> Result<Reachable, StoreError> {
         let mut seen = HashSet::new();
         let mut missing = Vec::new();
         for root in roots {
@@ -67,7 +75,10 @@ impl Store {
                 }
             }
         }
-        Ok((seen, missing))
+        Ok(Reachable {
+            live: seen,
+            missing,
+        })
     }
 
     /// Removes every block not reachable from a pin; see the module docs.
@@ -78,7 +89,7 @@ impl Store {
             a.out.flush().map_err(io_err(&path))?;
         }
         let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
-        let (live, _) = self.reachable(&pins)?;
+        let live = self.reachable(&pins)?.live;
         let mut report = GcReport::default();
 
         // 1. Drop dead blocks from the index.
@@ -214,7 +225,7 @@ impl Store {
         self.clear_cache();
         let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
         report.roots_checked = pins.len() as u64;
-        report.missing = self.reachable(&pins)?.1;
+        report.missing = self.reachable(&pins)?.missing;
         Ok(report)
     }
 

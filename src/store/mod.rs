@@ -40,7 +40,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use crate::block::{Block, IDENTITY, RAW};
 use crate::car;
-pub use gc::{GcReport, VerifyReport};
+pub use gc::{GcReport, Reachable, VerifyReport};
 
 const BLOCKS: TableDefinition<&[u8], (u32, u64, u32)> = TableDefinition::new("blocks_v1");
 const SEGMENTS: TableDefinition<u32, (u64, u64, bool)> = TableDefinition::new("segments_v1");

@@ -117,7 +117,7 @@ fn load_shard(blocks: &dyn Blocks, cid: &Cid, bit_width: u32) -> Result<ShardNod
 fn shard_error(cid: &Cid, msg: String) -> UnixfsError {
     UnixfsError::Decode {
         cid: *cid,
-        source: DecodeError::Hamt(msg),
+        source: Box::new(DecodeError::Hamt(msg)),
     }
 }
 

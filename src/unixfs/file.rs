@@ -86,7 +86,7 @@ fn walk(
                 let err = DecodeError::Protobuf(format!("file child is a {}", other.kind_name()));
                 return Err(UnixfsError::Decode {
                     cid: part.cid,
-                    source: err,
+                    source: Box::new(err),
                 });
             }
         };
@@ -94,10 +94,10 @@ fn walk(
         if child.size != declared {
             return Err(UnixfsError::Decode {
                 cid: *cid,
-                source: DecodeError::SizeMismatch {
+                source: Box::new(DecodeError::SizeMismatch {
                     claimed: declared,
                     actual: child.size,
-                },
+                }),
             });
         }
         walk(

@@ -26,7 +26,10 @@ pub enum UnixfsError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error("{cid}: {source}")]
-    Decode { cid: Cid, source: DecodeError },
+    Decode { cid: Cid, source: Box<DecodeError> },
+    /// The consumer of a read (an output file, a pipe) failed.
+    #[error("writing output: {0}")]
+    Output(std::io::Error),
     #[error("{cid}: DAG is deeper than {} levels", file::MAX_DEPTH)]
     TooDeep { cid: Cid },
     #[error("{path}: no such file or directory")]
@@ -45,6 +48,7 @@ impl UnixfsError {
             UnixfsError::NoSuchEntry { .. } => libc::ENOENT,
             UnixfsError::NotADirectory { .. } => libc::ENOTDIR,
             UnixfsError::IsADirectory { .. } => libc::EISDIR,
+            UnixfsError::Output(e) => e.raw_os_error().unwrap_or(libc::EIO),
         }
     }
 }
@@ -52,5 +56,8 @@ impl UnixfsError {
 /// Fetches and decodes the block `cid`.
 pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
     let data = blocks.get(cid)?;
-    decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source })
+    decode(cid, &data).map_err(|source| UnixfsError::Decode {
+        cid: *cid,
+        source: Box::new(source),
+    })
 }

@@ -39,7 +39,7 @@ pub fn p7() -> Vec<u8> {
 
 /// Deterministic non-repeating bytes (xorshift), for files whose chunks must all differ.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;
@@ -49,4 +49,101 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A private store and a scratch directory, with the `cidfs` binary pointed at the store.
+pub struct Cli {
+    pub home: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        Cli {
+            home: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cidfs"));
+        c.env("CIDFS_HOME", self.home.path())
+            .current_dir(self.work.path())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cidfs {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs, asserts the exit code, returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "cidfs {args:?}: stderr {stderr}"
+        );
+        stderr
+    }
+
+    pub fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.work.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) -> std::path::PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    pub fn add_q(&self, path: &Path, extra: &[&str]) -> String {
+        let mut args = vec!["add", "-Q"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        self.ok(&args).trim().to_string()
+    }
+}
+
+/// `diff -r` of two trees (also compares symlink targets), as a bool.
+pub fn same_tree(a: &Path, b: &Path) -> bool {
+    Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(a)
+        .arg(b)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Bytes of a CAR with `roots` holding `blocks`.
+pub fn car_bytes(roots: &[cid::Cid], blocks: &[cidfs::block::Block]) -> Vec<u8> {
+    let mut w = cidfs::car::CarWriter::new(Vec::new(), roots).unwrap();
+    for b in blocks {
+        w.write(b.cid(), b.data()).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+pub fn output(o: &Output) -> Output {
+    o.clone()
 }

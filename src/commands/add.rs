@@ -1,0 +1,209 @@
+//! `cidfs add`: import files, directories and symlinks from the local filesystem.
+//!
+//! Like Kubo's `ipfs add -r`, hidden entries (names starting with `.`) inside directories
+//! are skipped unless `--hidden` is given, and mode/mtime are stored only when asked for
+//! (`--preserve-mode`, `--preserve-mtime`), so default CIDs equal Kubo's.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use indicatif::ProgressBar;
+
+use super::{CliError, io_error, progress};
+use crate::block::Block;
+use crate::importer::{
+    BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo, file::import_symlink,
+};
+use crate::store::{Batch, Store, StoreError};
+use crate::unixfs::Metadata;
+use crate::unixfs::pb::UnixTime;
+
+#[derive(Clone, Debug, Default)]
+pub struct AddOptions {
+    pub import: ImportOptions,
+    pub hidden: bool,
+    pub preserve_mode: bool,
+    pub preserve_mtime: bool,
+    /// Print only the root CIDs.
+    pub quiet_roots: bool,
+    /// Print only CIDs (one per entry), and no progress bar.
+    pub quiet: bool,
+    pub pin: bool,
+}
+
+struct StoreSink<'a, 's> {
+    batch: &'a mut Batch<'s>,
+}
+
+impl BlockSink for StoreSink<'_, '_> {
+    type Error = StoreError;
+    fn put(&mut self, block: Block) -> Result<(), StoreError> {
+        self.batch.put(&block).map(|_| ())
+    }
+}
+
+struct Adder<'a, 's> {
+    opts: &'a AddOptions,
+    sink: StoreSink<'a, 's>,
+    bar: ProgressBar,
+    out: &'a mut dyn FnMut(&str),
+}
+
+/// Adds every path, pins the roots, and prints like `ipfs add`. All paths land in one batch:
+/// if one fails, nothing is added.
+pub fn run(
+    store: &Store,
+    paths: &[impl AsRef<Path>],
+    opts: &AddOptions,
+    out: &mut dyn FnMut(&str),
+) -> Result<Vec<LinkInfo>, CliError> {
+    opts.import.validate().map_err(CliError::failure)?;
+    let total = paths
+        .iter()
+        .map(|p| tree_size(p.as_ref(), opts.hidden))
+        .sum();
+    let bar = progress::bytes("adding", Some(total), opts.quiet);
+    let mut batch = store.batch();
+    let mut adder = Adder {
+        opts,
+        sink: StoreSink { batch: &mut batch },
+        bar,
+        out,
+    };
+    let mut roots = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let root = adder.add(path, &name)?;
+        if opts.quiet_roots {
+            (adder.out)(&root.cid.to_string());
+        }
+        roots.push((root, path.display().to_string()));
+    }
+    adder.bar.finish_and_clear();
+    if opts.pin {
+        for (root, path) in &roots {
+            batch.pin(root.cid, &format!("add {path}"));
+        }
+    }
+    batch.commit()?;
+    Ok(roots.into_iter().map(|(r, _)| r).collect())
+}
+
+impl Adder<'_, '_> {
+    fn add(&mut self, path: &Path, display: &str) -> Result<LinkInfo, CliError> {
+        let md = fs::symlink_metadata(path).map_err(io_error(path))?;
+        let meta = self.metadata(&md);
+        let ft = md.file_type();
+        let link = if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(io_error(path))?;
+            import_symlink(
+                &self.opts.import,
+                target.as_os_str().as_bytes(),
+                meta,
+                &mut self.sink,
+            )?
+        } else if ft.is_file() {
+            self.add_file(path, meta)?
+        } else if ft.is_dir() {
+            self.add_dir(path, display, meta)?
+        } else {
+            return Err(CliError::failure(format!(
+                "{}: unsupported file type (only files, directories and symlinks can be added)",
+                path.display()
+            )));
+        };
+        if !self.opts.quiet_roots {
+            let line = if self.opts.quiet {
+                link.cid.to_string()
+            } else {
+                format!("added {} {display}", link.cid)
+            };
+            self.bar.suspend(|| (self.out)(&line));
+        }
+        Ok(link)
+    }
+
+    fn add_file(&mut self, path: &Path, meta: Metadata) -> Result<LinkInfo, CliError> {
+        let mut f = File::open(path).map_err(io_error(path))?;
+        let mut importer = FileImporter::new(&self.opts.import, meta);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(path)(e)),
+            };
+            importer.push(&buf[..n], &mut self.sink)?;
+            self.bar.inc(n as u64);
+        }
+        Ok(importer.finish(&mut self.sink)?)
+    }
+
+    fn add_dir(
+        &mut self,
+        path: &Path,
+        display: &str,
+        meta: Metadata,
+    ) -> Result<LinkInfo, CliError> {
+        let mut dir = DirBuilder::new(meta);
+        let mut entries: Vec<_> = fs::read_dir(path)
+            .map_err(io_error(path))?
+            .collect::<Result<_, _>>()
+            .map_err(io_error(path))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let os_name = entry.file_name();
+            let Some(name) = os_name.to_str() else {
+                return Err(CliError::failure(format!(
+                    "{}: name is not valid UTF-8; UnixFS names must be",
+                    entry.path().display()
+                )));
+            };
+            if name.starts_with('.') && !self.opts.hidden {
+                continue;
+            }
+            let link = self.add(&entry.path(), &format!("{display}/{name}"))?;
+            dir.insert(name.to_string(), link);
+        }
+        Ok(dir.finish(&self.opts.import, &mut self.sink)?)
+    }
+
+    fn metadata(&self, md: &fs::Metadata) -> Metadata {
+        Metadata {
+            mode: self.opts.preserve_mode.then_some(md.mode() & 0o7777),
+            mtime: self.opts.preserve_mtime.then(|| UnixTime {
+                seconds: md.mtime(),
+                fractional_nanoseconds: (md.mtime_nsec() != 0).then_some(md.mtime_nsec() as u32),
+            }),
+        }
+    }
+}
+
+/// Bytes of regular files under `path` (for the progress bar; errors count as 0).
+fn tree_size(path: &Path, hidden: bool) -> u64 {
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if md.is_file() {
+        return md.len();
+    }
+    if !md.is_dir() {
+        return 0;
+    }
+    fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| hidden || !e.file_name().as_bytes().starts_with(b"."))
+                .map(|e| tree_size(&e.path(), hidden))
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,371 @@
+//! Reading commands: `cat`, `ls`, `get`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use cid::Cid;
+use ipld_core::ipld::Ipld;
+
+use super::{CliError, io_error};
+use crate::fetch::Blocks;
+use crate::unixfs::path::{self, Resolved};
+use crate::unixfs::{FileNode, Metadata, Node, UnixfsError, dir, file, load};
+
+pub fn resolve(blocks: &dyn Blocks, spec: &str) -> Result<(Cid, Resolved), CliError> {
+    let (root, segs) = path::parse(spec).map_err(CliError::failure)?;
+    let resolved = path::resolve(blocks, &root, &segs).map_err(|e| match e {
+        // These already name the path or CID concerned.
+        e @ (UnixfsError::NoSuchEntry { .. } | UnixfsError::NotADirectory { .. }) => {
+            CliError::from(e)
+        }
+        e => CliError::from(e).context(spec),
+    })?;
+    Ok((root, resolved))
+}
+
+/// `cidfs cat`: writes the bytes of a file (optionally a range) to `out`.
+pub fn cat(
+    blocks: &dyn Blocks,
+    spec: &str,
+    offset: u64,
+    length: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match resolve(blocks, spec)?.1 {
+        Resolved::Node {
+            cid,
+            node: Node::File(f),
+        } => write_file_range(blocks, &cid, &f, offset, length.unwrap_or(u64::MAX), out),
+        Resolved::Node {
+            node: Node::Cbor(v),
+            ..
+        }
+        | Resolved::Value { value: v, .. } => out
+            .write_all(dag_json(&v).as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(|e| CliError::failure(format!("writing output: {e}"))),
+        Resolved::Node {
+            node: Node::Symlink { target, .. },
+            ..
+        } => Err(CliError::failure(format!(
+            "{spec}: is a symlink to {:?}; cat its target instead",
+            String::from_utf8_lossy(&target)
+        ))),
+        Resolved::Node { cid, .. } => Err(CliError::failure(format!(
+            "{spec}: is a directory ({cid}); use `cidfs ls` or `cidfs get`"
+        ))),
+    }
+}
+
+fn write_file_range(
+    blocks: &dyn Blocks,
+    cid: &Cid,
+    f: &FileNode,
+    offset: u64,
+    len: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    file::read_range(blocks, cid, f, offset, len, &mut |bytes| {
+        out.write_all(bytes).map_err(UnixfsError::Output)
+    })?;
+    out.flush()
+        .map_err(|e| CliError::failure(format!("writing output: {e}")))
+}
+
+/// One row of `cidfs ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: String,
+    pub size: Option<u64>,
+    pub cid: Cid,
+}
+
+/// `cidfs ls`: the entries of a directory (or the file itself). Types and sizes come from
+/// each entry's own block; an entry whose block is not local shows type `?`.
+pub fn ls(blocks: &dyn Blocks, spec: &str) -> Result<Vec<Entry>, CliError> {
+    let (_, resolved) = resolve(blocks, spec)?;
+    let mut links = Vec::new();
+    match &resolved {
+        Resolved::Node {
+            cid,
+            node: node @ (Node::Directory { .. } | Node::HamtShard(_)),
+        } => {
+            dir::list(blocks, cid, node, &mut |l| links.push(l))?;
+        }
+        Resolved::Node {
+            cid,
+            node: Node::Cbor(v),
+        }
+        | Resolved::Value { cid, value: v } => {
+            return Ok(dir::cbor_entries(v)
+                .into_iter()
+                .filter(|(n, _)| dir::is_safe_name(n))
+                .map(|(name, v)| match v {
+                    Ipld::Link(c) => entry_for(blocks, name, *c, None),
+                    v => Entry {
+                        name,
+                        kind: cbor_kind(v).into(),
+                        size: None,
+                        cid: *cid,
+                    },
+                })
+                .collect());
+        }
+        Resolved::Node { cid, node } => {
+            let name = spec.rsplit('/').next().unwrap_or(spec).to_string();
+            return Ok(vec![Entry {
+                name,
+                kind: node.kind_name().into(),
+                size: node_size(node),
+                cid: *cid,
+            }]);
+        }
+    }
+    Ok(links
+        .into_iter()
+        .map(|l| entry_for(blocks, l.name, l.cid, l.tsize))
+        .collect())
+}
+
+fn entry_for(blocks: &dyn Blocks, name: String, cid: Cid, tsize: Option<u64>) -> Entry {
+    match load(blocks, &cid) {
+        Ok(node) => Entry {
+            name,
+            kind: node.kind_name().into(),
+            size: node_size(&node),
+            cid,
+        },
+        Err(_) => Entry {
+            name,
+            kind: "?".into(),
+            size: tsize,
+            cid,
+        },
+    }
+}
+
+fn node_size(node: &Node) -> Option<u64> {
+    match node {
+        Node::File(f) => Some(f.size),
+        Node::Symlink { target, .. } => Some(target.len() as u64),
+        _ => None,
+    }
+}
+
+fn cbor_kind(v: &Ipld) -> &'static str {
+    match v {
+        Ipld::Null => "null",
+        Ipld::Bool(_) => "bool",
+        Ipld::Integer(_) => "integer",
+        Ipld::Float(_) => "float",
+        Ipld::String(_) => "string",
+        Ipld::Bytes(_) => "bytes",
+        Ipld::List(_) => "list",
+        Ipld::Map(_) => "map",
+        Ipld::Link(_) => "link",
+    }
+}
+
+/// A value as DAG-JSON (links as `{"/": cid}`, bytes as `{"/": {"bytes": base64}}`).
+pub fn dag_json(v: &Ipld) -> String {
+    fn esc(s: &str) -> String {
+        let mut o = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => o.push_str("\\\""),
+                '\\' => o.push_str("\\\\"),
+                c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
+    match v {
+        Ipld::Null => "null".into(),
+        Ipld::Bool(b) => b.to_string(),
+        Ipld::Integer(i) => i.to_string(),
+        Ipld::Float(f) => format!("{f:?}"),
+        Ipld::String(s) => esc(s),
+        Ipld::Bytes(b) => format!("{{\"/\":{{\"bytes\":\"{}\"}}}}", base64_std(b)),
+        Ipld::Link(c) => format!("{{\"/\":\"{c}\"}}"),
+        Ipld::List(l) => format!("[{}]", l.iter().map(dag_json).collect::<Vec<_>>().join(",")),
+        Ipld::Map(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}:{}", esc(k), dag_json(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+fn base64_std(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut o = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            o.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    o // DAG-JSON bytes are unpadded
+}
+
+/// `cidfs get`: writes the tree at `spec` to `out`. If `out` is an existing directory the
+/// tree is written inside it, named after the last path segment (or the CID).
+pub fn get(blocks: &dyn Blocks, spec: &str, out: &Path) -> Result<PathBuf, CliError> {
+    let (root, resolved) = resolve(blocks, spec)?;
+    let target = if out.is_dir() {
+        let (_, segs) = path::parse(spec).map_err(CliError::failure)?;
+        out.join(segs.last().cloned().unwrap_or_else(|| root.to_string()))
+    } else {
+        out.to_path_buf()
+    };
+    write_tree(blocks, resolved, &target, 0)?;
+    Ok(target)
+}
+
+fn write_tree(
+    blocks: &dyn Blocks,
+    resolved: Resolved,
+    target: &Path,
+    depth: usize,
+) -> Result<(), CliError> {
+    if depth > 4096 {
+        return Err(CliError::failure(format!(
+            "{}: tree is deeper than 4096 levels",
+            target.display()
+        )));
+    }
+    match resolved {
+        Resolved::Node {
+            cid,
+            node: Node::File(f),
+        } => {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(target)
+                .map_err(io_error(target))?;
+            let mut w = BufWriter::new(&file);
+            write_file_range(blocks, &cid, &f, 0, u64::MAX, &mut w)
+                .map_err(|e| e.context(target.display()))?;
+            drop(w);
+            apply_meta(&file, target, f.meta)?;
+        }
+        Resolved::Node {
+            node: Node::Symlink { target: to, .. },
+            ..
+        } => {
+            let to = std::ffi::OsStr::new(std::str::from_utf8(&to).map_err(|_| {
+                CliError::failure(format!("{}: symlink target is not UTF-8", target.display()))
+            })?);
+            std::os::unix::fs::symlink(to, target).map_err(io_error(target))?;
+        }
+        Resolved::Node {
+            cid,
+            node: node @ (Node::Directory { .. } | Node::HamtShard(_)),
+        } => {
+            fs::create_dir(target).map_err(io_error(target))?;
+            let mut links = Vec::new();
+            dir::list(blocks, &cid, &node, &mut |l| links.push(l))?;
+            for l in links {
+                let child = load(blocks, &l.cid)
+                    .map_err(|e| CliError::from(e).context(target.join(&l.name).display()))?;
+                write_tree(
+                    blocks,
+                    Resolved::Node {
+                        cid: l.cid,
+                        node: child,
+                    },
+                    &target.join(&l.name),
+                    depth + 1,
+                )?;
+            }
+            apply_meta(
+                &File::open(target).map_err(io_error(target))?,
+                target,
+                node.meta(),
+            )?;
+        }
+        Resolved::Node {
+            cid,
+            node: Node::Cbor(v),
+        }
+        | Resolved::Value { cid, value: v } => match &v {
+            Ipld::Map(_) | Ipld::List(_) => {
+                fs::create_dir(target).map_err(io_error(target))?;
+                for (name, child) in dir::cbor_entries(&v)
+                    .into_iter()
+                    .filter(|(n, _)| dir::is_safe_name(n))
+                {
+                    let next = match child {
+                        Ipld::Link(c) => Resolved::Node {
+                            cid: *c,
+                            node: load(blocks, c)?,
+                        },
+                        other => Resolved::Value {
+                            cid,
+                            value: other.clone(),
+                        },
+                    };
+                    write_tree(blocks, next, &target.join(name), depth + 1)?;
+                }
+            }
+            scalar => {
+                let text = format!("{}\n", dag_json(scalar));
+                fs::write(target, text).map_err(io_error(target))?;
+            }
+        },
+    }
+    Ok(())
+}
+
+fn apply_meta(file: &File, path: &Path, meta: Metadata) -> Result<(), CliError> {
+    if let Some(mode) = meta.mode {
+        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(io_error(path))?;
+    }
+    if let Some(t) = meta.mtime {
+        let nanos = Duration::from_nanos(u64::from(t.fractional_nanoseconds.unwrap_or(0)));
+        let when = if t.seconds >= 0 {
+            UNIX_EPOCH + Duration::from_secs(t.seconds as u64) + nanos
+        } else {
+            UNIX_EPOCH - Duration::from_secs(t.seconds.unsigned_abs()) + nanos
+        };
+        file.set_modified(when).map_err(io_error(path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dag_json_of_values() {
+        let v = Ipld::Map(
+            [
+                (
+                    "a".to_string(),
+                    Ipld::List(vec![Ipld::Integer(1), Ipld::String("x\"y".into())]),
+                ),
+                ("b".to_string(), Ipld::Bytes(b"hi".to_vec())),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            dag_json(&v),
+            r#"{"a":[1,"x\"y"],"b":{"/":{"bytes":"aGk"}}}"#
+        );
+    }
+}

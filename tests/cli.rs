@@ -1,0 +1,578 @@
+//! The `cidfs` command line against a real store in a temp directory: add, cat, ls, get,
+//! import, export, pin, gc, verify, status, and what they do with bad input.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use cid::{Cid, Version};
+use cidfs::block::{Block, DAG_CBOR, DAG_PB, RAW};
+use cidfs::unixfs::pb::{Data, DataType};
+use common::{Cli, car_bytes, same_tree};
+use ipld_core::ipld::Ipld;
+use ipld_dagpb::{PbLink, PbNode};
+
+fn sample_tree(cli: &Cli) -> std::path::PathBuf {
+    cli.write("tree/hello.txt", b"hello\n");
+    cli.write("tree/sub/big.bin", &common::noise(3 * 262_144 + 17, 1));
+    cli.write("tree/sub/empty", b"");
+    std::os::unix::fs::symlink("../hello.txt", cli.path("tree/sub/link")).unwrap();
+    cli.path("tree")
+}
+
+#[test]
+fn add_then_read_back_every_way() {
+    let cli = Cli::new();
+    let tree = sample_tree(&cli);
+    let root = cli.add_q(&tree, &[]);
+    assert!(root.starts_with("Qm"), "default is CIDv0: {root}");
+
+    assert_eq!(cli.ok(&["cat", &format!("{root}/hello.txt")]), "hello\n");
+    let big = std::fs::read(tree.join("sub/big.bin")).unwrap();
+    let out = cli
+        .cmd()
+        .args(["cat", &format!("{root}/sub/big.bin")])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, big);
+    let range = cli
+        .cmd()
+        .args([
+            "cat",
+            "-o",
+            "262140",
+            "-l",
+            "10",
+            &format!("/ipfs/{root}/sub/big.bin"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(range.stdout, &big[262_140..262_150]);
+
+    let ls = cli.ok(&["ls", &format!("{root}/sub")]);
+    let rows: Vec<Vec<&str>> = ls.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(
+        rows.iter().map(|r| (r[0], r[1])).collect::<Vec<_>>(),
+        vec![("big.bin", "file"), ("empty", "file"), ("link", "symlink")]
+    );
+    assert_eq!(rows[0][2], big.len().to_string());
+
+    cli.ok(&["get", &root, "out"]);
+    assert!(same_tree(&tree, &cli.path("out")));
+    // into an existing directory: written inside it, named after the last segment
+    std::fs::create_dir(cli.path("into")).unwrap();
+    cli.ok(&["get", &format!("{root}/sub"), "into"]);
+    assert!(same_tree(&tree.join("sub"), &cli.path("into/sub")));
+}
+
+#[test]
+fn quiet_flags_and_per_entry_output() {
+    let cli = Cli::new();
+    let tree = sample_tree(&cli);
+    let full = cli.ok(&["add", tree.to_str().unwrap()]);
+    let last = full.lines().last().unwrap();
+    assert!(
+        last.starts_with("added Qm") && last.ends_with(" tree"),
+        "{full}"
+    );
+    assert_eq!(
+        full.lines().count(),
+        6,
+        "one line per file, symlink and directory: {full}"
+    );
+    let q = cli.ok(&["add", "-q", tree.to_str().unwrap()]);
+    assert!(q.lines().all(|l| l.starts_with("Qm") && !l.contains(' ')));
+    let root = cli.add_q(&tree, &[]);
+    assert_eq!(q.lines().last().unwrap(), root);
+}
+
+#[test]
+fn import_options_match_the_vectors_from_the_cli() {
+    let cli = Cli::new();
+    let f = cli.write("p251", &common::p251());
+    let want: std::collections::HashMap<String, String> = common::rows("unixfs.tsv", '\t')
+        .into_iter()
+        .filter(|r| r[0] == "p251")
+        .map(|r| (r[1].clone(), r[2].clone()))
+        .collect();
+    assert_eq!(cli.add_q(&f, &[]), want["kubo-v0"]);
+    assert_eq!(cli.add_q(&f, &["--cid-version", "1"]), want["kubo-v1"]);
+    assert_eq!(
+        cli.add_q(&f, &["--profile", "unixfs-v1-2025"]),
+        want["v1-2025"]
+    );
+    // explicit options override a profile / imply what Kubo implies
+    assert_eq!(
+        cli.add_q(
+            &f,
+            &[
+                "--raw-leaves",
+                "--cid-version",
+                "1",
+                "--chunker",
+                "size-262144"
+            ]
+        ),
+        want["kubo-v1"]
+    );
+    let small = cli.add_q(&f, &["--chunker", "size-1000"]);
+    assert_ne!(small, want["kubo-v0"]);
+    assert_eq!(
+        cli.cmd().args(["cat", &small]).output().unwrap().stdout,
+        common::p251()
+    );
+    cli.fails(&["add", "--chunker", "rabin", f.to_str().unwrap()], 1);
+}
+
+#[test]
+fn hidden_files_follow_kubo() {
+    let cli = Cli::new();
+    cli.write("d/.secret", b"s");
+    cli.write("d/plain", b"p");
+    let without = cli.add_q(&cli.path("d"), &[]);
+    let with = cli.add_q(&cli.path("d"), &["-H"]);
+    assert_ne!(without, with);
+    assert!(!cli.ok(&["ls", &without]).contains(".secret"));
+    assert!(cli.ok(&["ls", &with]).contains(".secret"));
+}
+
+#[test]
+fn preserved_mode_and_mtime_are_restored_by_get() {
+    let cli = Cli::new();
+    let f = cli.write("d/script.sh", b"#!/bin/sh\n");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o751)).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let plain = cli.add_q(&cli.path("d"), &[]);
+    let root = cli.add_q(&cli.path("d"), &["--preserve-mode", "--preserve-mtime"]);
+    assert_ne!(plain, root, "metadata changes the CID");
+    cli.ok(&["get", &root, "out"]);
+    let md = std::fs::metadata(cli.path("out/script.sh")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o751);
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 123));
+}
+
+#[test]
+fn export_import_round_trip_into_a_fresh_store() {
+    let a = Cli::new();
+    let tree = sample_tree(&a);
+    let root = a.add_q(&tree, &[]);
+    a.ok(&["export", &root, "-o", "x.car"]);
+    let stdout_car = a.cmd().args(["export", &root]).output().unwrap().stdout;
+    assert_eq!(
+        std::fs::read(a.path("x.car")).unwrap(),
+        stdout_car,
+        "-o and stdout give the same CAR"
+    );
+
+    let b = Cli::new();
+    std::fs::copy(a.path("x.car"), b.path("x.car")).unwrap();
+    let out = b.ok(&["import", "x.car"]);
+    assert_eq!(out.trim(), format!("root {root} pinned"));
+    b.ok(&["get", &root, "out"]);
+    assert!(same_tree(&tree, &b.path("out")));
+    assert!(b.ok(&["pin", "ls"]).contains(&root));
+    b.ok(&["verify"]);
+    // the export of a sub-path has that node as its root
+    let sub = a
+        .ok(&["ls", &root])
+        .lines()
+        .find(|l| l.starts_with("sub\t"))
+        .unwrap()
+        .split('\t')
+        .nth(3)
+        .unwrap()
+        .to_string();
+    a.ok(&["export", &format!("{root}/sub"), "-o", "sub.car"]);
+    let mut r =
+        cidfs::car::CarReader::new(std::fs::File::open(a.path("sub.car")).unwrap()).unwrap();
+    assert_eq!(r.roots()[0].to_string(), sub);
+    assert_eq!(
+        r.next_block().unwrap().unwrap().1.cid().to_string(),
+        sub,
+        "root block first"
+    );
+}
+
+fn store_blocks(cli: &Cli) -> u64 {
+    let status = cli.ok(&["status"]);
+    let line = status.lines().find(|l| l.starts_with("blocks:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn corrupt_car_is_rejected_whole_naming_cid_and_offset() {
+    let a = Cli::new();
+    let root = a.add_q(&sample_tree(&a), &[]);
+    let mut car = a.cmd().args(["export", &root]).output().unwrap().stdout;
+    let n = car.len();
+    car[n - 1] ^= 0xff; // last byte of the last block
+    let b = Cli::new();
+    b.write("bad.car", &car);
+    let err = b.fails(&["import", "bad.car"], 4);
+    assert!(
+        err.contains("at byte") && err.contains("do not hash to this CID"),
+        "{err}"
+    );
+    assert_eq!(store_blocks(&b), 0, "no block of a rejected CAR is kept");
+    assert_eq!(b.ok(&["pin", "ls"]), "");
+
+    car[n - 1] ^= 0xff;
+    b.write("cut.car", &car[..n - 100]);
+    let err = b.fails(&["import", "cut.car"], 4);
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(store_blocks(&b), 0);
+
+    // one good CAR and one bad in the same import: nothing is imported
+    b.write("good.car", &car);
+    b.fails(&["import", "good.car", "cut.car"], 4);
+    assert_eq!(store_blocks(&b), 0);
+    b.ok(&["import", "good.car"]);
+    assert!(store_blocks(&b) > 0);
+}
+
+#[test]
+fn car_with_an_incomplete_root_is_rejected() {
+    let leaf = Block::encode(Version::V1, RAW, &b"leaf"[..]).unwrap();
+    let mut data = Data::new(DataType::File);
+    data.filesize = Some(4);
+    data.blocksizes = vec![4];
+    let pb = PbNode {
+        links: vec![PbLink {
+            cid: *leaf.cid(),
+            name: Some(String::new()),
+            size: Some(4),
+        }],
+        data: Some(data.to_bytes().into()),
+    };
+    let root = Block::encode(Version::V1, DAG_PB, pb.into_bytes()).unwrap();
+    let cli = Cli::new();
+    cli.write(
+        "partial.car",
+        &car_bytes(&[*root.cid()], std::slice::from_ref(&root)),
+    );
+    let err = cli.fails(&["import", "partial.car"], 4);
+    assert!(
+        err.contains(&leaf.cid().to_string()) && err.contains("incomplete"),
+        "{err}"
+    );
+    assert_eq!(store_blocks(&cli), 0);
+    // with the leaf in the store already, the same CAR is complete
+    cli.write(
+        "leaf.car",
+        &car_bytes(&[*leaf.cid()], std::slice::from_ref(&leaf)),
+    );
+    cli.ok(&["import", "leaf.car"]);
+    cli.ok(&["import", "partial.car"]);
+    assert_eq!(cli.ok(&["cat", &root.cid().to_string()]), "leaf");
+}
+
+#[test]
+fn missing_blocks_give_not_found_locally() {
+    let cli = Cli::new();
+    let cid = "QmUSjGawaz4ptvREcMKSMJneWCa5j8dAz2wSAAvHtW2rnB";
+    let err = cli.fails(&["cat", cid], 3);
+    assert!(err.contains(&format!("not found locally: {cid}")), "{err}");
+    cli.fails(&["ls", cid], 3);
+    cli.fails(&["export", cid, "-o", "x.car"], 3);
+    assert!(
+        !cli.path("x.car").exists(),
+        "a failed export leaves no partial file"
+    );
+    cli.fails(&["pin", "add", cid], 3);
+    cli.fails(&["cat", "not-a-cid"], 1);
+}
+
+/// Imports `blocks` without roots (so nothing checks or pins them) for read tests.
+fn import_loose(cli: &Cli, blocks: &[Block]) {
+    cli.write("loose.car", &car_bytes(&[], blocks));
+    cli.ok(&["import", "loose.car"]);
+}
+
+fn pb_block(data: Data, links: Vec<PbLink>) -> Block {
+    Block::encode(
+        Version::V1,
+        DAG_PB,
+        PbNode {
+            links,
+            data: Some(data.to_bytes().into()),
+        }
+        .into_bytes(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn malformed_and_absurd_nodes_get_clear_errors() {
+    let cli = Cli::new();
+    let garbage = Block::encode(Version::V1, DAG_PB, &b"\xff\xff\xff\xff"[..]).unwrap();
+    let not_unixfs = Block::encode(
+        Version::V1,
+        DAG_PB,
+        PbNode {
+            links: vec![],
+            data: Some(b"\x08\x09"[..].into()),
+        }
+        .into_bytes(),
+    )
+    .unwrap();
+    let mut huge = Data::new(DataType::File);
+    huge.filesize = Some(1 << 63);
+    let huge = pb_block(huge, vec![]);
+    // a chain 1000 deep: each node one link to the next, 1 byte at the bottom
+    let mut chain = vec![Block::encode(Version::V1, RAW, &b"x"[..]).unwrap()];
+    for _ in 0..1000 {
+        let mut d = Data::new(DataType::File);
+        d.filesize = Some(1);
+        d.blocksizes = vec![1];
+        let below = *chain.last().unwrap().cid();
+        chain.push(pb_block(
+            d,
+            vec![PbLink {
+                cid: below,
+                name: Some(String::new()),
+                size: Some(1),
+            }],
+        ));
+    }
+    let mut all = vec![garbage.clone(), not_unixfs.clone(), huge.clone()];
+    all.extend(chain.iter().cloned());
+    import_loose(&cli, &all);
+
+    let err = cli.fails(&["cat", &garbage.cid().to_string()], 4);
+    assert!(
+        err.contains(&garbage.cid().to_string()) && err.contains("malformed dag-pb"),
+        "{err}"
+    );
+    let err = cli.fails(&["cat", &not_unixfs.cid().to_string()], 4);
+    assert!(err.contains("unknown UnixFS type 9"), "{err}");
+    let err = cli.fails(&["cat", &huge.cid().to_string()], 4);
+    assert!(err.contains("claims 9223372036854775808 bytes"), "{err}");
+    let err = cli.fails(&["cat", &chain.last().unwrap().cid().to_string()], 4);
+    assert!(err.contains("deeper than 64 levels"), "{err}");
+    cli.fails(&["ls", &garbage.cid().to_string()], 4);
+}
+
+#[test]
+fn a_node_with_a_million_links_is_refused_at_the_door() {
+    let leaf = Block::encode(Version::V1, RAW, &b"x"[..]).unwrap();
+    let mut d = Data::new(DataType::File);
+    d.blocksizes = vec![1; 1_000_000];
+    d.filesize = Some(1_000_000);
+    let links = (0..1_000_000)
+        .map(|_| PbLink {
+            cid: *leaf.cid(),
+            name: Some(String::new()),
+            size: Some(1),
+        })
+        .collect();
+    let big = pb_block(d, links);
+    let cli = Cli::new();
+    cli.write("big.car", &car_bytes(&[], &[leaf, big.clone()]));
+    let err = cli.fails(&["import", "big.car"], 4);
+    assert!(
+        err.contains(&big.cid().to_string()) && err.contains("block limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsafe_link_names_never_become_paths() {
+    let file = Block::encode(Version::V1, RAW, &b"payload"[..]).unwrap();
+    let link = |name: &str| PbLink {
+        cid: *file.cid(),
+        name: Some(name.to_string()),
+        size: Some(7),
+    };
+    let names = ["..", ".", "a/b", "../escape", "nul\0byte", "", "ok"];
+    let dir = pb_block(
+        Data::new(DataType::Directory),
+        names.iter().map(|n| link(n)).collect(),
+    );
+    let cli = Cli::new();
+    cli.write("d.car", &car_bytes(&[*dir.cid()], &[dir.clone(), file]));
+    cli.ok(&["import", "d.car"]);
+    let d = dir.cid().to_string();
+    let ls = cli.ok(&["ls", &d]);
+    assert_eq!(
+        ls.lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["ok"]
+    );
+    cli.ok(&["get", &d, "out"]);
+    let written: Vec<_> = std::fs::read_dir(cli.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(written, vec!["ok"]);
+    assert!(!cli.path("escape").exists());
+    cli.fails(&["cat", &format!("{d}/..")], 1);
+}
+
+#[test]
+fn dag_cbor_maps_and_lists_browse_as_directories() {
+    let cli = Cli::new();
+    let f = cli.write("f.txt", b"linked file\n");
+    let file_cid: Cid = cli.add_q(&f, &[]).parse().unwrap();
+    let value = Ipld::Map(
+        [
+            ("name".to_string(), Ipld::String("cidfs".into())),
+            ("file".to_string(), Ipld::Link(file_cid)),
+            (
+                "list".to_string(),
+                Ipld::List(vec![Ipld::Integer(7), Ipld::Link(file_cid)]),
+            ),
+        ]
+        .into(),
+    );
+    let block = Block::encode(
+        Version::V1,
+        DAG_CBOR,
+        serde_ipld_dagcbor::to_vec(&value).unwrap(),
+    )
+    .unwrap();
+    cli.write(
+        "c.car",
+        &car_bytes(&[*block.cid()], std::slice::from_ref(&block)),
+    );
+    cli.ok(&["import", "c.car"]);
+    let c = block.cid().to_string();
+    let ls = cli.ok(&["ls", &c]);
+    let kinds: Vec<(String, String)> = ls
+        .lines()
+        .map(|l| l.split('\t'))
+        .map(|mut p| (p.next().unwrap().into(), p.next().unwrap().into()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("file".into(), "file".into()),
+            ("list".into(), "list".into()),
+            ("name".into(), "string".into())
+        ]
+    );
+    assert_eq!(cli.ok(&["cat", &format!("{c}/file")]), "linked file\n");
+    assert_eq!(cli.ok(&["cat", &format!("{c}/list/1")]), "linked file\n");
+    assert_eq!(cli.ok(&["cat", &format!("{c}/name")]), "\"cidfs\"\n");
+    assert_eq!(cli.ok(&["cat", &format!("{c}/list/0")]), "7\n");
+    cli.ok(&["get", &c, "out"]);
+    assert_eq!(
+        std::fs::read(cli.path("out/file")).unwrap(),
+        b"linked file\n"
+    );
+    assert_eq!(std::fs::read(cli.path("out/list/0")).unwrap(), b"7\n");
+    // export follows the link into the UnixFS file
+    cli.ok(&["export", &c, "-o", "c2.car"]);
+    let fresh = Cli::new();
+    std::fs::copy(cli.path("c2.car"), fresh.path("c2.car")).unwrap();
+    fresh.ok(&["import", "c2.car"]);
+    assert_eq!(fresh.ok(&["cat", &format!("{c}/file")]), "linked file\n");
+}
+
+#[test]
+fn gc_frees_unpinned_blocks_and_keeps_pinned_ones() {
+    let cli = Cli::new();
+    let keep = cli.write("keep.bin", &common::noise(600_000, 2));
+    let drop = cli.write("drop.bin", &common::noise(900_000, 3));
+    let keep_cid = cli.add_q(&keep, &[]);
+    let drop_cid = cli.add_q(&drop, &[]);
+    let before = store_blocks(&cli);
+    cli.ok(&["pin", "rm", &drop_cid]);
+    cli.fails(&["pin", "rm", &drop_cid], 1);
+    let report = cli.ok(&["gc"]);
+    assert!(report.starts_with("removed 5 blocks"), "{report}"); // 4 leaves + root
+    assert!(
+        report.contains("freed 878.") || report.contains("freed 879."),
+        "about 900 kB freed: {report}"
+    );
+    assert_eq!(store_blocks(&cli), before - 5);
+    assert_eq!(
+        cli.cmd().args(["cat", &keep_cid]).output().unwrap().stdout,
+        std::fs::read(&keep).unwrap()
+    );
+    cli.fails(&["cat", &drop_cid], 3);
+    cli.ok(&["verify"]);
+    assert!(cli.ok(&["gc"]).starts_with("removed 0 blocks"));
+    // re-adding after gc works and reads back
+    cli.add_q(&drop, &[]);
+    assert_eq!(
+        cli.cmd().args(["cat", &drop_cid]).output().unwrap().stdout,
+        std::fs::read(&drop).unwrap()
+    );
+}
+
+#[test]
+fn verify_detects_a_flipped_byte_on_disk() {
+    let cli = Cli::new();
+    let f = cli.write("f.bin", &common::noise(100_000, 4));
+    cli.add_q(&f, &[]);
+    cli.ok(&["verify"]);
+    let seg = std::fs::read_dir(cli.home.path().join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = cli.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bad block"));
+}
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let cli = Cli::new();
+    let f = cli.write("big.bin", &common::noise(8 << 20, 5));
+    let out = cli.run(&["add", f.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "no progress when not on a terminal: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // under a pseudo-terminal (script(1)), the bar is drawn
+    let bin = env!("CARGO_BIN_EXE_cidfs");
+    let cmd = format!("{bin} add --cid-version 1 {}", f.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("CIDFS_HOME", cli.home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("adding") && screen.contains("MiB"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_store_in_use_is_reported() {
+    let cli = Cli::new();
+    let _held = cidfs::store::Store::open(cli.home.path()).unwrap();
+    let err = cli.fails(&["status"], 5);
+    assert!(err.contains("in use by another cidfs process"), "{err}");
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let cli = Cli::new();
+    let help = cli.ok(&["--help"]);
+    for needle in [
+        "Exit codes:",
+        "not found locally",
+        "invalid data",
+        "CIDFS_HOME",
+    ] {
+        assert!(help.contains(needle), "{needle}");
+    }
+}
