@@ -153,9 +153,8 @@ enum PinAction {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
+    commands::tune_allocator();
     let cli = Cli::parse();
     if let Some(home) = &cli.home {
         // SAFETY: set before any thread is started.
@@ -209,26 +208,13 @@ fn run(command: Command) -> Result<(), CliError> {
                 import.raw_leaves = raw;
             }
             if let Some(spec) = chunker {
-                import.chunk_size =
-                    ImportOptions::parse_chunker(&spec).map_err(CliError::failure)?;
+                import.chunk_size = ImportOptions::parse_chunker(&spec).map_err(CliError::failure)?;
             }
-            let opts = AddOptions {
-                import,
-                hidden,
-                preserve_mode,
-                preserve_mtime,
-                quiet_roots: quieter,
-                quiet,
-                pin,
-            };
+            let opts = AddOptions { import, hidden, preserve_mode, preserve_mtime, quiet_roots: quieter, quiet, pin };
             let store = commands::open_store()?;
             commands::add::run(&store, &paths, &opts, &mut print)?;
         }
-        Command::Cat {
-            path,
-            offset,
-            length,
-        } => {
+        Command::Cat { path, offset, length } => {
             let store = commands::open_store()?;
             read::cat(&store, &path, offset, length, &mut std::io::stdout().lock())?;
         }
@@ -244,31 +230,15 @@ fn run(command: Command) -> Result<(), CliError> {
             let written = read::get(&store, &path, &out)?;
             eprintln!("saved {path} to {}", written.display());
         }
-        Command::Import {
-            files,
-            no_pin,
-            quiet,
-        } => {
+        Command::Import { files, no_pin, quiet } => {
             let store = commands::open_store()?;
             let r = commands::car::import(&store, &files, !no_pin, quiet)?;
             for root in &r.roots {
-                print(&format!(
-                    "root {root}{}",
-                    if no_pin { "" } else { " pinned" }
-                ));
+                print(&format!("root {root}{}", if no_pin { "" } else { " pinned" }));
             }
-            eprintln!(
-                "imported {} blocks ({} new, {})",
-                r.blocks,
-                r.new_blocks,
-                repo::human_bytes(r.bytes)
-            );
+            eprintln!("imported {} blocks ({} new, {})", r.blocks, r.new_blocks, repo::human_bytes(r.bytes));
         }
-        Command::Export {
-            path,
-            output,
-            quiet,
-        } => {
+        Command::Export { path, output, quiet } => {
             let store = commands::open_store()?;
             let (_, resolved) = read::resolve(&store, &path)?;
             let cid = match resolved {
@@ -342,11 +312,7 @@ fn run(command: Command) -> Result<(), CliError> {
             if !r.ok() {
                 return Err(CliError::new(
                     exit::INVALID_DATA,
-                    format!(
-                        "store verification failed: {} bad, {} missing blocks",
-                        r.bad.len(),
-                        r.missing.len()
-                    ),
+                    format!("store verification failed: {} bad, {} missing blocks", r.bad.len(), r.missing.len()),
                 ));
             }
         }
@@ -354,16 +320,8 @@ fn run(command: Command) -> Result<(), CliError> {
             let store = commands::open_store()?;
             let s = store.stats()?;
             print(&format!("store:     {}", store.root().display()));
-            print(&format!(
-                "blocks:    {} ({})",
-                s.blocks,
-                repo::human_bytes(s.block_bytes)
-            ));
-            print(&format!(
-                "segments:  {} ({} on disk)",
-                s.segments,
-                repo::human_bytes(s.segment_bytes)
-            ));
+            print(&format!("blocks:    {} ({})", s.blocks, repo::human_bytes(s.block_bytes)));
+            print(&format!("segments:  {} ({} on disk)", s.segments, repo::human_bytes(s.segment_bytes)));
             print(&format!("pins:      {}", s.pins));
         }
     }

@@ -29,24 +29,10 @@ fn add_then_read_back_every_way() {
 
     assert_eq!(cli.ok(&["cat", &format!("{root}/hello.txt")]), "hello\n");
     let big = std::fs::read(tree.join("sub/big.bin")).unwrap();
-    let out = cli
-        .cmd()
-        .args(["cat", &format!("{root}/sub/big.bin")])
-        .output()
-        .unwrap();
+    let out = cli.cmd().args(["cat", &format!("{root}/sub/big.bin")]).output().unwrap();
     assert_eq!(out.stdout, big);
-    let range = cli
-        .cmd()
-        .args([
-            "cat",
-            "-o",
-            "262140",
-            "-l",
-            "10",
-            &format!("/ipfs/{root}/sub/big.bin"),
-        ])
-        .output()
-        .unwrap();
+    let range =
+        cli.cmd().args(["cat", "-o", "262140", "-l", "10", &format!("/ipfs/{root}/sub/big.bin")]).output().unwrap();
     assert_eq!(range.stdout, &big[262_140..262_150]);
 
     let ls = cli.ok(&["ls", &format!("{root}/sub")]);
@@ -71,15 +57,8 @@ fn quiet_flags_and_per_entry_output() {
     let tree = sample_tree(&cli);
     let full = cli.ok(&["add", tree.to_str().unwrap()]);
     let last = full.lines().last().unwrap();
-    assert!(
-        last.starts_with("added Qm") && last.ends_with(" tree"),
-        "{full}"
-    );
-    assert_eq!(
-        full.lines().count(),
-        6,
-        "one line per file, symlink and directory: {full}"
-    );
+    assert!(last.starts_with("added Qm") && last.ends_with(" tree"), "{full}");
+    assert_eq!(full.lines().count(), 6, "one line per file, symlink and directory: {full}");
     let q = cli.ok(&["add", "-q", tree.to_str().unwrap()]);
     assert!(q.lines().all(|l| l.starts_with("Qm") && !l.contains(' ')));
     let root = cli.add_q(&tree, &[]);
@@ -97,30 +76,12 @@ fn import_options_match_the_vectors_from_the_cli() {
         .collect();
     assert_eq!(cli.add_q(&f, &[]), want["kubo-v0"]);
     assert_eq!(cli.add_q(&f, &["--cid-version", "1"]), want["kubo-v1"]);
-    assert_eq!(
-        cli.add_q(&f, &["--profile", "unixfs-v1-2025"]),
-        want["v1-2025"]
-    );
+    assert_eq!(cli.add_q(&f, &["--profile", "unixfs-v1-2025"]), want["v1-2025"]);
     // explicit options override a profile / imply what Kubo implies
-    assert_eq!(
-        cli.add_q(
-            &f,
-            &[
-                "--raw-leaves",
-                "--cid-version",
-                "1",
-                "--chunker",
-                "size-262144"
-            ]
-        ),
-        want["kubo-v1"]
-    );
+    assert_eq!(cli.add_q(&f, &["--raw-leaves", "--cid-version", "1", "--chunker", "size-262144"]), want["kubo-v1"]);
     let small = cli.add_q(&f, &["--chunker", "size-1000"]);
     assert_ne!(small, want["kubo-v0"]);
-    assert_eq!(
-        cli.cmd().args(["cat", &small]).output().unwrap().stdout,
-        common::p251()
-    );
+    assert_eq!(cli.cmd().args(["cat", &small]).output().unwrap().stdout, common::p251());
     cli.fails(&["add", "--chunker", "rabin", f.to_str().unwrap()], 1);
 }
 
@@ -142,12 +103,7 @@ fn preserved_mode_and_mtime_are_restored_by_get() {
     let f = cli.write("d/script.sh", b"#!/bin/sh\n");
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o751)).unwrap();
     let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123);
-    std::fs::File::options()
-        .write(true)
-        .open(&f)
-        .unwrap()
-        .set_modified(when)
-        .unwrap();
+    std::fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
     let plain = cli.add_q(&cli.path("d"), &[]);
     let root = cli.add_q(&cli.path("d"), &["--preserve-mode", "--preserve-mtime"]);
     assert_ne!(plain, root, "metadata changes the CID");
@@ -164,11 +120,7 @@ fn export_import_round_trip_into_a_fresh_store() {
     let root = a.add_q(&tree, &[]);
     a.ok(&["export", &root, "-o", "x.car"]);
     let stdout_car = a.cmd().args(["export", &root]).output().unwrap().stdout;
-    assert_eq!(
-        std::fs::read(a.path("x.car")).unwrap(),
-        stdout_car,
-        "-o and stdout give the same CAR"
-    );
+    assert_eq!(std::fs::read(a.path("x.car")).unwrap(), stdout_car, "-o and stdout give the same CAR");
 
     let b = Cli::new();
     std::fs::copy(a.path("x.car"), b.path("x.car")).unwrap();
@@ -179,24 +131,12 @@ fn export_import_round_trip_into_a_fresh_store() {
     assert!(b.ok(&["pin", "ls"]).contains(&root));
     b.ok(&["verify"]);
     // the export of a sub-path has that node as its root
-    let sub = a
-        .ok(&["ls", &root])
-        .lines()
-        .find(|l| l.starts_with("sub\t"))
-        .unwrap()
-        .split('\t')
-        .nth(3)
-        .unwrap()
-        .to_string();
+    let sub =
+        a.ok(&["ls", &root]).lines().find(|l| l.starts_with("sub\t")).unwrap().split('\t').nth(3).unwrap().to_string();
     a.ok(&["export", &format!("{root}/sub"), "-o", "sub.car"]);
-    let mut r =
-        cidfs::car::CarReader::new(std::fs::File::open(a.path("sub.car")).unwrap()).unwrap();
+    let mut r = cidfs::car::CarReader::new(std::fs::File::open(a.path("sub.car")).unwrap()).unwrap();
     assert_eq!(r.roots()[0].to_string(), sub);
-    assert_eq!(
-        r.next_block().unwrap().unwrap().1.cid().to_string(),
-        sub,
-        "root block first"
-    );
+    assert_eq!(r.next_block().unwrap().unwrap().1.cid().to_string(), sub, "root block first");
 }
 
 fn store_blocks(cli: &Cli) -> u64 {
@@ -215,10 +155,7 @@ fn corrupt_car_is_rejected_whole_naming_cid_and_offset() {
     let b = Cli::new();
     b.write("bad.car", &car);
     let err = b.fails(&["import", "bad.car"], 4);
-    assert!(
-        err.contains("at byte") && err.contains("do not hash to this CID"),
-        "{err}"
-    );
+    assert!(err.contains("at byte") && err.contains("do not hash to this CID"), "{err}");
     assert_eq!(store_blocks(&b), 0, "no block of a rejected CAR is kept");
     assert_eq!(b.ok(&["pin", "ls"]), "");
 
@@ -243,30 +180,17 @@ fn car_with_an_incomplete_root_is_rejected() {
     data.filesize = Some(4);
     data.blocksizes = vec![4];
     let pb = PbNode {
-        links: vec![PbLink {
-            cid: *leaf.cid(),
-            name: Some(String::new()),
-            size: Some(4),
-        }],
+        links: vec![PbLink { cid: *leaf.cid(), name: Some(String::new()), size: Some(4) }],
         data: Some(data.to_bytes().into()),
     };
     let root = Block::encode(Version::V1, DAG_PB, pb.into_bytes()).unwrap();
     let cli = Cli::new();
-    cli.write(
-        "partial.car",
-        &car_bytes(&[*root.cid()], std::slice::from_ref(&root)),
-    );
+    cli.write("partial.car", &car_bytes(&[*root.cid()], std::slice::from_ref(&root)));
     let err = cli.fails(&["import", "partial.car"], 4);
-    assert!(
-        err.contains(&leaf.cid().to_string()) && err.contains("incomplete"),
-        "{err}"
-    );
+    assert!(err.contains(&leaf.cid().to_string()) && err.contains("incomplete"), "{err}");
     assert_eq!(store_blocks(&cli), 0);
     // with the leaf in the store already, the same CAR is complete
-    cli.write(
-        "leaf.car",
-        &car_bytes(&[*leaf.cid()], std::slice::from_ref(&leaf)),
-    );
+    cli.write("leaf.car", &car_bytes(&[*leaf.cid()], std::slice::from_ref(&leaf)));
     cli.ok(&["import", "leaf.car"]);
     cli.ok(&["import", "partial.car"]);
     assert_eq!(cli.ok(&["cat", &root.cid().to_string()]), "leaf");
@@ -280,10 +204,7 @@ fn missing_blocks_give_not_found_locally() {
     assert!(err.contains(&format!("not found locally: {cid}")), "{err}");
     cli.fails(&["ls", cid], 3);
     cli.fails(&["export", cid, "-o", "x.car"], 3);
-    assert!(
-        !cli.path("x.car").exists(),
-        "a failed export leaves no partial file"
-    );
+    assert!(!cli.path("x.car").exists(), "a failed export leaves no partial file");
     cli.fails(&["pin", "add", cid], 3);
     cli.fails(&["cat", "not-a-cid"], 1);
 }
@@ -295,32 +216,16 @@ fn import_loose(cli: &Cli, blocks: &[Block]) {
 }
 
 fn pb_block(data: Data, links: Vec<PbLink>) -> Block {
-    Block::encode(
-        Version::V1,
-        DAG_PB,
-        PbNode {
-            links,
-            data: Some(data.to_bytes().into()),
-        }
-        .into_bytes(),
-    )
-    .unwrap()
+    Block::encode(Version::V1, DAG_PB, PbNode { links, data: Some(data.to_bytes().into()) }.into_bytes()).unwrap()
 }
 
 #[test]
 fn malformed_and_absurd_nodes_get_clear_errors() {
     let cli = Cli::new();
     let garbage = Block::encode(Version::V1, DAG_PB, &b"\xff\xff\xff\xff"[..]).unwrap();
-    let not_unixfs = Block::encode(
-        Version::V1,
-        DAG_PB,
-        PbNode {
-            links: vec![],
-            data: Some(b"\x08\x09"[..].into()),
-        }
-        .into_bytes(),
-    )
-    .unwrap();
+    let not_unixfs =
+        Block::encode(Version::V1, DAG_PB, PbNode { links: vec![], data: Some(b"\x08\x09"[..].into()) }.into_bytes())
+            .unwrap();
     let mut huge = Data::new(DataType::File);
     huge.filesize = Some(1 << 63);
     let huge = pb_block(huge, vec![]);
@@ -331,24 +236,14 @@ fn malformed_and_absurd_nodes_get_clear_errors() {
         d.filesize = Some(1);
         d.blocksizes = vec![1];
         let below = *chain.last().unwrap().cid();
-        chain.push(pb_block(
-            d,
-            vec![PbLink {
-                cid: below,
-                name: Some(String::new()),
-                size: Some(1),
-            }],
-        ));
+        chain.push(pb_block(d, vec![PbLink { cid: below, name: Some(String::new()), size: Some(1) }]));
     }
     let mut all = vec![garbage.clone(), not_unixfs.clone(), huge.clone()];
     all.extend(chain.iter().cloned());
     import_loose(&cli, &all);
 
     let err = cli.fails(&["cat", &garbage.cid().to_string()], 4);
-    assert!(
-        err.contains(&garbage.cid().to_string()) && err.contains("malformed dag-pb"),
-        "{err}"
-    );
+    assert!(err.contains(&garbage.cid().to_string()) && err.contains("malformed dag-pb"), "{err}");
     let err = cli.fails(&["cat", &not_unixfs.cid().to_string()], 4);
     assert!(err.contains("unknown UnixFS type 9"), "{err}");
     let err = cli.fails(&["cat", &huge.cid().to_string()], 4);
@@ -364,52 +259,28 @@ fn a_node_with_a_million_links_is_refused_at_the_door() {
     let mut d = Data::new(DataType::File);
     d.blocksizes = vec![1; 1_000_000];
     d.filesize = Some(1_000_000);
-    let links = (0..1_000_000)
-        .map(|_| PbLink {
-            cid: *leaf.cid(),
-            name: Some(String::new()),
-            size: Some(1),
-        })
-        .collect();
+    let links = (0..1_000_000).map(|_| PbLink { cid: *leaf.cid(), name: Some(String::new()), size: Some(1) }).collect();
     let big = pb_block(d, links);
     let cli = Cli::new();
     cli.write("big.car", &car_bytes(&[], &[leaf, big.clone()]));
     let err = cli.fails(&["import", "big.car"], 4);
-    assert!(
-        err.contains(&big.cid().to_string()) && err.contains("block limit"),
-        "{err}"
-    );
+    assert!(err.contains(&big.cid().to_string()) && err.contains("block limit"), "{err}");
 }
 
 #[test]
 fn unsafe_link_names_never_become_paths() {
     let file = Block::encode(Version::V1, RAW, &b"payload"[..]).unwrap();
-    let link = |name: &str| PbLink {
-        cid: *file.cid(),
-        name: Some(name.to_string()),
-        size: Some(7),
-    };
+    let link = |name: &str| PbLink { cid: *file.cid(), name: Some(name.to_string()), size: Some(7) };
     let names = ["..", ".", "a/b", "../escape", "nul\0byte", "", "ok"];
-    let dir = pb_block(
-        Data::new(DataType::Directory),
-        names.iter().map(|n| link(n)).collect(),
-    );
+    let dir = pb_block(Data::new(DataType::Directory), names.iter().map(|n| link(n)).collect());
     let cli = Cli::new();
     cli.write("d.car", &car_bytes(&[*dir.cid()], &[dir.clone(), file]));
     cli.ok(&["import", "d.car"]);
     let d = dir.cid().to_string();
     let ls = cli.ok(&["ls", &d]);
-    assert_eq!(
-        ls.lines()
-            .map(|l| l.split('\t').next().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["ok"]
-    );
+    assert_eq!(ls.lines().map(|l| l.split('\t').next().unwrap()).collect::<Vec<_>>(), vec!["ok"]);
     cli.ok(&["get", &d, "out"]);
-    let written: Vec<_> = std::fs::read_dir(cli.path("out"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let written: Vec<_> = std::fs::read_dir(cli.path("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(written, vec!["ok"]);
     assert!(!cli.path("escape").exists());
     cli.fails(&["cat", &format!("{d}/..")], 1);
@@ -424,48 +295,27 @@ fn dag_cbor_maps_and_lists_browse_as_directories() {
         [
             ("name".to_string(), Ipld::String("cidfs".into())),
             ("file".to_string(), Ipld::Link(file_cid)),
-            (
-                "list".to_string(),
-                Ipld::List(vec![Ipld::Integer(7), Ipld::Link(file_cid)]),
-            ),
+            ("list".to_string(), Ipld::List(vec![Ipld::Integer(7), Ipld::Link(file_cid)])),
         ]
         .into(),
     );
-    let block = Block::encode(
-        Version::V1,
-        DAG_CBOR,
-        serde_ipld_dagcbor::to_vec(&value).unwrap(),
-    )
-    .unwrap();
-    cli.write(
-        "c.car",
-        &car_bytes(&[*block.cid()], std::slice::from_ref(&block)),
-    );
+    let block = Block::encode(Version::V1, DAG_CBOR, serde_ipld_dagcbor::to_vec(&value).unwrap()).unwrap();
+    cli.write("c.car", &car_bytes(&[*block.cid()], std::slice::from_ref(&block)));
     cli.ok(&["import", "c.car"]);
     let c = block.cid().to_string();
     let ls = cli.ok(&["ls", &c]);
-    let kinds: Vec<(String, String)> = ls
-        .lines()
-        .map(|l| l.split('\t'))
-        .map(|mut p| (p.next().unwrap().into(), p.next().unwrap().into()))
-        .collect();
+    let kinds: Vec<(String, String)> =
+        ls.lines().map(|l| l.split('\t')).map(|mut p| (p.next().unwrap().into(), p.next().unwrap().into())).collect();
     assert_eq!(
         kinds,
-        vec![
-            ("file".into(), "file".into()),
-            ("list".into(), "list".into()),
-            ("name".into(), "string".into())
-        ]
+        vec![("file".into(), "file".into()), ("list".into(), "list".into()), ("name".into(), "string".into())]
     );
     assert_eq!(cli.ok(&["cat", &format!("{c}/file")]), "linked file\n");
     assert_eq!(cli.ok(&["cat", &format!("{c}/list/1")]), "linked file\n");
     assert_eq!(cli.ok(&["cat", &format!("{c}/name")]), "\"cidfs\"\n");
     assert_eq!(cli.ok(&["cat", &format!("{c}/list/0")]), "7\n");
     cli.ok(&["get", &c, "out"]);
-    assert_eq!(
-        std::fs::read(cli.path("out/file")).unwrap(),
-        b"linked file\n"
-    );
+    assert_eq!(std::fs::read(cli.path("out/file")).unwrap(), b"linked file\n");
     assert_eq!(std::fs::read(cli.path("out/list/0")).unwrap(), b"7\n");
     // export follows the link into the UnixFS file
     cli.ok(&["export", &c, "-o", "c2.car"]);
@@ -487,24 +337,15 @@ fn gc_frees_unpinned_blocks_and_keeps_pinned_ones() {
     cli.fails(&["pin", "rm", &drop_cid], 1);
     let report = cli.ok(&["gc"]);
     assert!(report.starts_with("removed 5 blocks"), "{report}"); // 4 leaves + root
-    assert!(
-        report.contains("freed 878.") || report.contains("freed 879."),
-        "about 900 kB freed: {report}"
-    );
+    assert!(report.contains("freed 878.") || report.contains("freed 879."), "about 900 kB freed: {report}");
     assert_eq!(store_blocks(&cli), before - 5);
-    assert_eq!(
-        cli.cmd().args(["cat", &keep_cid]).output().unwrap().stdout,
-        std::fs::read(&keep).unwrap()
-    );
+    assert_eq!(cli.cmd().args(["cat", &keep_cid]).output().unwrap().stdout, std::fs::read(&keep).unwrap());
     cli.fails(&["cat", &drop_cid], 3);
     cli.ok(&["verify"]);
     assert!(cli.ok(&["gc"]).starts_with("removed 0 blocks"));
     // re-adding after gc works and reads back
     cli.add_q(&drop, &[]);
-    assert_eq!(
-        cli.cmd().args(["cat", &drop_cid]).output().unwrap().stdout,
-        std::fs::read(&drop).unwrap()
-    );
+    assert_eq!(cli.cmd().args(["cat", &drop_cid]).output().unwrap().stdout, std::fs::read(&drop).unwrap());
 }
 
 #[test]
@@ -513,12 +354,7 @@ fn verify_detects_a_flipped_byte_on_disk() {
     let f = cli.write("f.bin", &common::noise(100_000, 4));
     cli.add_q(&f, &[]);
     cli.ok(&["verify"]);
-    let seg = std::fs::read_dir(cli.home.path().join("segments"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = std::fs::read_dir(cli.home.path().join("segments")).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&seg).unwrap();
     let n = bytes.len();
     bytes[n - 10] ^= 1;
@@ -534,11 +370,7 @@ fn progress_shows_on_a_terminal_only() {
     let f = cli.write("big.bin", &common::noise(8 << 20, 5));
     let out = cli.run(&["add", f.to_str().unwrap()]);
     assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "no progress when not on a terminal: {:?}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.stderr.is_empty(), "no progress when not on a terminal: {:?}", String::from_utf8_lossy(&out.stderr));
     // under a pseudo-terminal (script(1)), the bar is drawn
     let bin = env!("CARGO_BIN_EXE_cidfs");
     let cmd = format!("{bin} add --cid-version 1 {}", f.display());
@@ -549,10 +381,7 @@ fn progress_shows_on_a_terminal_only() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        screen.contains("adding") && screen.contains("MiB"),
-        "{screen}"
-    );
+    assert!(screen.contains("adding") && screen.contains("MiB"), "{screen}");
 }
 
 #[test]
@@ -567,12 +396,7 @@ fn a_store_in_use_is_reported() {
 fn help_documents_exit_codes() {
     let cli = Cli::new();
     let help = cli.ok(&["--help"]);
-    for needle in [
-        "Exit codes:",
-        "not found locally",
-        "invalid data",
-        "CIDFS_HOME",
-    ] {
+    for needle in ["Exit codes:", "not found locally", "invalid data", "CIDFS_HOME"] {
         assert!(help.contains(needle), "{needle}");
     }
 }

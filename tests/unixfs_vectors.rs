@@ -39,21 +39,12 @@ fn import(input: &str, opts: &ImportOptions) -> (LinkInfo, Vec<Block>) {
         "p7" => file(opts, &common::p7(), &mut sink),
         "dir" => dir(
             opts,
-            &[
-                ("hello.txt".into(), b"hello\n".to_vec()),
-                ("world.txt".into(), b"world\n".to_vec()),
-            ],
+            &[("hello.txt".into(), b"hello\n".to_vec()), ("world.txt".into(), b"world\n".to_vec())],
             &mut sink,
         ),
         "hamt6000" => {
-            let files: Vec<_> = (0..6000)
-                .map(|i| {
-                    (
-                        format!("entry-{i:04}.txt"),
-                        format!("entry {i}\n").into_bytes(),
-                    )
-                })
-                .collect();
+            let files: Vec<_> =
+                (0..6000).map(|i| (format!("entry-{i:04}.txt"), format!("entry {i}\n").into_bytes())).collect();
             dir(opts, &files, &mut sink)
         }
         other => panic!("unknown input {other}"),
@@ -64,16 +55,10 @@ fn import(input: &str, opts: &ImportOptions) -> (LinkInfo, Vec<Block>) {
 #[test]
 fn every_unixfs_vector_matches() {
     let rows = common::rows("unixfs.tsv", '\t');
-    assert!(
-        rows.len() >= 17,
-        "expected the full vector table, got {} rows",
-        rows.len()
-    );
+    assert!(rows.len() >= 17, "expected the full vector table, got {} rows", rows.len());
     let mut failures = Vec::new();
     for row in &rows {
-        let [input, mode, want_cid, want_blocks] = &row[..] else {
-            panic!("bad row {row:?}")
-        };
+        let [input, mode, want_cid, want_blocks] = &row[..] else { panic!("bad row {row:?}") };
         let (root, blocks) = import(input, &options(mode));
         let unique: HashSet<_> = blocks.iter().map(|b| *b.cid()).collect();
         let got = (root.cid.to_string(), unique.len().to_string());

@@ -62,11 +62,7 @@ pub struct Block {
 
 impl Block {
     /// Hashes `data` with sha2-256 and names it with a CID of `version` and `codec`.
-    pub fn encode(
-        version: Version,
-        codec: u64,
-        data: impl Into<Bytes>,
-    ) -> Result<Block, BlockError> {
+    pub fn encode(version: Version, codec: u64, data: impl Into<Bytes>) -> Result<Block, BlockError> {
         let data = data.into();
         let mh = sha256_multihash(&data);
         let cid = match version {
@@ -85,26 +81,15 @@ impl Block {
     pub fn verified(cid: Cid, data: impl Into<Bytes>) -> Result<Block, BlockError> {
         let data = data.into();
         if data.len() > MAX_BLOCK_SIZE {
-            return Err(BlockError::TooLarge {
-                cid,
-                size: data.len(),
-                max: MAX_BLOCK_SIZE,
-            });
+            return Err(BlockError::TooLarge { cid, size: data.len(), max: MAX_BLOCK_SIZE });
         }
-        if hash_matches(&cid, &data)? {
-            Ok(Block { cid, data })
-        } else {
-            Err(BlockError::HashMismatch { cid })
-        }
+        if hash_matches(&cid, &data)? { Ok(Block { cid, data }) } else { Err(BlockError::HashMismatch { cid }) }
     }
 
     /// The block an identity CID carries inline, if `cid` is one.
     pub fn from_identity(cid: &Cid) -> Option<Block> {
         if cid.hash().code() == IDENTITY {
-            Some(Block {
-                cid: *cid,
-                data: Bytes::copy_from_slice(cid.hash().digest()),
-            })
+            Some(Block { cid: *cid, data: Bytes::copy_from_slice(cid.hash().digest()) })
         } else {
             None
         }
@@ -140,8 +125,7 @@ fn hash_matches(cid: &Cid, data: &[u8]) -> Result<bool, BlockError> {
         IDENTITY => Ok(mh.digest() == data),
         SHA2_256 => Ok(mh.digest() == Sha256::digest(data).as_slice()),
         code => {
-            let hasher = Code::try_from(code)
-                .map_err(|_| BlockError::UnsupportedHash { cid: *cid, code })?;
+            let hasher = Code::try_from(code).map_err(|_| BlockError::UnsupportedHash { cid: *cid, code })?;
             let computed = hasher.digest(data);
             // Truncated digests (a shorter declared length) compare on the declared prefix.
             let want = mh.digest();
@@ -156,8 +140,7 @@ pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, String> {
     use ipld_core::ipld::Ipld;
     match cid.codec() {
         DAG_PB => {
-            let node = ipld_dagpb::PbNode::from_bytes(Bytes::copy_from_slice(data))
-                .map_err(|e| e.to_string())?;
+            let node = ipld_dagpb::PbNode::from_bytes(Bytes::copy_from_slice(data)).map_err(|e| e.to_string())?;
             Ok(node.links.into_iter().map(|l| l.cid).collect())
         }
         DAG_CBOR => {
@@ -185,10 +168,7 @@ mod tests {
     #[test]
     fn encode_then_verify_round_trips() {
         let b = Block::encode(Version::V1, RAW, &b"a"[..]).unwrap();
-        assert_eq!(
-            b.cid().to_string(),
-            "bafkreigks6arfsq3xxfpvqrrwonchxcnu6do76auprhhfomao6c273sixm"
-        );
+        assert_eq!(b.cid().to_string(), "bafkreigks6arfsq3xxfpvqrrwonchxcnu6do76auprhhfomao6c273sixm");
         let again = Block::verified(*b.cid(), &b"a"[..]).unwrap();
         assert_eq!(again, b);
     }
@@ -196,18 +176,12 @@ mod tests {
     #[test]
     fn wrong_bytes_are_refused() {
         let b = Block::encode(Version::V1, RAW, &b"a"[..]).unwrap();
-        assert_eq!(
-            Block::verified(*b.cid(), &b"b"[..]),
-            Err(BlockError::HashMismatch { cid: *b.cid() })
-        );
+        assert_eq!(Block::verified(*b.cid(), &b"b"[..]), Err(BlockError::HashMismatch { cid: *b.cid() }));
     }
 
     #[test]
     fn v0_requires_dag_pb() {
-        assert_eq!(
-            Block::encode(Version::V0, RAW, &b"a"[..]),
-            Err(BlockError::InvalidV0)
-        );
+        assert_eq!(Block::encode(Version::V0, RAW, &b"a"[..]), Err(BlockError::InvalidV0));
     }
 
     #[test]
@@ -231,9 +205,6 @@ mod tests {
     fn oversized_blocks_are_refused() {
         let data = vec![0u8; MAX_BLOCK_SIZE + 1];
         let cid = Block::encode(Version::V1, RAW, data.clone()).unwrap().cid;
-        assert!(matches!(
-            Block::verified(cid, data),
-            Err(BlockError::TooLarge { .. })
-        ));
+        assert!(matches!(Block::verified(cid, data), Err(BlockError::TooLarge { .. })));
     }
 }

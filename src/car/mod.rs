@@ -15,9 +15,7 @@ use ipld_core::ipld::Ipld;
 use crate::block::{Block, BlockError, MAX_BLOCK_SIZE};
 
 /// Header bytes of every CARv2: `varint(10) {"version": 2}`.
-pub const CARV2_PRAGMA: [u8; 11] = [
-    0x0a, 0xa1, 0x67, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x02,
-];
+pub const CARV2_PRAGMA: [u8; 11] = [0x0a, 0xa1, 0x67, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x02];
 const CARV2_HEADER_LEN: u64 = 40;
 /// Largest CARv1 header we accept.
 const MAX_HEADER_LEN: u64 = 1 << 20;
@@ -63,10 +61,7 @@ pub fn encode_header(roots: &[Cid]) -> Vec<u8> {
     // Canonical dag-cbor orders keys by length then bytes: "roots" before "version".
     let map = Ipld::Map(
         [
-            (
-                "roots".to_string(),
-                Ipld::List(roots.iter().map(|c| Ipld::Link(*c)).collect()),
-            ),
+            ("roots".to_string(), Ipld::List(roots.iter().map(|c| Ipld::Link(*c)).collect())),
             ("version".to_string(), Ipld::Integer(1)),
         ]
         .into(),
@@ -103,10 +98,7 @@ impl<W: Write> CarWriter<W> {
     pub fn new(mut out: W, roots: &[Cid]) -> io::Result<Self> {
         let header = encode_header(roots);
         out.write_all(&header)?;
-        Ok(CarWriter {
-            out,
-            written: header.len() as u64,
-        })
+        Ok(CarWriter { out, written: header.len() as u64 })
     }
 
     pub fn write(&mut self, cid: &Cid, data: &[u8]) -> io::Result<()> {
@@ -140,41 +132,26 @@ impl<R: Read> CarReader<R> {
         let mut offset = 0;
         let (version, roots) = read_header(&mut input, &mut offset)?;
         match version {
-            1 => Ok(CarReader {
-                input,
-                offset,
-                roots,
-            }),
+            1 => Ok(CarReader { input, offset, roots }),
             2 => {
                 let mut h = [0u8; CARV2_HEADER_LEN as usize];
                 read_exact(&mut input, &mut h, &mut offset, "CARv2 header")?;
                 let data_offset = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
                 let data_size = u64::from_le_bytes(h[24..32].try_into().expect("8 bytes"));
                 let skip = data_offset.checked_sub(offset).ok_or_else(|| {
-                    CarError::Header(format!(
-                        "CARv2 data offset {data_offset} points into its header"
-                    ))
+                    CarError::Header(format!("CARv2 data offset {data_offset} points into its header"))
                 })?;
                 let skipped = io::copy(&mut (&mut input).take(skip), &mut io::sink())?;
                 offset += skipped;
                 if skipped < skip {
-                    return Err(CarError::Truncated {
-                        offset,
-                        what: "CARv2 padding",
-                    });
+                    return Err(CarError::Truncated { offset, what: "CARv2 padding" });
                 }
                 input.set_limit(data_size);
                 let (inner, roots) = read_header(&mut input, &mut offset)?;
                 if inner != 1 {
-                    return Err(CarError::Header(format!(
-                        "CARv2 payload has version {inner}, expected 1"
-                    )));
+                    return Err(CarError::Header(format!("CARv2 payload has version {inner}, expected 1")));
                 }
-                Ok(CarReader {
-                    input,
-                    offset,
-                    roots,
-                })
+                Ok(CarReader { input, offset, roots })
             }
             v => Err(CarError::Header(format!("unsupported CAR version {v}"))),
         }
@@ -195,44 +172,24 @@ impl<R: Read> CarReader<R> {
         let Some(len) = read_varint(&mut self.input, &mut self.offset)? else {
             return Ok(None);
         };
-        let mut section = Counting {
-            inner: (&mut self.input).take(len),
-            read: 0,
-            ended: false,
-        };
+        let mut section = Counting { inner: (&mut self.input).take(len), read: 0, ended: false };
         let cid = Cid::read_bytes(&mut section).map_err(|e| {
             // The input ended before the section did (not merely the section's own length).
             if section.ended && section.inner.limit() > 0 {
-                CarError::Truncated {
-                    offset: self.offset + section.read,
-                    what: "CID",
-                }
+                CarError::Truncated { offset: self.offset + section.read, what: "CID" }
             } else {
-                CarError::Section {
-                    offset: start,
-                    msg: format!("bad CID: {e}"),
-                }
+                CarError::Section { offset: start, msg: format!("bad CID: {e}") }
             }
         })?;
         let data_len = len.saturating_sub(section.read);
         if data_len > MAX_BLOCK_SIZE as u64 {
-            let source = BlockError::TooLarge {
-                cid,
-                size: data_len as usize,
-                max: MAX_BLOCK_SIZE,
-            };
-            return Err(CarError::Block {
-                offset: start,
-                source,
-            });
+            let source = BlockError::TooLarge { cid, size: data_len as usize, max: MAX_BLOCK_SIZE };
+            return Err(CarError::Block { offset: start, source });
         }
         self.offset += section.read;
         let mut data = vec![0u8; data_len as usize];
         read_exact(&mut self.input, &mut data, &mut self.offset, "block data")?;
-        let block = Block::verified(cid, data).map_err(|source| CarError::Block {
-            offset: start,
-            source,
-        })?;
+        let block = Block::verified(cid, data).map_err(|source| CarError::Block { offset: start, source })?;
         Ok(Some((start, block)))
     }
 }
@@ -254,26 +211,20 @@ impl<R: Read> Read for Counting<R> {
 }
 
 fn read_header<R: Read>(input: &mut R, offset: &mut u64) -> Result<(u64, Vec<Cid>), CarError> {
-    let len = read_varint(input, offset)?.ok_or(CarError::Truncated {
-        offset: 0,
-        what: "empty file, no CAR header",
-    })?;
+    let len =
+        read_varint(input, offset)?.ok_or(CarError::Truncated { offset: 0, what: "empty file, no CAR header" })?;
     if len == 0 || len > MAX_HEADER_LEN {
-        return Err(CarError::Header(format!(
-            "header length {len} is out of range"
-        )));
+        return Err(CarError::Header(format!("header length {len} is out of range")));
     }
     let mut buf = vec![0u8; len as usize];
     read_exact(input, &mut buf, offset, "CAR header")?;
-    let header: Ipld = serde_ipld_dagcbor::from_slice(&buf)
-        .map_err(|e| CarError::Header(format!("not dag-cbor: {e}")))?;
+    let header: Ipld =
+        serde_ipld_dagcbor::from_slice(&buf).map_err(|e| CarError::Header(format!("not dag-cbor: {e}")))?;
     let Ipld::Map(map) = header else {
         return Err(CarError::Header("not a map".into()));
     };
     let version = match map.get("version") {
-        Some(Ipld::Integer(v)) => {
-            u64::try_from(*v).map_err(|_| CarError::Header("negative version".into()))?
-        }
+        Some(Ipld::Integer(v)) => u64::try_from(*v).map_err(|_| CarError::Header("negative version".into()))?,
         _ => return Err(CarError::Header("no version".into())),
     };
     let roots = match map.get("roots") {
@@ -296,14 +247,7 @@ fn read_varint<R: Read>(input: &mut R, offset: &mut u64) -> Result<Option<u64>, 
     for i in 0..10 {
         let mut b = [0u8; 1];
         if input.read(&mut b)? == 0 {
-            return if i == 0 {
-                Ok(None)
-            } else {
-                Err(CarError::Truncated {
-                    offset: *offset,
-                    what: "varint",
-                })
-            };
+            return if i == 0 { Ok(None) } else { Err(CarError::Truncated { offset: *offset, what: "varint" }) };
         }
         *offset += 1;
         v |= u64::from(b[0] & 0x7f) << (7 * i);
@@ -311,26 +255,15 @@ fn read_varint<R: Read>(input: &mut R, offset: &mut u64) -> Result<Option<u64>, 
             return Ok(Some(v));
         }
     }
-    Err(CarError::Section {
-        offset: *offset,
-        msg: "varint longer than 10 bytes".into(),
-    })
+    Err(CarError::Section { offset: *offset, msg: "varint longer than 10 bytes".into() })
 }
 
-fn read_exact<R: Read>(
-    input: &mut R,
-    buf: &mut [u8],
-    offset: &mut u64,
-    what: &'static str,
-) -> Result<(), CarError> {
+fn read_exact<R: Read>(input: &mut R, buf: &mut [u8], offset: &mut u64, what: &'static str) -> Result<(), CarError> {
     let mut filled = 0;
     while filled < buf.len() {
         match input.read(&mut buf[filled..]) {
             Ok(0) => {
-                return Err(CarError::Truncated {
-                    offset: *offset + filled as u64,
-                    what,
-                });
+                return Err(CarError::Truncated { offset: *offset + filled as u64, what });
             }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -348,9 +281,7 @@ mod tests {
     use cid::Version;
 
     fn blocks() -> Vec<Block> {
-        (0..3u8)
-            .map(|i| Block::encode(Version::V1, RAW, vec![i; 100 * i as usize]).unwrap())
-            .collect()
+        (0..3u8).map(|i| Block::encode(Version::V1, RAW, vec![i; 100 * i as usize]).unwrap()).collect()
     }
 
     fn car(blocks: &[Block]) -> Vec<u8> {
@@ -379,10 +310,7 @@ mod tests {
     fn section_len_matches_what_is_written() {
         let bs = blocks();
         let header = encode_header(&[*bs[0].cid()]).len() as u64;
-        let total: u64 = bs
-            .iter()
-            .map(|b| section_len(b.cid(), b.data().len()))
-            .sum();
+        let total: u64 = bs.iter().map(|b| section_len(b.cid(), b.data().len())).sum();
         assert_eq!(header + total, car(&bs).len() as u64);
         assert_eq!(varint_len(127), 1);
         assert_eq!(varint_len(128), 2);
@@ -399,10 +327,7 @@ mod tests {
             });
             // A cut exactly between sections is a valid, shorter CAR.
             if let Err(e) = res {
-                assert!(
-                    matches!(e, CarError::Truncated { .. } | CarError::Header(_)),
-                    "cut {cut}: {e}"
-                );
+                assert!(matches!(e, CarError::Truncated { .. } | CarError::Header(_)), "cut {cut}: {e}");
             }
         }
     }
@@ -446,11 +371,7 @@ mod tests {
 
     #[test]
     fn hostile_headers_are_refused() {
-        for bad in [
-            &[0x05u8, 0xff, 0xff, 0xff, 0xff, 0xff][..],
-            &[0xff, 0xff, 0xff, 0xff, 0x0f],
-            &[0x01, 0xa0],
-        ] {
+        for bad in [&[0x05u8, 0xff, 0xff, 0xff, 0xff, 0xff][..], &[0xff, 0xff, 0xff, 0xff, 0x0f], &[0x01, 0xa0]] {
             assert!(CarReader::new(bad).is_err());
         }
     }

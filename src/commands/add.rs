@@ -4,19 +4,19 @@
 //! are skipped unless `--hidden` is given, and mode/mtime are stored only when asked for
 //! (`--preserve-mode`, `--preserve-mtime`), so default CIDs equal Kubo's.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Mutex, mpsc};
 
 use indicatif::ProgressBar;
 
 use super::{CliError, io_error, progress};
 use crate::block::Block;
-use crate::importer::{
-    BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo, file::import_symlink,
-};
+use crate::importer::file::{Chunk, Leaf, encode_leaf, import_symlink};
+use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
 use crate::store::{Batch, Store, StoreError};
 use crate::unixfs::Metadata;
 use crate::unixfs::pb::UnixTime;
@@ -61,25 +61,15 @@ pub fn run(
     out: &mut dyn FnMut(&str),
 ) -> Result<Vec<LinkInfo>, CliError> {
     opts.import.validate().map_err(CliError::failure)?;
-    let total = paths
-        .iter()
-        .map(|p| tree_size(p.as_ref(), opts.hidden))
-        .sum();
+    let total = paths.iter().map(|p| tree_size(p.as_ref(), opts.hidden)).sum();
     let bar = progress::bytes("adding", Some(total), opts.quiet);
     let mut batch = store.batch();
-    let mut adder = Adder {
-        opts,
-        sink: StoreSink { batch: &mut batch },
-        bar,
-        out,
-    };
+    let mut adder = Adder { opts, sink: StoreSink { batch: &mut batch }, bar, out };
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         let root = adder.add(path, &name)?;
         if opts.quiet_roots {
             (adder.out)(&root.cid.to_string());
@@ -103,12 +93,7 @@ impl Adder<'_, '_> {
         let ft = md.file_type();
         let link = if ft.is_symlink() {
             let target = fs::read_link(path).map_err(io_error(path))?;
-            import_symlink(
-                &self.opts.import,
-                target.as_os_str().as_bytes(),
-                meta,
-                &mut self.sink,
-            )?
+            import_symlink(&self.opts.import, target.as_os_str().as_bytes(), meta, &mut self.sink)?
         } else if ft.is_file() {
             self.add_file(path, meta)?
         } else if ft.is_dir() {
@@ -120,44 +105,83 @@ impl Adder<'_, '_> {
             )));
         };
         if !self.opts.quiet_roots {
-            let line = if self.opts.quiet {
-                link.cid.to_string()
-            } else {
-                format!("added {} {display}", link.cid)
-            };
+            let line = if self.opts.quiet { link.cid.to_string() } else { format!("added {} {display}", link.cid) };
             self.bar.suspend(|| (self.out)(&line));
         }
         Ok(link)
     }
 
+    /// Reads the file in chunks and hashes leaves on worker threads while this thread reads
+    /// and stores, keeping leaves in file order. Small files skip the threads.
     fn add_file(&mut self, path: &Path, meta: Metadata) -> Result<LinkInfo, CliError> {
+        let opts = &self.opts.import;
+        let size = opts.chunk_size;
         let mut f = File::open(path).map_err(io_error(path))?;
-        let mut importer = FileImporter::new(&self.opts.import, meta);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error(path)(e)),
-            };
-            importer.push(&buf[..n], &mut self.sink)?;
-            self.bar.inc(n as u64);
+        let mut importer = FileImporter::new(opts, meta);
+        let sink = &mut self.sink;
+        let bar = &self.bar;
+        let read_chunk = |f: &mut File| -> Result<Option<Chunk>, CliError> {
+            let mut c = Chunk::with_capacity(size);
+            let n = c.fill_from(f, size).map_err(io_error(path))?;
+            bar.inc(n as u64);
+            Ok((n > 0).then_some(c))
+        };
+        let len = f.metadata().map_err(io_error(path))?.len();
+        if len <= 2 * size as u64 {
+            while let Some(c) = read_chunk(&mut f)? {
+                importer.push_leaf(encode_leaf(opts, c), sink)?;
+            }
+            return Ok(importer.finish(sink)?);
         }
-        Ok(importer.finish(&mut self.sink)?)
+        let hashers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+        let window = 4 * hashers;
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Chunk)>(window);
+        let job_rx = Mutex::new(job_rx);
+        std::thread::scope(|s| {
+            let (done_tx, done_rx) = mpsc::channel::<(u64, Leaf)>();
+            for _ in 0..hashers {
+                let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+                s.spawn(move || {
+                    while let Ok((seq, chunk)) = job_rx.lock().expect("lock poisoned").recv() {
+                        if done_tx.send((seq, encode_leaf(opts, chunk))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let (mut sent, mut pushed, mut eof) = (0u64, 0u64, false);
+            let mut ready = BTreeMap::new();
+            loop {
+                while !eof && sent - pushed < window as u64 {
+                    match read_chunk(&mut f)? {
+                        Some(c) => {
+                            eof = c.len() < size;
+                            job_tx.send((sent, c)).expect("hashers outlive the job queue");
+                            sent += 1;
+                        }
+                        None => eof = true,
+                    }
+                }
+                if eof && pushed == sent {
+                    break;
+                }
+                let (seq, leaf) = done_rx.recv().expect("hashers outlive the job queue");
+                ready.insert(seq, leaf);
+                while let Some(leaf) = ready.remove(&pushed) {
+                    importer.push_leaf(leaf, sink)?;
+                    pushed += 1;
+                }
+            }
+            drop(job_tx);
+            Ok(importer.finish(sink)?)
+        })
     }
 
-    fn add_dir(
-        &mut self,
-        path: &Path,
-        display: &str,
-        meta: Metadata,
-    ) -> Result<LinkInfo, CliError> {
+    fn add_dir(&mut self, path: &Path, display: &str, meta: Metadata) -> Result<LinkInfo, CliError> {
         let mut dir = DirBuilder::new(meta);
-        let mut entries: Vec<_> = fs::read_dir(path)
-            .map_err(io_error(path))?
-            .collect::<Result<_, _>>()
-            .map_err(io_error(path))?;
+        let mut entries: Vec<_> =
+            fs::read_dir(path).map_err(io_error(path))?.collect::<Result<_, _>>().map_err(io_error(path))?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let os_name = entry.file_name();

@@ -23,12 +23,7 @@ pub struct ImportReport {
 
 /// Imports CAR files in one batch: every block is verified and every root's DAG must be
 /// complete, or nothing is imported and nothing is pinned.
-pub fn import(
-    store: &Store,
-    files: &[impl AsRef<Path>],
-    pin: bool,
-    quiet: bool,
-) -> Result<ImportReport, CliError> {
+pub fn import(store: &Store, files: &[impl AsRef<Path>], pin: bool, quiet: bool) -> Result<ImportReport, CliError> {
     let mut batch = store.batch();
     let mut report = ImportReport::default();
     for path in files {
@@ -39,10 +34,7 @@ pub fn import(
         let mut reader = CarReader::new(BufReader::with_capacity(1 << 20, f))
             .map_err(|e| CliError::from(e).context(path.display()))?;
         let roots = reader.roots().to_vec();
-        while let Some((_, block)) = reader
-            .next_block()
-            .map_err(|e| CliError::from(e).context(path.display()))?
-        {
+        while let Some((_, block)) = reader.next_block().map_err(|e| CliError::from(e).context(path.display()))? {
             report.blocks += 1;
             report.bytes += block.data().len() as u64;
             batch.put(&block)?;
@@ -81,37 +73,25 @@ fn first_missing(batch: &mut Batch<'_>, root: &Cid) -> Result<Option<Cid>, CliEr
         let Some(data) = batch.get(&cid)? else {
             return Ok(Some(cid));
         };
-        stack.extend(
-            links(&cid, &data)
-                .map_err(|e| CliError::new(exit::INVALID_DATA, format!("{cid}: {e}")))?,
-        );
+        stack.extend(links(&cid, &data).map_err(|e| CliError::new(exit::INVALID_DATA, format!("{cid}: {e}")))?);
     }
     Ok(None)
 }
 
 /// Writes the complete DAG under `root` as a CARv1 (depth-first, each block once, in link
 /// order, as `ipfs dag export` does). Returns the bytes written.
-pub fn export(
-    blocks: &dyn Blocks,
-    root: &Cid,
-    out: &mut dyn Write,
-    quiet: bool,
-) -> Result<u64, CliError> {
+pub fn export(blocks: &dyn Blocks, root: &Cid, out: &mut dyn Write, quiet: bool) -> Result<u64, CliError> {
     let bar = progress::bytes("exporting", None, quiet);
     let w = |e: std::io::Error| CliError::failure(format!("writing CAR: {e}"));
-    let mut car =
-        CarWriter::new(std::io::BufWriter::with_capacity(1 << 20, out), &[*root]).map_err(w)?;
+    let mut car = CarWriter::new(std::io::BufWriter::with_capacity(1 << 20, out), &[*root]).map_err(w)?;
     let mut seen = HashSet::new();
     let mut stack = vec![*root];
     while let Some(cid) = stack.pop() {
         if !seen.insert(cid) {
             continue;
         }
-        let data = blocks
-            .get(&cid)
-            .map_err(|e| CliError::from(e).context(format!("exporting {root}")))?;
-        let mut children = links(&cid, &data)
-            .map_err(|e| CliError::new(exit::INVALID_DATA, format!("{cid}: {e}")))?;
+        let data = blocks.get(&cid).map_err(|e| CliError::from(e).context(format!("exporting {root}")))?;
+        let mut children = links(&cid, &data).map_err(|e| CliError::new(exit::INVALID_DATA, format!("{cid}: {e}")))?;
         children.reverse();
         stack.extend(children);
         car.write(&cid, &data).map_err(w)?;

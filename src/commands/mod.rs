@@ -42,10 +42,7 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            code,
-        }
+        CliError { message: message.into(), code }
     }
 
     pub fn failure(message: impl Into<String>) -> Self {
@@ -103,6 +100,17 @@ impl From<CarError> for CliError {
             CarError::Io(_) => CliError::failure(e.to_string()),
             _ => CliError::new(exit::INVALID_DATA, e.to_string()),
         }
+    }
+}
+
+/// Keeps freed large buffers in the heap for reuse. With glibc's defaults every 256 KiB
+/// chunk buffer is a fresh mmap (or a trimmed heap top), and touching its pages again costs
+/// more than hashing them.
+pub fn tune_allocator() {
+    // SAFETY: mallopt only adjusts allocator thresholds; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 

@@ -18,9 +18,7 @@ pub fn resolve(blocks: &dyn Blocks, spec: &str) -> Result<(Cid, Resolved), CliEr
     let (root, segs) = path::parse(spec).map_err(CliError::failure)?;
     let resolved = path::resolve(blocks, &root, &segs).map_err(|e| match e {
         // These already name the path or CID concerned.
-        e @ (UnixfsError::NoSuchEntry { .. } | UnixfsError::NotADirectory { .. }) => {
-            CliError::from(e)
-        }
+        e @ (UnixfsError::NoSuchEntry { .. } | UnixfsError::NotADirectory { .. }) => CliError::from(e),
         e => CliError::from(e).context(spec),
     })?;
     Ok((root, resolved))
@@ -35,28 +33,20 @@ pub fn cat(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     match resolve(blocks, spec)?.1 {
-        Resolved::Node {
-            cid,
-            node: Node::File(f),
-        } => write_file_range(blocks, &cid, &f, offset, length.unwrap_or(u64::MAX), out),
-        Resolved::Node {
-            node: Node::Cbor(v),
-            ..
+        Resolved::Node { cid, node: Node::File(f) } => {
+            write_file_range(blocks, &cid, &f, offset, length.unwrap_or(u64::MAX), out)
         }
-        | Resolved::Value { value: v, .. } => out
+        Resolved::Node { node: Node::Cbor(v), .. } | Resolved::Value { value: v, .. } => out
             .write_all(dag_json(&v).as_bytes())
             .and_then(|_| out.write_all(b"\n"))
             .map_err(|e| CliError::failure(format!("writing output: {e}"))),
-        Resolved::Node {
-            node: Node::Symlink { target, .. },
-            ..
-        } => Err(CliError::failure(format!(
+        Resolved::Node { node: Node::Symlink { target, .. }, .. } => Err(CliError::failure(format!(
             "{spec}: is a symlink to {:?}; cat its target instead",
             String::from_utf8_lossy(&target)
         ))),
-        Resolved::Node { cid, .. } => Err(CliError::failure(format!(
-            "{spec}: is a directory ({cid}); use `cidfs ls` or `cidfs get`"
-        ))),
+        Resolved::Node { cid, .. } => {
+            Err(CliError::failure(format!("{spec}: is a directory ({cid}); use `cidfs ls` or `cidfs get`")))
+        }
     }
 }
 
@@ -69,11 +59,8 @@ fn write_file_range(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    file::read_range(blocks, cid, f, offset, len, &mut |bytes| {
-        out.write_all(bytes).map_err(UnixfsError::Output)
-    })?;
-    out.flush()
-        .map_err(|e| CliError::failure(format!("writing output: {e}")))
+    file::read_range(blocks, cid, f, offset, len, &mut |bytes| out.write_all(bytes).map_err(UnixfsError::Output))?;
+    out.flush().map_err(|e| CliError::failure(format!("writing output: {e}")))
 }
 
 /// One row of `cidfs ls`.
@@ -91,61 +78,31 @@ pub fn ls(blocks: &dyn Blocks, spec: &str) -> Result<Vec<Entry>, CliError> {
     let (_, resolved) = resolve(blocks, spec)?;
     let mut links = Vec::new();
     match &resolved {
-        Resolved::Node {
-            cid,
-            node: node @ (Node::Directory { .. } | Node::HamtShard(_)),
-        } => {
+        Resolved::Node { cid, node: node @ (Node::Directory { .. } | Node::HamtShard(_)) } => {
             dir::list(blocks, cid, node, &mut |l| links.push(l))?;
         }
-        Resolved::Node {
-            cid,
-            node: Node::Cbor(v),
-        }
-        | Resolved::Value { cid, value: v } => {
+        Resolved::Node { cid, node: Node::Cbor(v) } | Resolved::Value { cid, value: v } => {
             return Ok(dir::cbor_entries(v)
                 .into_iter()
                 .filter(|(n, _)| dir::is_safe_name(n))
                 .map(|(name, v)| match v {
                     Ipld::Link(c) => entry_for(blocks, name, *c, None),
-                    v => Entry {
-                        name,
-                        kind: cbor_kind(v).into(),
-                        size: None,
-                        cid: *cid,
-                    },
+                    v => Entry { name, kind: cbor_kind(v).into(), size: None, cid: *cid },
                 })
                 .collect());
         }
         Resolved::Node { cid, node } => {
             let name = spec.rsplit('/').next().unwrap_or(spec).to_string();
-            return Ok(vec![Entry {
-                name,
-                kind: node.kind_name().into(),
-                size: node_size(node),
-                cid: *cid,
-            }]);
+            return Ok(vec![Entry { name, kind: node.kind_name().into(), size: node_size(node), cid: *cid }]);
         }
     }
-    Ok(links
-        .into_iter()
-        .map(|l| entry_for(blocks, l.name, l.cid, l.tsize))
-        .collect())
+    Ok(links.into_iter().map(|l| entry_for(blocks, l.name, l.cid, l.tsize)).collect())
 }
 
 fn entry_for(blocks: &dyn Blocks, name: String, cid: Cid, tsize: Option<u64>) -> Entry {
     match load(blocks, &cid) {
-        Ok(node) => Entry {
-            name,
-            kind: node.kind_name().into(),
-            size: node_size(&node),
-            cid,
-        },
-        Err(_) => Entry {
-            name,
-            kind: "?".into(),
-            size: tsize,
-            cid,
-        },
+        Ok(node) => Entry { name, kind: node.kind_name().into(), size: node_size(&node), cid },
+        Err(_) => Entry { name, kind: "?".into(), size: tsize, cid },
     }
 }
 
@@ -197,10 +154,7 @@ pub fn dag_json(v: &Ipld) -> String {
         Ipld::List(l) => format!("[{}]", l.iter().map(dag_json).collect::<Vec<_>>().join(",")),
         Ipld::Map(m) => format!(
             "{{{}}}",
-            m.iter()
-                .map(|(k, v)| format!("{}:{}", esc(k), dag_json(v)))
-                .collect::<Vec<_>>()
-                .join(",")
+            m.iter().map(|(k, v)| format!("{}:{}", esc(k), dag_json(v))).collect::<Vec<_>>().join(",")
         ),
     }
 }
@@ -209,9 +163,8 @@ fn base64_std(b: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut o = String::new();
     for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..=c.len() {
             o.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -233,90 +186,44 @@ pub fn get(blocks: &dyn Blocks, spec: &str, out: &Path) -> Result<PathBuf, CliEr
     Ok(target)
 }
 
-fn write_tree(
-    blocks: &dyn Blocks,
-    resolved: Resolved,
-    target: &Path,
-    depth: usize,
-) -> Result<(), CliError> {
+fn write_tree(blocks: &dyn Blocks, resolved: Resolved, target: &Path, depth: usize) -> Result<(), CliError> {
     if depth > 4096 {
-        return Err(CliError::failure(format!(
-            "{}: tree is deeper than 4096 levels",
-            target.display()
-        )));
+        return Err(CliError::failure(format!("{}: tree is deeper than 4096 levels", target.display())));
     }
     match resolved {
-        Resolved::Node {
-            cid,
-            node: Node::File(f),
-        } => {
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(target)
-                .map_err(io_error(target))?;
+        Resolved::Node { cid, node: Node::File(f) } => {
+            let file =
+                OpenOptions::new().write(true).create_new(true).mode(0o644).open(target).map_err(io_error(target))?;
             let mut w = BufWriter::new(&file);
-            write_file_range(blocks, &cid, &f, 0, u64::MAX, &mut w)
-                .map_err(|e| e.context(target.display()))?;
+            write_file_range(blocks, &cid, &f, 0, u64::MAX, &mut w).map_err(|e| e.context(target.display()))?;
             drop(w);
             apply_meta(&file, target, f.meta)?;
         }
-        Resolved::Node {
-            node: Node::Symlink { target: to, .. },
-            ..
-        } => {
-            let to = std::ffi::OsStr::new(std::str::from_utf8(&to).map_err(|_| {
-                CliError::failure(format!("{}: symlink target is not UTF-8", target.display()))
-            })?);
+        Resolved::Node { node: Node::Symlink { target: to, .. }, .. } => {
+            let to = std::ffi::OsStr::new(
+                std::str::from_utf8(&to)
+                    .map_err(|_| CliError::failure(format!("{}: symlink target is not UTF-8", target.display())))?,
+            );
             std::os::unix::fs::symlink(to, target).map_err(io_error(target))?;
         }
-        Resolved::Node {
-            cid,
-            node: node @ (Node::Directory { .. } | Node::HamtShard(_)),
-        } => {
+        Resolved::Node { cid, node: node @ (Node::Directory { .. } | Node::HamtShard(_)) } => {
             fs::create_dir(target).map_err(io_error(target))?;
             let mut links = Vec::new();
             dir::list(blocks, &cid, &node, &mut |l| links.push(l))?;
             for l in links {
-                let child = load(blocks, &l.cid)
-                    .map_err(|e| CliError::from(e).context(target.join(&l.name).display()))?;
-                write_tree(
-                    blocks,
-                    Resolved::Node {
-                        cid: l.cid,
-                        node: child,
-                    },
-                    &target.join(&l.name),
-                    depth + 1,
-                )?;
+                let child =
+                    load(blocks, &l.cid).map_err(|e| CliError::from(e).context(target.join(&l.name).display()))?;
+                write_tree(blocks, Resolved::Node { cid: l.cid, node: child }, &target.join(&l.name), depth + 1)?;
             }
-            apply_meta(
-                &File::open(target).map_err(io_error(target))?,
-                target,
-                node.meta(),
-            )?;
+            apply_meta(&File::open(target).map_err(io_error(target))?, target, node.meta())?;
         }
-        Resolved::Node {
-            cid,
-            node: Node::Cbor(v),
-        }
-        | Resolved::Value { cid, value: v } => match &v {
+        Resolved::Node { cid, node: Node::Cbor(v) } | Resolved::Value { cid, value: v } => match &v {
             Ipld::Map(_) | Ipld::List(_) => {
                 fs::create_dir(target).map_err(io_error(target))?;
-                for (name, child) in dir::cbor_entries(&v)
-                    .into_iter()
-                    .filter(|(n, _)| dir::is_safe_name(n))
-                {
+                for (name, child) in dir::cbor_entries(&v).into_iter().filter(|(n, _)| dir::is_safe_name(n)) {
                     let next = match child {
-                        Ipld::Link(c) => Resolved::Node {
-                            cid: *c,
-                            node: load(blocks, c)?,
-                        },
-                        other => Resolved::Value {
-                            cid,
-                            value: other.clone(),
-                        },
+                        Ipld::Link(c) => Resolved::Node { cid: *c, node: load(blocks, c)? },
+                        other => Resolved::Value { cid, value: other.clone() },
                     };
                     write_tree(blocks, next, &target.join(name), depth + 1)?;
                 }
@@ -332,8 +239,7 @@ fn write_tree(
 
 fn apply_meta(file: &File, path: &Path, meta: Metadata) -> Result<(), CliError> {
     if let Some(mode) = meta.mode {
-        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(io_error(path))?;
+        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777)).map_err(io_error(path))?;
     }
     if let Some(t) = meta.mtime {
         let nanos = Duration::from_nanos(u64::from(t.fractional_nanoseconds.unwrap_or(0)));
@@ -355,17 +261,11 @@ mod tests {
     fn dag_json_of_values() {
         let v = Ipld::Map(
             [
-                (
-                    "a".to_string(),
-                    Ipld::List(vec![Ipld::Integer(1), Ipld::String("x\"y".into())]),
-                ),
+                ("a".to_string(), Ipld::List(vec![Ipld::Integer(1), Ipld::String("x\"y".into())])),
                 ("b".to_string(), Ipld::Bytes(b"hi".to_vec())),
             ]
             .into(),
         );
-        assert_eq!(
-            dag_json(&v),
-            r#"{"a":[1,"x\"y"],"b":{"/":{"bytes":"aGk"}}}"#
-        );
+        assert_eq!(dag_json(&v), r#"{"a":[1,"x\"y"],"b":{"/":{"bytes":"aGk"}}}"#);
     }
 }

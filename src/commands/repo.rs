@@ -11,21 +11,14 @@ pub fn pin_add(store: &Store, cid: &Cid, label: &str) -> Result<(), CliError> {
     if let Some((_, m)) = missing.first() {
         return Err(CliError::new(
             exit::NOT_FOUND,
-            format!(
-                "cannot pin {cid}: block {m} is not found locally ({} missing)",
-                missing.len()
-            ),
+            format!("cannot pin {cid}: block {m} is not found locally ({} missing)", missing.len()),
         ));
     }
     Ok(store.pin(cid, label)?)
 }
 
 pub fn pin_rm(store: &Store, cid: &Cid) -> Result<(), CliError> {
-    if store.unpin(cid)? {
-        Ok(())
-    } else {
-        Err(CliError::failure(format!("{cid} is not pinned")))
-    }
+    if store.unpin(cid)? { Ok(()) } else { Err(CliError::failure(format!("{cid} is not pinned"))) }
 }
 
 pub fn gc(store: &Store) -> Result<GcReport, CliError> {
@@ -49,11 +42,7 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 #[cfg(test)]

@@ -24,10 +24,7 @@ pub struct DirBuilder {
 
 impl DirBuilder {
     pub fn new(meta: Metadata) -> Self {
-        DirBuilder {
-            entries: BTreeMap::new(),
-            meta,
-        }
+        DirBuilder { entries: BTreeMap::new(), meta }
     }
 
     /// Adds (or replaces) an entry. The caller guarantees `name` is a safe path component.
@@ -45,10 +42,7 @@ impl DirBuilder {
 
     /// The estimate Kubo compares with the sharding threshold.
     pub fn links_estimate(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|(name, l)| name.len() + l.cid.encoded_len())
-            .sum()
+        self.entries.iter().map(|(name, l)| name.len() + l.cid.encoded_len()).sum()
     }
 
     fn should_shard(&self, opts: &ImportOptions) -> bool {
@@ -59,17 +53,10 @@ impl DirBuilder {
         }
     }
 
-    pub fn finish<S: BlockSink>(
-        self,
-        opts: &ImportOptions,
-        sink: &mut S,
-    ) -> Result<LinkInfo, S::Error> {
+    pub fn finish<S: BlockSink>(self, opts: &ImportOptions, sink: &mut S) -> Result<LinkInfo, S::Error> {
         if self.should_shard(opts) {
-            let mut entries: Vec<(u64, &String, &LinkInfo)> = self
-                .entries
-                .iter()
-                .map(|(n, l)| (hamt::hash_name(n.as_bytes()), n, l))
-                .collect();
+            let mut entries: Vec<(u64, &String, &LinkInfo)> =
+                self.entries.iter().map(|(n, l)| (hamt::hash_name(n.as_bytes()), n, l)).collect();
             entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
             return build_shard(opts, &entries, 0, self.meta, sink);
         }
@@ -79,19 +66,9 @@ impl DirBuilder {
         let links = self
             .entries
             .iter()
-            .map(|(name, l)| PbLink {
-                cid: l.cid,
-                name: Some(name.clone()),
-                size: Some(l.tsize),
-            })
+            .map(|(name, l)| PbLink { cid: l.cid, name: Some(name.clone()), size: Some(l.tsize) })
             .collect();
-        emit(
-            opts,
-            data,
-            links,
-            self.entries.values().map(|l| l.tsize).sum(),
-            sink,
-        )
+        emit(opts, data, links, self.entries.values().map(|l| l.tsize).sum(), sink)
     }
 }
 
@@ -102,13 +79,8 @@ fn emit<S: BlockSink>(
     child_tsize: u64,
     sink: &mut S,
 ) -> Result<LinkInfo, S::Error> {
-    let block = Block::encode(opts.cid_version, DAG_PB, dag_pb(data, links))
-        .expect("importer options are validated");
-    let info = LinkInfo {
-        cid: *block.cid(),
-        tsize: block.data().len() as u64 + child_tsize,
-        filesize: 0,
-    };
+    let block = Block::encode(opts.cid_version, DAG_PB, dag_pb(data, links)).expect("importer options are validated");
+    let info = LinkInfo { cid: *block.cid(), tsize: block.data().len() as u64 + child_tsize, filesize: 0 };
     sink.put(block)?;
     Ok(info)
 }
@@ -128,12 +100,8 @@ fn build_shard<S: BlockSink>(
     let mut rest = entries;
     while let Some(first) = rest.first() {
         let bucket_of = |e: &(u64, &String, &LinkInfo)| hamt::bucket(e.0, depth, bits);
-        let bucket =
-            bucket_of(first).expect("distinct names with equal 64-bit hashes need a deeper hash");
-        let n = rest
-            .iter()
-            .take_while(|e| bucket_of(e) == Some(bucket))
-            .count();
+        let bucket = bucket_of(first).expect("distinct names with equal 64-bit hashes need a deeper hash");
+        let n = rest.iter().take_while(|e| bucket_of(e) == Some(bucket)).count();
         let (group, tail) = rest.split_at(n);
         rest = tail;
         let last = bitfield.len() - 1;
@@ -142,17 +110,10 @@ fn build_shard<S: BlockSink>(
         let (name, link) = if let [(_, name, link)] = group {
             (format!("{prefix}{name}"), **link)
         } else {
-            (
-                prefix,
-                build_shard(opts, group, depth + 1, Metadata::default(), sink)?,
-            )
+            (prefix, build_shard(opts, group, depth + 1, Metadata::default(), sink)?)
         };
         child_tsize += link.tsize;
-        links.push(PbLink {
-            cid: link.cid,
-            name: Some(name),
-            size: Some(link.tsize),
-        });
+        links.push(PbLink { cid: link.cid, name: Some(name), size: Some(link.tsize) });
     }
     let mut data = Data::new(DataType::HamtShard);
     data.data = Some(Bytes::from(trim_leading_zeros(bitfield)));

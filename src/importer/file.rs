@@ -5,6 +5,14 @@
 //! that is exactly "group every `max_links` links of a level under one parent". We keep one
 //! pending link list per level and emit a parent as soon as a level overflows, so a 1 TiB
 //! file needs a few KiB of link state.
+//!
+//! Leaves are the hot path (every file byte passes through one), so a [`Chunk`] is a buffer
+//! with room reserved in front and behind: file bytes are read straight into it, and
+//! [`encode_leaf`] writes the dag-pb/UnixFS framing around them in place. The bytes are
+//! copied once (from the kernel) and hashed once. `encode_leaf` is pure, so callers can
+//! run it on worker threads and feed the results, in order, to [`FileImporter::push_leaf`].
+
+use std::io::{self, Read};
 
 use bytes::Bytes;
 use cid::Version;
@@ -12,17 +20,128 @@ use ipld_dagpb::{PbLink, PbNode};
 
 use super::{BlockSink, ImportOptions, LinkInfo};
 use crate::block::{Block, DAG_PB, RAW};
-use crate::unixfs::Metadata;
+use crate::car::{put_varint, varint_len};
 use crate::unixfs::pb::{Data, DataType};
+use crate::unixfs::{Metadata, decode};
+
+/// Bytes reserved before a chunk's data for the dag-pb + UnixFS leaf header (at most
+/// 1 + 10 + 2 + 1 + 10 bytes for any chunk size we accept; 16 is plenty for <= 2 MiB).
+const HEADROOM: usize = 16;
+/// Bytes reserved after the data for the UnixFS `filesize` field.
+const TAILROOM: usize = 11;
+
+/// File bytes destined to become one leaf.
+pub struct Chunk {
+    buf: Vec<u8>,
+}
+
+impl Chunk {
+    pub fn with_capacity(size: usize) -> Chunk {
+        let mut buf = Vec::with_capacity(HEADROOM + size + TAILROOM);
+        buf.resize(HEADROOM, 0);
+        Chunk { buf }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - HEADROOM
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[HEADROOM..]
+    }
+
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Reads from `r` until the chunk holds `size` bytes or `r` ends; returns bytes added.
+    pub fn fill_from(&mut self, r: &mut dyn Read, size: usize) -> io::Result<usize> {
+        let start = self.len();
+        let want = HEADROOM + size;
+        if self.buf.capacity() < want + TAILROOM {
+            self.buf.reserve(want + TAILROOM - self.buf.len());
+        }
+        while self.buf.len() < want {
+            let filled = self.buf.len();
+            self.buf.resize(want, 0);
+            match r.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.buf.truncate(filled);
+                    break;
+                }
+                Ok(n) => self.buf.truncate(filled + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(filled),
+                Err(e) => {
+                    self.buf.truncate(filled);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.len() - start)
+    }
+}
+
+/// A leaf block and the number of file bytes it holds.
+#[derive(Clone, Debug)]
+pub struct Leaf {
+    pub block: Block,
+    pub filesize: u64,
+}
+
+/// Encodes a chunk as a leaf: a raw block, or a dag-pb node with UnixFS `File` data, framed
+/// in place around the chunk's bytes. Byte-identical to encoding through [`Data`] and
+/// `PbNode` (a test checks).
+pub fn encode_leaf(opts: &ImportOptions, chunk: Chunk) -> Leaf {
+    let n = chunk.len();
+    let filesize = n as u64;
+    let mut buf = chunk.buf;
+    let block = if opts.raw_leaves {
+        Block::encode(Version::V1, RAW, Bytes::from(buf).slice(HEADROOM..))
+    } else if n == 0 {
+        Block::encode(opts.cid_version, DAG_PB, leaf_node(Bytes::new(), Metadata::default()))
+    } else {
+        // PBNode{Data: 0x0a L [Type 0x08 0x02] [Data 0x12 n <bytes>] [filesize 0x18 n]}
+        let unixfs_len = 2 + 1 + varint_len(filesize) + n + 1 + varint_len(filesize);
+        let mut header = Vec::with_capacity(HEADROOM);
+        header.push(0x0a);
+        put_varint(unixfs_len as u64, &mut header);
+        header.extend_from_slice(&[0x08, 0x02, 0x12]);
+        put_varint(filesize, &mut header);
+        let start = HEADROOM - header.len();
+        buf[start..HEADROOM].copy_from_slice(&header);
+        buf.push(0x18);
+        let mut tail = Vec::with_capacity(TAILROOM);
+        put_varint(filesize, &mut tail);
+        buf.extend_from_slice(&tail);
+        Block::encode(opts.cid_version, DAG_PB, Bytes::from(buf).slice(start..))
+    }
+    .expect("importer options are validated");
+    Leaf { block, filesize }
+}
+
+/// A dag-pb UnixFS file leaf holding `data`, through the general encoder.
+fn leaf_node(data: Bytes, meta: Metadata) -> Vec<u8> {
+    let mut d = Data::new(DataType::File);
+    d.filesize = Some(data.len() as u64);
+    d.data = (!data.is_empty()).then_some(data);
+    d.mode = meta.mode;
+    d.mtime = meta.mtime;
+    dag_pb(d, vec![])
+}
 
 pub struct FileImporter<'a> {
     opts: &'a ImportOptions,
     meta: Metadata,
-    buf: Vec<u8>,
-    /// The first chunk, held back until we know whether it is the whole file (a one-chunk
+    chunk: Chunk,
+    /// The first leaf, held back until we know whether it is the whole file (a one-leaf
     /// file with metadata gets the metadata in, or around, its only leaf).
-    first: Option<Bytes>,
+    first: Option<Leaf>,
     levels: Vec<Vec<LinkInfo>>,
+    leaves: u64,
 }
 
 impl<'a> FileImporter<'a> {
@@ -30,57 +149,55 @@ impl<'a> FileImporter<'a> {
         FileImporter {
             opts,
             meta,
-            buf: Vec::with_capacity(opts.chunk_size),
+            chunk: Chunk::with_capacity(opts.chunk_size),
             first: None,
             levels: vec![vec![]],
+            leaves: 0,
         }
     }
 
-    /// Adds file bytes.
+    /// Adds file bytes (chunking them here). For speed, read into [`Chunk`]s and use
+    /// [`encode_leaf`] + [`push_leaf`](Self::push_leaf) instead.
     pub fn push<S: BlockSink>(&mut self, mut data: &[u8], sink: &mut S) -> Result<(), S::Error> {
         while !data.is_empty() {
-            let take = (self.opts.chunk_size - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
+            let take = (self.opts.chunk_size - self.chunk.len()).min(data.len());
+            self.chunk.extend(&data[..take]);
             data = &data[take..];
-            if self.buf.len() == self.opts.chunk_size {
-                let chunk = Bytes::from(std::mem::replace(
-                    &mut self.buf,
-                    Vec::with_capacity(self.opts.chunk_size),
-                ));
-                self.chunk(chunk, sink)?;
+            if self.chunk.len() == self.opts.chunk_size {
+                let chunk = std::mem::replace(&mut self.chunk, Chunk::with_capacity(self.opts.chunk_size));
+                self.push_leaf(encode_leaf(self.opts, chunk), sink)?;
             }
         }
         Ok(())
     }
 
-    fn chunk<S: BlockSink>(&mut self, chunk: Bytes, sink: &mut S) -> Result<(), S::Error> {
+    /// Adds the next leaf, in file order. Every leaf but the last must hold a full chunk.
+    pub fn push_leaf<S: BlockSink>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
+        self.leaves += 1;
         if let Some(first) = self.first.take() {
-            let leaf = self.leaf(first, Metadata::default(), sink)?;
-            self.push_link(0, leaf, sink)?;
+            self.put_leaf(first, sink)?;
         }
-        if self.levels[0].is_empty() && self.levels.len() == 1 {
-            self.first = Some(chunk);
+        if self.leaves == 1 {
+            self.first = Some(leaf);
             return Ok(());
         }
-        let leaf = self.leaf(chunk, Metadata::default(), sink)?;
-        self.push_link(0, leaf, sink)
+        self.put_leaf(leaf, sink)
+    }
+
+    fn put_leaf<S: BlockSink>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
+        let info = LinkInfo { cid: *leaf.block.cid(), tsize: leaf.block.data().len() as u64, filesize: leaf.filesize };
+        sink.put(leaf.block)?;
+        self.push_link(0, info, sink)
     }
 
     /// Finishes the file and returns its root.
     pub fn finish<S: BlockSink>(mut self, sink: &mut S) -> Result<LinkInfo, S::Error> {
-        if !self.buf.is_empty()
-            || (self.first.is_none() && self.levels.len() == 1 && self.levels[0].is_empty())
-        {
-            let chunk = Bytes::from(std::mem::take(&mut self.buf));
-            self.chunk(chunk, sink)?;
+        if !self.chunk.is_empty() || self.leaves == 0 {
+            let chunk = std::mem::replace(&mut self.chunk, Chunk::with_capacity(0));
+            self.push_leaf(encode_leaf(self.opts, chunk), sink)?;
         }
         if let Some(only) = self.first.take() {
-            // The whole file is one chunk: the leaf is the root.
-            if self.meta == Metadata::default() || !self.opts.raw_leaves {
-                return self.leaf(only, self.meta, sink);
-            }
-            let leaf = self.leaf(only, Metadata::default(), sink)?;
-            return self.parent(vec![leaf], self.meta, sink);
+            return self.single_leaf_root(only, sink);
         }
         let mut level = 0;
         loop {
@@ -96,12 +213,30 @@ impl<'a> FileImporter<'a> {
         }
     }
 
-    fn push_link<S: BlockSink>(
-        &mut self,
-        level: usize,
-        link: LinkInfo,
-        sink: &mut S,
-    ) -> Result<(), S::Error> {
+    /// The whole file is one leaf: the leaf is the root, carrying the metadata if any (a
+    /// raw leaf cannot, so it gets a one-link parent, as Kubo does).
+    fn single_leaf_root<S: BlockSink>(mut self, leaf: Leaf, sink: &mut S) -> Result<LinkInfo, S::Error> {
+        if self.meta == Metadata::default() {
+            self.put_leaf(leaf, sink)?;
+            return Ok(self.levels[0][0]);
+        }
+        if self.opts.raw_leaves {
+            self.put_leaf(leaf, sink)?;
+            let only = std::mem::take(&mut self.levels[0]);
+            return self.parent(only, self.meta, sink);
+        }
+        let data = match decode(leaf.block.cid(), leaf.block.data()) {
+            Ok(crate::unixfs::Node::File(f)) => f.data,
+            _ => unreachable!("encode_leaf makes UnixFS file leaves"),
+        };
+        let block = Block::encode(self.opts.cid_version, DAG_PB, leaf_node(data, self.meta))
+            .expect("importer options are validated");
+        let info = LinkInfo { cid: *block.cid(), tsize: block.data().len() as u64, filesize: leaf.filesize };
+        sink.put(block)?;
+        Ok(info)
+    }
+
+    fn push_link<S: BlockSink>(&mut self, level: usize, link: LinkInfo, sink: &mut S) -> Result<(), S::Error> {
         if self.levels.len() == level {
             self.levels.push(Vec::new());
         }
@@ -114,75 +249,35 @@ impl<'a> FileImporter<'a> {
         Ok(())
     }
 
-    fn leaf<S: BlockSink>(
-        &self,
-        chunk: Bytes,
-        meta: Metadata,
-        sink: &mut S,
-    ) -> Result<LinkInfo, S::Error> {
-        let filesize = chunk.len() as u64;
-        let block = if self.opts.raw_leaves {
-            Block::encode(Version::V1, RAW, chunk)
-        } else {
-            let mut data = Data::new(DataType::File);
-            data.filesize = Some(filesize);
-            data.data = (!chunk.is_empty()).then_some(chunk);
-            data.mode = meta.mode;
-            data.mtime = meta.mtime;
-            Block::encode(self.opts.cid_version, DAG_PB, dag_pb(data, vec![]))
-        }
-        .expect("importer options are validated");
-        let info = LinkInfo {
-            cid: *block.cid(),
-            tsize: block.data().len() as u64,
-            filesize,
-        };
-        sink.put(block)?;
-        Ok(info)
-    }
-
     fn parent<S: BlockSink>(
         &self,
         children: Vec<LinkInfo>,
         meta: Metadata,
         sink: &mut S,
     ) -> Result<LinkInfo, S::Error> {
+        let filesize = children.iter().map(|c| c.filesize).sum();
         let mut data = Data::new(DataType::File);
-        data.filesize = Some(children.iter().map(|c| c.filesize).sum());
+        data.filesize = Some(filesize);
         data.blocksizes = children.iter().map(|c| c.filesize).collect();
         data.mode = meta.mode;
         data.mtime = meta.mtime;
-        let links = children
-            .iter()
-            .map(|c| PbLink {
-                cid: c.cid,
-                name: Some(String::new()),
-                size: Some(c.tsize),
-            })
-            .collect();
-        let block = Block::encode(self.opts.cid_version, DAG_PB, dag_pb(data, links))
-            .expect("importer options are validated");
+        let links =
+            children.iter().map(|c| PbLink { cid: c.cid, name: Some(String::new()), size: Some(c.tsize) }).collect();
+        let block =
+            Block::encode(self.opts.cid_version, DAG_PB, dag_pb(data, links)).expect("importer options are validated");
         let info = LinkInfo {
             cid: *block.cid(),
             tsize: block.data().len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>(),
-            filesize: data_filesize(&children),
+            filesize,
         };
         sink.put(block)?;
         Ok(info)
     }
 }
 
-fn data_filesize(children: &[LinkInfo]) -> u64 {
-    children.iter().map(|c| c.filesize).sum()
-}
-
 /// Encodes a dag-pb node holding UnixFS `data`.
 pub(crate) fn dag_pb(data: Data, links: Vec<PbLink>) -> Vec<u8> {
-    PbNode {
-        links,
-        data: Some(data.to_bytes().into()),
-    }
-    .into_bytes()
+    PbNode { links, data: Some(data.to_bytes().into()) }.into_bytes()
 }
 
 /// Imports a whole in-memory file (convenience for small inputs and tests).
@@ -208,13 +303,64 @@ pub fn import_symlink<S: BlockSink>(
     data.data = Some(Bytes::copy_from_slice(target));
     data.mode = meta.mode;
     data.mtime = meta.mtime;
-    let block = Block::encode(opts.cid_version, DAG_PB, dag_pb(data, vec![]))
-        .expect("importer options are validated");
-    let info = LinkInfo {
-        cid: *block.cid(),
-        tsize: block.data().len() as u64,
-        filesize: 0,
-    };
+    let block = Block::encode(opts.cid_version, DAG_PB, dag_pb(data, vec![])).expect("importer options are validated");
+    let info = LinkInfo { cid: *block.cid(), tsize: block.data().len() as u64, filesize: 0 };
     sink.put(block)?;
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_place_leaf_framing_equals_the_general_encoder() {
+        let opts = ImportOptions::default();
+        for n in [0usize, 1, 127, 128, 16_383, 16_384, 262_144, 1 << 20, 2 << 20] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 31 % 256) as u8).collect();
+            let mut chunk = Chunk::with_capacity(n);
+            chunk.extend(&data);
+            let fast = encode_leaf(&opts, chunk);
+            let slow = leaf_node(Bytes::from(data), Metadata::default());
+            assert_eq!(fast.block.data().as_ref(), &slow[..], "size {n}");
+            assert_eq!(fast.filesize, n as u64);
+        }
+    }
+
+    #[test]
+    fn fill_from_reads_up_to_size_across_short_reads() {
+        struct Trickle(Vec<u8>);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(3).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        let mut r = Trickle((0..20).collect());
+        let mut c = Chunk::with_capacity(8);
+        assert_eq!(c.fill_from(&mut r, 8).unwrap(), 8);
+        assert_eq!(c.data(), &[0, 1, 2, 3, 4, 5, 6, 7]);
+        let mut c = Chunk::with_capacity(100);
+        c.fill_from(&mut r, 100).unwrap();
+        assert_eq!(c.data(), &(8..20).collect::<Vec<u8>>()[..]);
+    }
+
+    #[test]
+    fn leaf_by_leaf_equals_byte_pushing() {
+        let opts = ImportOptions { chunk_size: 1000, max_links: 3, ..Default::default() };
+        let data: Vec<u8> = (0..10_500u32).map(|i| (i % 253) as u8).collect();
+        let mut a = Vec::new();
+        let want = import_bytes(&opts, Metadata::default(), &data, &mut a).unwrap();
+        let mut b = Vec::new();
+        let mut f = FileImporter::new(&opts, Metadata::default());
+        for piece in data.chunks(1000) {
+            let mut c = Chunk::with_capacity(1000);
+            c.extend(piece);
+            f.push_leaf(encode_leaf(&opts, c), &mut b).unwrap();
+        }
+        assert_eq!(f.finish(&mut b).unwrap(), want);
+        assert_eq!(a, b);
+    }
 }

@@ -80,11 +80,7 @@ impl Default for ImportOptions {
 impl ImportOptions {
     /// Kubo `ipfs add --cid-version=1` (which implies raw leaves).
     pub fn kubo_v1() -> Self {
-        ImportOptions {
-            cid_version: Version::V1,
-            raw_leaves: true,
-            ..Default::default()
-        }
+        ImportOptions { cid_version: Version::V1, raw_leaves: true, ..Default::default() }
     }
 
     /// The unixfs-v1-2025 profile: CIDv1, raw leaves, 1 MiB chunks, 1024 links per node.
@@ -101,9 +97,7 @@ impl ImportOptions {
     /// Checks the options are ones that produce valid DAGs.
     pub fn validate(&self) -> Result<(), String> {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
-            return Err(format!(
-                "chunk size must be between 1 and {MAX_CHUNK_SIZE} bytes"
-            ));
+            return Err(format!("chunk size must be between 1 and {MAX_CHUNK_SIZE} bytes"));
         }
         if self.max_links < 2 {
             return Err("a node needs room for at least 2 links".into());
@@ -121,9 +115,7 @@ impl ImportOptions {
             .and_then(|n| n.parse::<usize>().ok())
             .ok_or_else(|| format!("unsupported chunker {spec:?}: use size-N"))?;
         if n == 0 || n > MAX_CHUNK_SIZE {
-            return Err(format!(
-                "chunker {spec:?}: size must be between 1 and {MAX_CHUNK_SIZE}"
-            ));
+            return Err(format!("chunker {spec:?}: size must be between 1 and {MAX_CHUNK_SIZE}"));
         }
         Ok(n)
     }

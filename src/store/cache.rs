@@ -12,11 +12,7 @@ pub struct BlockCache {
 
 impl BlockCache {
     pub fn new(budget: usize) -> Self {
-        BlockCache {
-            map: LruCache::unbounded(),
-            bytes: 0,
-            budget,
-        }
+        BlockCache { map: LruCache::unbounded(), bytes: 0, budget }
     }
 
     pub fn get(&mut self, cid: &Cid) -> Option<Bytes> {
@@ -59,19 +55,14 @@ mod tests {
     #[test]
     fn stays_within_budget_and_evicts_least_recent() {
         let mut c = BlockCache::new(400);
-        let blocks: Vec<Block> = (0..5u8)
-            .map(|i| Block::encode(Version::V1, RAW, vec![i; 100]).unwrap())
-            .collect();
+        let blocks: Vec<Block> = (0..5u8).map(|i| Block::encode(Version::V1, RAW, vec![i; 100]).unwrap()).collect();
         for b in &blocks[..4] {
             c.put(*b.cid(), b.data().clone());
         }
         assert!(c.get(blocks[0].cid()).is_some()); // 0 is now most recent
         c.put(*blocks[4].cid(), blocks[4].data().clone());
         assert!(c.bytes() <= 400);
-        assert!(
-            c.get(blocks[1].cid()).is_none(),
-            "least recently used goes first"
-        );
+        assert!(c.get(blocks[1].cid()).is_none(), "least recently used goes first");
         assert!(c.get(blocks[0].cid()).is_some());
     }
 }

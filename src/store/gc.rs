@@ -67,18 +67,13 @@ impl Store {
                 match self.get(&cid)? {
                     Some(data) => match links(&cid, &data) {
                         Ok(children) => stack.extend(children),
-                        Err(e) => log::warn!(
-                            "{cid}: cannot read links ({e}); its children are not protected"
-                        ),
+                        Err(e) => log::warn!("{cid}: cannot read links ({e}); its children are not protected"),
                     },
                     None => missing.push((*root, cid)),
                 }
             }
         }
-        Ok(Reachable {
-            live: seen,
-            missing,
-        })
+        Ok(Reachable { live: seen, missing })
     }
 
     /// Removes every block not reachable from a pin; see the module docs.
@@ -100,8 +95,7 @@ impl Store {
             let mut dead = Vec::new();
             for row in blocks.iter()? {
                 let (k, v) = row?;
-                let cid =
-                    Cid::try_from(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let cid = Cid::try_from(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if !live.contains(&cid) {
                     dead.push((cid, v.value()));
                 }
@@ -127,29 +121,19 @@ impl Store {
 
         // 2. Rewrite segments holding dead bytes.
         let header_len = car::encode_header(&[segment_placeholder_root()]).len() as u64;
-        let victims: Vec<u32> = segs
-            .iter()
-            .filter(|(_, (len, live, _))| header_len + live < *len)
-            .map(|(id, _)| *id)
-            .collect();
+        let victims: Vec<u32> =
+            segs.iter().filter(|(_, (len, live, _))| header_len + live < *len).map(|(id, _)| *id).collect();
         if victims.is_empty() {
             return Ok(report);
         }
-        let moving: Vec<(Cid, Location)> = self
-            .blocks()?
-            .into_iter()
-            .filter(|(_, l)| victims.contains(&l.segment))
-            .collect();
+        let moving: Vec<(Cid, Location)> =
+            self.blocks()?.into_iter().filter(|(_, l)| victims.contains(&l.segment)).collect();
         let new_id = segs.keys().max().copied().unwrap_or(0) + 1;
         let mut written = 0;
         let mut moved = Vec::new();
         if !moving.is_empty() {
             let path = self.segment_path(new_id);
-            let f = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
             let mut out = BufWriter::new(f);
             let header = car::encode_header(&[segment_placeholder_root()]);
             out.write_all(&header).map_err(io_err(&path))?;
@@ -157,27 +141,14 @@ impl Store {
             for (cid, loc) in &moving {
                 let data = self.read_at(*loc)?;
                 let prefix = car::section_prefix(cid, data.len());
-                out.write_all(&prefix)
-                    .and_then(|_| out.write_all(&data))
-                    .map_err(io_err(&path))?;
-                moved.push((
-                    *cid,
-                    Location {
-                        segment: new_id,
-                        offset: written + prefix.len() as u64,
-                        len: loc.len,
-                    },
-                ));
+                out.write_all(&prefix).and_then(|_| out.write_all(&data)).map_err(io_err(&path))?;
+                moved.push((*cid, Location { segment: new_id, offset: written + prefix.len() as u64, len: loc.len }));
                 written += (prefix.len() + data.len()) as u64;
             }
-            let f = out
-                .into_inner()
-                .map_err(|e| io_err(&path)(e.into_error()))?;
+            let f = out.into_inner().map_err(|e| io_err(&path)(e.into_error()))?;
             f.sync_all().map_err(io_err(&path))?;
             let dir = self.root().join("segments");
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&dir))?;
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
         }
         let txn = self.db().begin_write()?;
         {

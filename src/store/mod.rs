@@ -28,7 +28,8 @@ mod gc;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IoSlice, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -55,15 +56,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "store at {path}: in use by another cidfs process; stop it, or point CIDFS_HOME elsewhere"
-    )]
+    #[error("store at {path}: in use by another cidfs process; stop it, or point CIDFS_HOME elsewhere")]
     InUse { path: PathBuf },
     #[error("store I/O on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("store database: {0}")]
     Db(String),
     #[error("store is damaged: {0} (run `cidfs verify`)")]
@@ -87,19 +83,10 @@ macro_rules! db_errors {
         }
     )*};
 }
-db_errors!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::DatabaseError
-);
+db_errors!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 /// Where a block's bytes sit.
@@ -128,6 +115,58 @@ pub(crate) struct Active {
     committed: u64,
     /// Bytes written (committed + pending).
     len: u64,
+    /// Bytes whose writeback to disk has been started (see [`WRITEBACK_STEP`]).
+    writeback_started: u64,
+}
+
+/// Every this many bytes appended, writeback of the new range is started in the background
+/// (`sync_file_range`), so the fsync at commit finds little left to write.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+/// Blocks at least this large bypass the write buffer (one `writev` of prefix and data).
+const DIRECT_WRITE: usize = 64 << 10;
+
+impl Active {
+    fn append(&mut self, prefix: &[u8], data: &[u8]) -> std::io::Result<()> {
+        if data.len() < DIRECT_WRITE {
+            self.out.write_all(prefix)?;
+            self.out.write_all(data)?;
+        } else {
+            self.out.flush()?;
+            write_all_vectored(self.out.get_mut(), prefix, data)?;
+        }
+        self.len += (prefix.len() + data.len()) as u64;
+        if self.len - self.writeback_started >= WRITEBACK_STEP {
+            self.out.flush()?;
+            let from = self.writeback_started;
+            // A hint only: failure just means the fsync at commit does all the work.
+            // SAFETY: plain syscall on a file descriptor we own.
+            unsafe {
+                libc::sync_file_range(
+                    self.out.get_ref().as_raw_fd(),
+                    from as i64,
+                    (self.len - from) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.writeback_started = self.len;
+        }
+        Ok(())
+    }
+}
+
+fn write_all_vectored(f: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    let mut bufs = [IoSlice::new(a), IoSlice::new(b)];
+    let mut bufs = &mut bufs[..];
+    while !bufs.is_empty() {
+        match f.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub struct Store {
@@ -157,9 +196,7 @@ impl Store {
         fs::create_dir_all(root.join("segments")).map_err(io_err(root))?;
         let db_path = root.join("cidfs.redb");
         let db = Database::create(&db_path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
-                path: root.to_path_buf(),
-            },
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: root.to_path_buf() },
             e => StoreError::Db(format!("{}: {e}", db_path.display())),
         })?;
         let txn = db.begin_write()?;
@@ -194,30 +231,18 @@ impl Store {
         let known: HashMap<u32, u64> = {
             let txn = self.db.begin_read()?;
             let t = txn.open_table(SEGMENTS)?;
-            t.iter()?
-                .map(|r| r.map(|(k, v)| (k.value(), v.value().0)))
-                .collect::<Result<_, _>>()?
+            t.iter()?.map(|r| r.map(|(k, v)| (k.value(), v.value().0))).collect::<Result<_, _>>()?
         };
         let dir = self.root.join("segments");
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let path = entry.map_err(io_err(&dir))?.path();
-            let id = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<u32>().ok());
+            let id = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok());
             match id.and_then(|id| known.get(&id)) {
                 Some(&committed) => {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(io_err(&path))?;
+                    let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
                     let len = f.metadata().map_err(io_err(&path))?.len();
                     if len > committed {
-                        log::warn!(
-                            "{}: discarding {} uncommitted bytes",
-                            path.display(),
-                            len - committed
-                        );
+                        log::warn!("{}: discarding {} uncommitted bytes", path.display(), len - committed);
                         f.set_len(committed).map_err(io_err(&path))?;
                         f.sync_all().map_err(io_err(&path))?;
                     } else if len < committed {
@@ -243,10 +268,7 @@ impl Store {
         }
         let path = self.segment_path(id);
         let f = Arc::new(File::open(&path).map_err(io_err(&path))?);
-        self.files
-            .write()
-            .expect("lock poisoned")
-            .insert(id, f.clone());
+        self.files.write().expect("lock poisoned").insert(id, f.clone());
         Ok(f)
     }
 
@@ -255,11 +277,7 @@ impl Store {
         let t = txn.open_table(BLOCKS)?;
         Ok(t.get(key(cid).as_slice())?.map(|v| {
             let (segment, offset, len) = v.value();
-            Location {
-                segment,
-                offset,
-                len,
-            }
+            Location { segment, offset, len }
         }))
     }
 
@@ -276,18 +294,14 @@ impl Store {
             return Ok(None);
         };
         let data = self.read_at(loc)?;
-        self.cache
-            .lock()
-            .expect("lock poisoned")
-            .put(*cid, data.clone());
+        self.cache.lock().expect("lock poisoned").put(*cid, data.clone());
         Ok(Some(data))
     }
 
     fn read_at(&self, loc: Location) -> Result<Bytes, StoreError> {
         let f = self.file(loc.segment)?;
         let mut buf = vec![0u8; loc.len as usize];
-        f.read_exact_at(&mut buf, loc.offset)
-            .map_err(io_err(&self.segment_path(loc.segment)))?;
+        f.read_exact_at(&mut buf, loc.offset).map_err(io_err(&self.segment_path(loc.segment)))?;
         Ok(Bytes::from(buf))
     }
 
@@ -335,11 +349,7 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.db.begin_read()?;
         let blocks = txn.open_table(BLOCKS)?;
-        let mut s = StoreStats {
-            blocks: blocks.len()?,
-            pins: txn.open_table(PINS)?.len()?,
-            ..Default::default()
-        };
+        let mut s = StoreStats { blocks: blocks.len()?, pins: txn.open_table(PINS)?.len()?, ..Default::default() };
         for row in blocks.iter()? {
             s.block_bytes += u64::from(row?.1.value().2);
         }
@@ -358,14 +368,7 @@ impl Store {
         for row in t.iter()? {
             let (k, v) = row?;
             let (segment, offset, len) = v.value();
-            out.push((
-                cid_from_key(k.value())?,
-                Location {
-                    segment,
-                    offset,
-                    len,
-                },
-            ));
+            out.push((cid_from_key(k.value())?, Location { segment, offset, len }));
         }
         Ok(out)
     }
@@ -383,10 +386,7 @@ fn cid_from_key(k: &[u8]) -> Result<Cid, StoreError> {
 /// the same encoded length (36 bytes) as a CIDv1 sha2-256 root, so a later packer can write
 /// the piece's real root in place without moving any block.
 pub fn segment_placeholder_root() -> Cid {
-    Cid::new_v1(
-        RAW,
-        Multihash::wrap(IDENTITY, &[0u8; 32]).expect("32 bytes fit"),
-    )
+    Cid::new_v1(RAW, Multihash::wrap(IDENTITY, &[0u8; 32]).expect("32 bytes fit"))
 }
 
 /// A set of blocks and pins that become visible together, or not at all.
@@ -406,10 +406,7 @@ impl Batch<'_> {
     /// Adds a block; returns false if the store already had it.
     pub fn put(&mut self, block: &Block) -> Result<bool, StoreError> {
         let cid = block.cid();
-        if crate::block::is_identity(cid)
-            || self.pending.contains_key(cid)
-            || self.store.has(cid)?
-        {
+        if crate::block::is_identity(cid) || self.pending.contains_key(cid) || self.store.has(cid)? {
             return Ok(false);
         }
         let data = block.data();
@@ -418,18 +415,9 @@ impl Batch<'_> {
         let active = self.active_with_room(section)?;
         let path = active.id;
         let offset = active.len + prefix.len() as u64;
-        let w = |e| StoreError::Io {
-            path: PathBuf::from(format!("segment {path}")),
-            source: e,
-        };
-        active.out.write_all(&prefix).map_err(w)?;
-        active.out.write_all(data).map_err(w)?;
-        active.len += section;
-        let loc = Location {
-            segment: active.id,
-            offset,
-            len: data.len() as u32,
-        };
+        let w = |e| StoreError::Io { path: PathBuf::from(format!("segment {path}")), source: e };
+        active.append(&prefix, data).map_err(w)?;
+        let loc = Location { segment: active.id, offset, len: data.len() as u32 };
         self.touched.insert(loc.segment);
         self.pending.insert(*cid, loc);
         Ok(true)
@@ -443,9 +431,7 @@ impl Batch<'_> {
         match self.pending.get(cid).copied() {
             Some(loc) => {
                 if let Some(a) = self.writer.as_mut() {
-                    a.out
-                        .flush()
-                        .map_err(io_err(&self.store.segment_path(a.id)))?;
+                    a.out.flush().map_err(io_err(&self.store.segment_path(a.id)))?;
                 }
                 self.store.read_at(loc).map(Some)
             }
@@ -463,10 +449,8 @@ impl Batch<'_> {
     }
 
     fn active_with_room(&mut self, section: u64) -> Result<&mut Active, StoreError> {
-        let full = self
-            .writer
-            .as_ref()
-            .is_some_and(|a| a.len + section > SEGMENT_MAX_BYTES && a.len > car_header_len());
+        let full =
+            self.writer.as_ref().is_some_and(|a| a.len + section > SEGMENT_MAX_BYTES && a.len > car_header_len());
         if full {
             let a = self.writer.take().expect("checked above");
             self.finish_segment(a)?;
@@ -498,26 +482,18 @@ impl Batch<'_> {
             && !self.sealed.iter().any(|(s, _)| *s == id)
         {
             let path = store.segment_path(id);
-            let f = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let f = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
             return Ok(Active {
                 id,
                 out: BufWriter::with_capacity(1 << 20, f),
                 committed,
                 len: committed,
+                writeback_started: committed,
             });
         }
-        let id = newest
-            .map_or(1, |(id, _)| id + 1)
-            .max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
+        let id = newest.map_or(1, |(id, _)| id + 1).max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
         let path = store.segment_path(id);
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
         let header = car::encode_header(&[segment_placeholder_root()]);
         f.write_all(&header).map_err(io_err(&path))?;
         self.new_segments.push(id);
@@ -527,6 +503,7 @@ impl Batch<'_> {
             out: BufWriter::with_capacity(1 << 20, f),
             committed: 0,
             len: header.len() as u64,
+            writeback_started: 0,
         })
     }
 
@@ -541,9 +518,7 @@ impl Batch<'_> {
         }
         if !self.new_segments.is_empty() {
             let dir = self.store.root.join("segments");
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&dir))?;
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
         }
         let txn = self.store.db.begin_write()?;
         {
@@ -554,20 +529,13 @@ impl Batch<'_> {
                 *live.entry(loc.segment).or_default() += car::section_len(cid, loc.len as usize);
             }
             let mut segs = txn.open_table(SEGMENTS)?;
-            let mut lengths: Vec<(u32, u64, bool)> = self
-                .sealed
-                .iter()
-                .map(|(id, len)| (*id, *len, true))
-                .collect();
+            let mut lengths: Vec<(u32, u64, bool)> = self.sealed.iter().map(|(id, len)| (*id, *len, true)).collect();
             if let Some(a) = self.writer.as_ref() {
                 lengths.push((a.id, a.len, false));
             }
             for (id, len, sealed) in lengths {
                 let prev_live = segs.get(id)?.map_or(0, |v| v.value().1);
-                segs.insert(
-                    id,
-                    (len, prev_live + live.get(&id).copied().unwrap_or(0), sealed),
-                )?;
+                segs.insert(id, (len, prev_live + live.get(&id).copied().unwrap_or(0), sealed))?;
             }
             let mut pins = txn.open_table(PINS)?;
             for (cid, label) in &self.pins {
@@ -598,10 +566,7 @@ impl Drop for Batch<'_> {
         if self.new_segments.contains(&a.id) {
             let _ = fs::remove_file(&path);
         } else if let Err(e) = f.set_len(a.committed) {
-            log::error!(
-                "{}: rollback failed ({e}); the next open repairs it",
-                path.display()
-            );
+            log::error!("{}: rollback failed ({e}); the next open repairs it", path.display());
         }
         for (id, _) in &self.sealed {
             if self.new_segments.contains(id) {
@@ -612,12 +577,9 @@ impl Drop for Batch<'_> {
                     let t = t.open_table(SEGMENTS).ok()?;
                     t.get(*id).ok().flatten().map(|v| v.value().0)
                 });
-                if let (Some(len), Ok(f)) = (
-                    committed,
-                    OpenOptions::new()
-                        .write(true)
-                        .open(self.store.segment_path(*id)),
-                ) {
+                if let (Some(len), Ok(f)) =
+                    (committed, OpenOptions::new().write(true).open(self.store.segment_path(*id)))
+                {
                     let _ = f.set_len(len);
                 }
             }

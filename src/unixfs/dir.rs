@@ -24,12 +24,7 @@ pub fn is_safe_name(name: &str) -> bool {
 }
 
 /// Calls `f` with every entry of the directory `node` (named `cid`), with safe names only.
-pub fn list(
-    blocks: &dyn Blocks,
-    cid: &Cid,
-    node: &Node,
-    f: &mut dyn FnMut(Link),
-) -> Result<(), UnixfsError> {
+pub fn list(blocks: &dyn Blocks, cid: &Cid, node: &Node, f: &mut dyn FnMut(Link)) -> Result<(), UnixfsError> {
     match node {
         Node::Directory { links, .. } => {
             for link in links {
@@ -44,15 +39,7 @@ pub fn list(
                     Ipld::Link(c) => *c,
                     _ => *cid,
                 };
-                emit_if_safe(
-                    &cid,
-                    Link {
-                        name,
-                        cid,
-                        tsize: None,
-                    },
-                    f,
-                );
+                emit_if_safe(&cid, Link { name, cid, tsize: None }, f);
             }
             Ok(())
         }
@@ -64,10 +51,7 @@ fn emit_if_safe(dir: &Cid, link: Link, f: &mut dyn FnMut(Link)) {
     if is_safe_name(&link.name) {
         f(link)
     } else {
-        log::warn!(
-            "directory {dir}: skipping entry with unsafe name {:?}",
-            link.name
-        );
+        log::warn!("directory {dir}: skipping entry with unsafe name {:?}", link.name);
     }
 }
 
@@ -84,20 +68,13 @@ fn list_shard(
     let plen = hamt::prefix_len(shard.bit_width);
     for link in &shard.links {
         if link.name.len() < plen || !link.name.is_char_boundary(plen) {
-            return Err(shard_error(
-                cid,
-                format!("link name {:?} has no bucket prefix", link.name),
-            ));
+            return Err(shard_error(cid, format!("link name {:?} has no bucket prefix", link.name)));
         }
         if link.name.len() == plen {
             let child = load_shard(blocks, &link.cid, shard.bit_width)?;
             list_shard(blocks, &link.cid, &child, depth + 1, f)?;
         } else {
-            let entry = Link {
-                name: link.name[plen..].to_string(),
-                cid: link.cid,
-                tsize: link.tsize,
-            };
+            let entry = Link { name: link.name[plen..].to_string(), cid: link.cid, tsize: link.tsize };
             emit_if_safe(cid, entry, f);
         }
     }
@@ -107,27 +84,16 @@ fn list_shard(
 fn load_shard(blocks: &dyn Blocks, cid: &Cid, bit_width: u32) -> Result<ShardNode, UnixfsError> {
     match load(blocks, cid)? {
         Node::HamtShard(s) if s.bit_width == bit_width => Ok(s),
-        _ => Err(shard_error(
-            cid,
-            "child of a HAMT shard is not a shard of the same fanout".into(),
-        )),
+        _ => Err(shard_error(cid, "child of a HAMT shard is not a shard of the same fanout".into())),
     }
 }
 
 fn shard_error(cid: &Cid, msg: String) -> UnixfsError {
-    UnixfsError::Decode {
-        cid: *cid,
-        source: Box::new(DecodeError::Hamt(msg)),
-    }
+    UnixfsError::Decode { cid: *cid, source: Box::new(DecodeError::Hamt(msg)) }
 }
 
 /// The entry called `name` in directory `node`, if any. Unsafe names are never found.
-pub fn lookup(
-    blocks: &dyn Blocks,
-    cid: &Cid,
-    node: &Node,
-    name: &str,
-) -> Result<Option<Link>, UnixfsError> {
+pub fn lookup(blocks: &dyn Blocks, cid: &Cid, node: &Node, name: &str) -> Result<Option<Link>, UnixfsError> {
     if !is_safe_name(name) {
         return Ok(None);
     }
@@ -139,12 +105,7 @@ pub fn lookup(
     }
 }
 
-fn lookup_shard(
-    blocks: &dyn Blocks,
-    cid: &Cid,
-    root: &ShardNode,
-    name: &str,
-) -> Result<Option<Link>, UnixfsError> {
+fn lookup_shard(blocks: &dyn Blocks, cid: &Cid, root: &ShardNode, name: &str) -> Result<Option<Link>, UnixfsError> {
     let hash = hamt::hash_name(name.as_bytes());
     let mut shard = root.clone();
     let mut shard_cid = *cid;
@@ -174,11 +135,7 @@ fn lookup_shard(
 pub fn cbor_entries(value: &Ipld) -> Vec<(String, &Ipld)> {
     match value {
         Ipld::Map(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
-        Ipld::List(l) => l
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i.to_string(), v))
-            .collect(),
+        Ipld::List(l) => l.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
         _ => vec![],
     }
 }

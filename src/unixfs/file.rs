@@ -84,31 +84,17 @@ fn walk(
             Node::File(f) => f,
             other => {
                 let err = DecodeError::Protobuf(format!("file child is a {}", other.kind_name()));
-                return Err(UnixfsError::Decode {
-                    cid: part.cid,
-                    source: Box::new(err),
-                });
+                return Err(UnixfsError::Decode { cid: part.cid, source: Box::new(err) });
             }
         };
         let declared = node.children[part.index].size;
         if child.size != declared {
             return Err(UnixfsError::Decode {
                 cid: *cid,
-                source: Box::new(DecodeError::SizeMismatch {
-                    claimed: declared,
-                    actual: child.size,
-                }),
+                source: Box::new(DecodeError::SizeMismatch { claimed: declared, actual: child.size }),
             });
         }
-        walk(
-            blocks,
-            &part.cid,
-            &child,
-            part.start,
-            part.end,
-            depth + 1,
-            out,
-        )?;
+        walk(blocks, &part.cid, &child, part.start, part.end, depth + 1, out)?;
     }
     Ok(())
 }
@@ -136,9 +122,7 @@ mod tests {
         assert_eq!((r[0].index, r[0].start, r[0].end), (1, 2, 5));
         let r = covering_children(&n, 5, 25);
         assert_eq!(
-            r.iter()
-                .map(|c| (c.index, c.start, c.end))
-                .collect::<Vec<_>>(),
+            r.iter().map(|c| (c.index, c.start, c.end)).collect::<Vec<_>>(),
             vec![(0, 5, 10), (1, 0, 10), (2, 0, 5)]
         );
     }
@@ -147,12 +131,7 @@ mod tests {
     fn inline_data_shifts_children_and_empty_children_are_skipped() {
         let n = node(4, &[0, 6]);
         let r = covering_children(&n, 0, 10);
-        assert_eq!(
-            r.iter()
-                .map(|c| (c.index, c.start, c.end))
-                .collect::<Vec<_>>(),
-            vec![(1, 0, 6)]
-        );
+        assert_eq!(r.iter().map(|c| (c.index, c.start, c.end)).collect::<Vec<_>>(), vec![(1, 0, 6)]);
         assert!(covering_children(&n, 0, 4).is_empty());
     }
 }

@@ -19,11 +19,7 @@ pub fn hash_name(name: &[u8]) -> u64 {
 /// `log2(fanout)` if fanout is a power of two we can walk (2..=256... up to 2^8 bits used per
 /// level is what every implementation writes; we accept 1..=8 bits).
 pub fn bit_width(fanout: u64) -> Option<u32> {
-    if fanout.is_power_of_two() && (2..=256).contains(&fanout) {
-        Some(fanout.trailing_zeros())
-    } else {
-        None
-    }
+    if fanout.is_power_of_two() && (2..=256).contains(&fanout) { Some(fanout.trailing_zeros()) } else { None }
 }
 
 /// The bucket of a name hash at shard `depth`, or None when the hash is used up.

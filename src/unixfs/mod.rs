@@ -56,8 +56,5 @@ impl UnixfsError {
 /// Fetches and decodes the block `cid`.
 pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
     let data = blocks.get(cid)?;
-    decode(cid, &data).map_err(|source| UnixfsError::Decode {
-        cid: *cid,
-        source: Box::new(source),
-    })
+    decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source: Box::new(source) })
 }

@@ -136,27 +136,17 @@ fn decode_dag_pb(data: &Bytes) -> Result<Node, DecodeError> {
     };
     let d = Data::from_bytes(raw).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
     let kind = d.kind().ok_or(DecodeError::UnknownType(d.r#type))?;
-    let meta = Metadata {
-        mode: d.mode,
-        mtime: d.mtime,
-    };
+    let meta = Metadata { mode: d.mode, mtime: d.mtime };
     let links = || {
         pb.links
             .iter()
-            .map(|l| Link {
-                name: l.name.clone().unwrap_or_default(),
-                cid: l.cid,
-                tsize: l.size,
-            })
+            .map(|l| Link { name: l.name.clone().unwrap_or_default(), cid: l.cid, tsize: l.size })
             .collect::<Vec<_>>()
     };
     match kind {
         DataType::File | DataType::Raw => {
             if pb.links.len() != d.blocksizes.len() {
-                return Err(DecodeError::BlocksizeCount {
-                    links: pb.links.len(),
-                    sizes: d.blocksizes.len(),
-                });
+                return Err(DecodeError::BlocksizeCount { links: pb.links.len(), sizes: d.blocksizes.len() });
             }
             let inline = d.data.unwrap_or_default();
             let mut actual = inline.len() as u64;
@@ -168,47 +158,20 @@ fn decode_dag_pb(data: &Bytes) -> Result<Node, DecodeError> {
             {
                 return Err(DecodeError::SizeMismatch { claimed, actual });
             }
-            let children = pb
-                .links
-                .iter()
-                .zip(&d.blocksizes)
-                .map(|(l, s)| FileChild {
-                    cid: l.cid,
-                    size: *s,
-                })
-                .collect();
-            Ok(Node::File(FileNode {
-                data: inline,
-                children,
-                size: actual,
-                meta,
-            }))
+            let children =
+                pb.links.iter().zip(&d.blocksizes).map(|(l, s)| FileChild { cid: l.cid, size: *s }).collect();
+            Ok(Node::File(FileNode { data: inline, children, size: actual, meta }))
         }
-        DataType::Directory => Ok(Node::Directory {
-            links: links(),
-            meta,
-        }),
-        DataType::Symlink => Ok(Node::Symlink {
-            target: d.data.unwrap_or_default(),
-            meta,
-        }),
+        DataType::Directory => Ok(Node::Directory { links: links(), meta }),
+        DataType::Symlink => Ok(Node::Symlink { target: d.data.unwrap_or_default(), meta }),
         DataType::HamtShard => {
             if d.hash_type != Some(hamt::MURMUR3_X64_64) {
-                return Err(DecodeError::Hamt(format!(
-                    "unsupported hash type {:?}",
-                    d.hash_type
-                )));
+                return Err(DecodeError::Hamt(format!("unsupported hash type {:?}", d.hash_type)));
             }
-            let fanout = d
-                .fanout
-                .ok_or_else(|| DecodeError::Hamt("no fanout".into()))?;
-            let bit_width = hamt::bit_width(fanout)
-                .ok_or_else(|| DecodeError::Hamt(format!("unsupported fanout {fanout}")))?;
-            Ok(Node::HamtShard(ShardNode {
-                bit_width,
-                links: links(),
-                meta,
-            }))
+            let fanout = d.fanout.ok_or_else(|| DecodeError::Hamt("no fanout".into()))?;
+            let bit_width =
+                hamt::bit_width(fanout).ok_or_else(|| DecodeError::Hamt(format!("unsupported fanout {fanout}")))?;
+            Ok(Node::HamtShard(ShardNode { bit_width, links: links(), meta }))
         }
         DataType::Metadata => Err(DecodeError::UnsupportedType(kind)),
     }
@@ -222,12 +185,7 @@ mod tests {
     use ipld_dagpb::PbLink;
 
     fn pb(data: Data, links: Vec<PbLink>) -> Bytes {
-        PbNode {
-            links,
-            data: Some(data.to_bytes().into()),
-        }
-        .into_bytes()
-        .into()
+        PbNode { links, data: Some(data.to_bytes().into()) }.into_bytes().into()
     }
 
     fn some_cid() -> Cid {
@@ -239,13 +197,7 @@ mod tests {
         let mut d = Data::new(DataType::File);
         d.filesize = Some(1 << 63);
         let err = decode(&some_cid_pb(), &pb(d, vec![])).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::SizeMismatch {
-                claimed: 1 << 63,
-                actual: 0
-            }
-        );
+        assert_eq!(err, DecodeError::SizeMismatch { claimed: 1 << 63, actual: 0 });
     }
 
     fn some_cid_pb() -> Cid {
@@ -256,65 +208,36 @@ mod tests {
     fn blocksizes_must_match_links() {
         let mut d = Data::new(DataType::File);
         d.blocksizes = vec![1, 2];
-        let link = PbLink {
-            cid: some_cid(),
-            name: Some(String::new()),
-            size: Some(1),
-        };
-        assert!(matches!(
-            decode(&some_cid_pb(), &pb(d, vec![link])),
-            Err(DecodeError::BlocksizeCount { .. })
-        ));
+        let link = PbLink { cid: some_cid(), name: Some(String::new()), size: Some(1) };
+        assert!(matches!(decode(&some_cid_pb(), &pb(d, vec![link])), Err(DecodeError::BlocksizeCount { .. })));
     }
 
     #[test]
     fn overflowing_blocksizes_are_refused() {
         let mut d = Data::new(DataType::File);
         d.blocksizes = vec![u64::MAX, 1];
-        let link = |_| PbLink {
-            cid: some_cid(),
-            name: Some(String::new()),
-            size: Some(1),
-        };
+        let link = |_| PbLink { cid: some_cid(), name: Some(String::new()), size: Some(1) };
         let links = (0..2).map(link).collect();
-        assert_eq!(
-            decode(&some_cid_pb(), &pb(d, links)),
-            Err(DecodeError::SizeOverflow)
-        );
+        assert_eq!(decode(&some_cid_pb(), &pb(d, links)), Err(DecodeError::SizeOverflow));
     }
 
     #[test]
     fn garbage_is_an_error() {
         let cid = some_cid_pb();
         for bad in [&b"\xff\xff\xff"[..], b"", b"\x0a\x05\x08", b"\x12\x00"] {
-            assert!(
-                decode(&cid, &Bytes::copy_from_slice(bad)).is_err(),
-                "{bad:?}"
-            );
+            assert!(decode(&cid, &Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
         }
         let cbor = Cid::new_v1(DAG_CBOR, *cid.hash());
-        assert!(matches!(
-            decode(&cbor, &Bytes::from_static(b"\xff")),
-            Err(DecodeError::DagCbor(_))
-        ));
+        assert!(matches!(decode(&cbor, &Bytes::from_static(b"\xff")), Err(DecodeError::DagCbor(_))));
     }
 
     #[test]
     fn unknown_type_and_bad_hamt_are_refused() {
-        let d = Data {
-            r#type: 9,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&some_cid_pb(), &pb(d, vec![])),
-            Err(DecodeError::UnknownType(9))
-        );
+        let d = Data { r#type: 9, ..Default::default() };
+        assert_eq!(decode(&some_cid_pb(), &pb(d, vec![])), Err(DecodeError::UnknownType(9)));
         let mut d = Data::new(DataType::HamtShard);
         d.hash_type = Some(hamt::MURMUR3_X64_64);
         d.fanout = Some(3);
-        assert!(matches!(
-            decode(&some_cid_pb(), &pb(d, vec![])),
-            Err(DecodeError::Hamt(_))
-        ));
+        assert!(matches!(decode(&some_cid_pb(), &pb(d, vec![])), Err(DecodeError::Hamt(_))));
     }
 }

@@ -64,10 +64,7 @@ pub struct UnixTime {
 
 impl Data {
     pub fn new(kind: DataType) -> Data {
-        Data {
-            r#type: kind as i32,
-            ..Default::default()
-        }
+        Data { r#type: kind as i32, ..Default::default() }
     }
 
     pub fn kind(&self) -> Option<DataType> {
@@ -99,20 +96,14 @@ mod tests {
         let mut d = Data::new(DataType::File);
         d.filesize = Some(3);
         d.blocksizes = vec![1, 2];
-        assert_eq!(
-            d.to_bytes(),
-            [0x08, 0x02, 0x18, 0x03, 0x20, 0x01, 0x20, 0x02]
-        );
+        assert_eq!(d.to_bytes(), [0x08, 0x02, 0x18, 0x03, 0x20, 0x01, 0x20, 0x02]);
     }
 
     #[test]
     fn mode_and_mtime_round_trip() {
         let mut d = Data::new(DataType::File);
         d.mode = Some(0o644);
-        d.mtime = Some(UnixTime {
-            seconds: 1_700_000_000,
-            fractional_nanoseconds: Some(5),
-        });
+        d.mtime = Some(UnixTime { seconds: 1_700_000_000, fractional_nanoseconds: Some(5) });
         let back = Data::from_bytes(d.to_bytes().into()).unwrap();
         assert_eq!(back, d);
     }

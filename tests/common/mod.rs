@@ -9,11 +9,7 @@ pub fn vectors_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    assert!(
-        dir.is_dir(),
-        "test vectors not found at {} (set CIDFS_VECTORS)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "test vectors not found at {} (set CIDFS_VECTORS)", dir.display());
     dir
 }
 
@@ -32,9 +28,7 @@ pub fn p251() -> Vec<u8> {
 }
 
 pub fn p7() -> Vec<u8> {
-    (0..10_485_760u32)
-        .map(|i| (i.wrapping_mul(7).wrapping_add(3) % 256) as u8)
-        .collect()
+    (0..10_485_760u32).map(|i| (i.wrapping_mul(7).wrapping_add(3) % 256) as u8).collect()
 }
 
 /// Deterministic non-repeating bytes (xorshift), for files whose chunks must all differ.
@@ -62,17 +56,12 @@ pub struct Cli {
 
 impl Cli {
     pub fn new() -> Cli {
-        Cli {
-            home: tempfile::tempdir().unwrap(),
-            work: tempfile::tempdir().unwrap(),
-        }
+        Cli { home: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() }
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cidfs"));
-        c.env("CIDFS_HOME", self.home.path())
-            .current_dir(self.work.path())
-            .env_remove("RUST_LOG");
+        c.env("CIDFS_HOME", self.home.path()).current_dir(self.work.path()).env_remove("RUST_LOG");
         c
     }
 
@@ -96,11 +85,7 @@ impl Cli {
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "cidfs {args:?}: stderr {stderr}"
-        );
+        assert_eq!(out.status.code(), Some(code), "cidfs {args:?}: stderr {stderr}");
         stderr
     }
 
@@ -125,14 +110,7 @@ impl Cli {
 
 /// `diff -r` of two trees (also compares symlink targets), as a bool.
 pub fn same_tree(a: &Path, b: &Path) -> bool {
-    Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(a)
-        .arg(b)
-        .status()
-        .unwrap()
-        .success()
+    Command::new("diff").arg("-r").arg("--no-dereference").arg(a).arg(b).status().unwrap().success()
 }
 
 /// Bytes of a CAR with `roots` holding `blocks`.
