@@ -169,7 +169,23 @@ fn write_all_vectored(f: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Tunables of a store; the defaults suit real use, tests shrink them.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// A segment is sealed before it would grow past this many bytes.
+    pub segment_max_bytes: u64,
+    /// Byte budget of the in-memory block cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { segment_max_bytes: SEGMENT_MAX_BYTES, cache_bytes: DEFAULT_CACHE_BYTES }
+    }
+}
+
 pub struct Store {
+    opts: StoreOptions,
     root: PathBuf,
     db: Database,
     files: RwLock<HashMap<u32, Arc<File>>>,
@@ -193,6 +209,10 @@ impl Store {
 
     /// Opens (creating if needed) the store at `root`, repairing an interrupted write.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_with(root, StoreOptions::default())
+    }
+
+    pub fn open_with(root: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         fs::create_dir_all(root.join("segments")).map_err(io_err(root))?;
         let db_path = root.join("cidfs.redb");
         let db = Database::create(&db_path).map_err(|e| match e {
@@ -211,7 +231,8 @@ impl Store {
             db,
             files: RwLock::new(HashMap::new()),
             writer: Mutex::new(None),
-            cache: Mutex::new(cache::BlockCache::new(DEFAULT_CACHE_BYTES)),
+            cache: Mutex::new(cache::BlockCache::new(opts.cache_bytes)),
+            opts,
         };
         store.recover()?;
         Ok(store)
@@ -449,8 +470,10 @@ impl Batch<'_> {
     }
 
     fn active_with_room(&mut self, section: u64) -> Result<&mut Active, StoreError> {
-        let full =
-            self.writer.as_ref().is_some_and(|a| a.len + section > SEGMENT_MAX_BYTES && a.len > car_header_len());
+        let full = self
+            .writer
+            .as_ref()
+            .is_some_and(|a| a.len + section > self.store.opts.segment_max_bytes && a.len > car_header_len());
         if full {
             let a = self.writer.take().expect("checked above");
             self.finish_segment(a)?;
