@@ -125,3 +125,27 @@ pub fn car_bytes(roots: &[cid::Cid], blocks: &[cidfs::block::Block]) -> Vec<u8> 
 pub fn output(o: &Output) -> Output {
     o.clone()
 }
+
+/// The interop harness directory (tests/interop), with its npm dependencies installed.
+pub fn interop_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/helia").is_dir(),
+        "Helia is not installed: run scripts/setup-test-deps (or `npm ci` in {})",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs a command and returns its stdout, panicking with its stderr on failure.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// sha256 of bytes, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,138 @@
+//! Interoperability with real third-party IPFS implementations:
+//! - real Kubo computes the same CIDs as `cidfs add` for the same trees (including the
+//!   exact HAMT sharding threshold, where Kubo and the JS importer differ);
+//! - Helia imports CARs exported by cidfs and reads every file back byte for byte;
+//! - cidfs imports CARs written by Helia.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Cli, run_ok, sha256_hex};
+
+/// A tree with the chunking and layout edge cases.
+fn edge_tree(cli: &Cli) -> std::path::PathBuf {
+    let sizes = [0usize, 1, 262_143, 262_144, 262_145, 3 * 262_144 + 1];
+    for (i, size) in sizes.iter().enumerate() {
+        cli.write(&format!("tree/size-{size}.bin"), &common::noise(*size, 20 + i as u64));
+    }
+    // 175 leaves: the first file whose DAG needs a second level of internal nodes
+    cli.write("tree/deep/175-leaves.bin", &common::noise(174 * 262_144 + 10, 30));
+    cli.write("tree/deep/nested/ünïcödé name.txt", "ünïcödé\n".as_bytes());
+    std::os::unix::fs::symlink("../size-1.bin", cli.path("tree/deep/link")).unwrap();
+    cli.path("tree")
+}
+
+/// A directory whose links estimate (name bytes + 34-byte CIDv0) is exactly `total`.
+fn estimate_dir(cli: &Cli, name: &str, total: usize) -> std::path::PathBuf {
+    let n = 2048;
+    let per = total.div_ceil(n);
+    for i in 0..n {
+        let len = if i == 0 { total - per * (n - 1) - 34 } else { per - 34 };
+        cli.write(&format!("{name}/{i:0>len$}"), format!("{i}\n").as_bytes());
+    }
+    cli.path(name)
+}
+
+fn kubo_cids(paths: &[&Path]) -> Vec<String> {
+    let script = common::interop_dir().join("kubo_add.py");
+    let out = run_ok(Command::new("python3").arg(script).args(paths));
+    out.lines().map(|l| l.split('\t').next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn real_kubo_and_cidfs_give_the_same_cids() {
+    let cli = Cli::new();
+    let tree = edge_tree(&cli);
+    let exact = estimate_dir(&cli, "hamt-exact", 262_144);
+    let under = estimate_dir(&cli, "hamt-under", 262_143);
+    let kubo = kubo_cids(&[&tree, &exact, &under]);
+    let ours: Vec<String> = [&tree, &exact, &under].iter().map(|p| cli.add_q(p, &[])).collect();
+    assert_eq!(ours, kubo);
+    // and the threshold really is where sharding starts
+    let ls_exact = cli.ok(&["ls", &ours[1]]);
+    let names: Vec<&str> = ls_exact.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_ne!(names, sorted, "a HAMT lists in hash order");
+    let ls_under = cli.ok(&["ls", &ours[2]]);
+    let names: Vec<&str> = ls_under.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "a plain directory lists in name order");
+}
+
+/// What Helia should report for `root` over the source tree: path, type, size, sha256.
+fn expected_listing(root: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let rel = dir.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+        out.push(format!("{rel}\tdir\t-\t-"));
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_symlink() {
+                out.push(format!("{rel}\tsymlink\t-\t{}", std::fs::read_link(&p).unwrap().display()));
+            } else if ft.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                out.push(format!("{rel}\tfile\t{}\t{}", data.len(), sha256_hex(&data)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn helia_check(car: &Path) -> (String, Vec<String>) {
+    let dir = common::interop_dir();
+    let out = run_ok(Command::new("node").arg(dir.join("helia_car.mjs")).arg("check").arg(car));
+    let mut lines = out.lines();
+    let root = lines.next().unwrap().strip_prefix("root\t").unwrap().to_string();
+    let mut rest: Vec<String> = lines.map(str::to_string).collect();
+    rest.sort();
+    (root, rest)
+}
+
+#[test]
+fn helia_imports_cidfs_exports_and_reads_every_file() {
+    let cli = Cli::new();
+    let tree = edge_tree(&cli);
+    let want = expected_listing(&tree);
+    for flags in [&[][..], &["--cid-version", "1"][..], &["--profile", "unixfs-v1-2025"][..]] {
+        let root = cli.add_q(&tree, flags);
+        cli.ok(&["export", &root, "-o", "tree.car"]);
+        let (helia_root, listing) = helia_check(&cli.path("tree.car"));
+        assert_eq!(helia_root, root, "{flags:?}");
+        assert_eq!(listing, want, "{flags:?}");
+    }
+    // a HAMT-sharded directory too
+    let hamt = estimate_dir(&cli, "hamt", 262_144);
+    let root = cli.add_q(&hamt, &[]);
+    cli.ok(&["export", &root, "-o", "hamt.car"]);
+    let (_, listing) = helia_check(&cli.path("hamt.car"));
+    assert_eq!(listing, expected_listing(&hamt));
+}
+
+#[test]
+fn cidfs_imports_cars_written_by_helia() {
+    let cli = Cli::new();
+    let data = common::noise(3 << 20, 40);
+    let file = cli.write("input.bin", &data);
+    let dir = common::interop_dir();
+    let helia_root =
+        run_ok(Command::new("node").arg(dir.join("helia_car.mjs")).arg("make").arg(&file).arg(cli.path("helia.car")));
+    let helia_root = helia_root.trim();
+    let out = cli.ok(&["import", "helia.car"]);
+    assert_eq!(out.trim(), format!("root {helia_root} pinned"));
+    assert_eq!(cli.cmd().args(["cat", helia_root]).output().unwrap().stdout, data);
+    // Helia with Kubo's parameters, Kubo's defaults in cidfs: the same DAG
+    assert_eq!(cli.add_q(&file, &[]), helia_root);
+    cli.ok(&["verify"]);
+}
