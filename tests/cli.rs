@@ -400,3 +400,38 @@ fn help_documents_exit_codes() {
         assert!(help.contains(needle), "{needle}");
     }
 }
+
+#[test]
+fn reads_refuse_directories_and_paths_through_files() {
+    let cli = Cli::new();
+    let root = cli.add_q(&sample_tree(&cli), &[]);
+    let err = cli.fails(&["cat", &root], 1);
+    assert!(err.contains("is a directory"), "{err}");
+    let err = cli.fails(&["cat", &format!("{root}/hello.txt/deeper")], 1);
+    assert!(err.contains("not a directory"), "{err}");
+    let err = cli.fails(&["cat", &format!("{root}/sub/link")], 1);
+    assert!(err.contains("is a symlink to \"../hello.txt\""), "{err}");
+}
+
+#[test]
+fn add_refuses_what_unixfs_cannot_hold_and_adds_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+    let cli = Cli::new();
+    cli.write("d/ok.txt", b"ok");
+    let fifo = cli.path("d/pipe");
+    nix_mkfifo(&fifo);
+    let err = cli.fails(&["add", cli.path("d").to_str().unwrap()], 1);
+    assert!(err.contains("pipe") && err.contains("unsupported file type"), "{err}");
+    assert_eq!(store_blocks(&cli), 0, "a failed add leaves nothing behind");
+    std::fs::remove_file(&fifo).unwrap();
+    let bad = cli.path("d").join(std::ffi::OsStr::from_bytes(b"latin1-\xe9"));
+    std::fs::write(&bad, b"x").unwrap();
+    let err = cli.fails(&["add", cli.path("d").to_str().unwrap()], 1);
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    assert_eq!(store_blocks(&cli), 0);
+}
+
+fn nix_mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}

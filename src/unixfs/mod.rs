@@ -58,3 +58,32 @@ pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
     let data = blocks.get(cid)?;
     decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source: Box::new(source) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_documented_errno() {
+        let cid = Cid::default();
+        let cases: Vec<(UnixfsError, i32)> = vec![
+            (UnixfsError::Fetch(FetchError::NotFound(cid)), libc::EIO),
+            (UnixfsError::Decode { cid, source: Box::new(DecodeError::NotUnixfs) }, libc::EIO),
+            (UnixfsError::TooDeep { cid }, libc::EIO),
+            (UnixfsError::NoSuchEntry { path: "x".into() }, libc::ENOENT),
+            (UnixfsError::NotADirectory { cid }, libc::ENOTDIR),
+            (UnixfsError::IsADirectory { cid }, libc::EISDIR),
+            (UnixfsError::Output(std::io::Error::from_raw_os_error(libc::ENOSPC)), libc::ENOSPC),
+        ];
+        for (err, errno) in cases {
+            assert_eq!(err.errno(), errno, "{err}");
+        }
+        let car = crate::car::CarError::Truncated { offset: 1, what: "x" };
+        assert_eq!(car.errno(), libc::EINVAL);
+        let busy = crate::store::StoreError::InUse { path: "/x".into() };
+        assert_eq!(busy.errno(), libc::EBUSY);
+        let full =
+            crate::store::StoreError::Io { path: "/x".into(), source: std::io::Error::from_raw_os_error(libc::ENOSPC) };
+        assert_eq!(full.errno(), libc::ENOSPC);
+    }
+}
