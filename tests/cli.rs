@@ -435,3 +435,21 @@ fn nix_mkfifo(path: &std::path::Path) {
     let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn identity_cids_read_without_any_store() {
+    let cli = Cli::new();
+    let mh = multihash::Multihash::<64>::wrap(cidfs::block::IDENTITY, b"inline bytes").unwrap();
+    let cid = Cid::new_v1(RAW, mh).to_string();
+    assert_eq!(cli.ok(&["cat", &cid]), "inline bytes");
+    assert_eq!(store_blocks(&cli), 0);
+    // a directory linking to an identity CID imports and reads without storing it
+    let dir = pb_block(
+        Data::new(DataType::Directory),
+        vec![PbLink { cid: cid.parse().unwrap(), name: Some("inline.txt".into()), size: Some(12) }],
+    );
+    cli.write("d.car", &car_bytes(&[*dir.cid()], std::slice::from_ref(&dir)));
+    cli.ok(&["import", "d.car"]);
+    assert_eq!(cli.ok(&["cat", &format!("{}/inline.txt", dir.cid())]), "inline bytes");
+    assert_eq!(store_blocks(&cli), 1);
+}
