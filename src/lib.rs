@@ -11,3 +11,4 @@ pub mod fetch;
 pub mod importer;
 pub mod store;
 pub mod unixfs;
+pub mod vfs;

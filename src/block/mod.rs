@@ -134,13 +134,60 @@ fn hash_matches(cid: &Cid, data: &[u8]) -> Result<bool, BlockError> {
     }
 }
 
+/// What a block is to a filesystem, known from the block alone. Recorded in the store's
+/// index when a block is written, so a directory listing can give each entry its type
+/// without reading the entry's block.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Unknown = 0,
+    File = 1,
+    Directory = 2,
+    Symlink = 3,
+}
+
+impl Kind {
+    pub fn from_u8(v: u8) -> Kind {
+        match v {
+            1 => Kind::File,
+            2 => Kind::Directory,
+            3 => Kind::Symlink,
+            _ => Kind::Unknown,
+        }
+    }
+}
+
+/// Classifies a block: raw leaves are files; dag-pb by its UnixFS type; dag-cbor maps and
+/// lists are directories and scalars files. Malformed blocks are `Unknown`.
+pub fn kind(cid: &Cid, data: &Bytes) -> Kind {
+    match cid.codec() {
+        RAW => Kind::File,
+        DAG_CBOR => match data.first().map(|b| b >> 5) {
+            Some(4 | 5) => Kind::Directory, // CBOR major types array, map
+            Some(_) => Kind::File,
+            None => Kind::Unknown,
+        },
+        DAG_PB => {
+            let Ok(node) = ipld_dagpb::PbNode::from_bytes(data.clone()) else { return Kind::Unknown };
+            // UnixFS Data starts with its required Type field: tag 0x08, then a varint.
+            match node.data.as_deref() {
+                Some([0x08, 0 | 2, ..]) => Kind::File,
+                Some([0x08, 1 | 5, ..]) => Kind::Directory,
+                Some([0x08, 4, ..]) => Kind::Symlink,
+                _ => Kind::Unknown,
+            }
+        }
+        _ => Kind::Unknown,
+    }
+}
+
 /// The CIDs a block links to (dag-pb links, dag-cbor links anywhere in the value; raw and
 /// other codecs have none).
-pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, String> {
+pub fn links(cid: &Cid, data: &Bytes) -> Result<Vec<Cid>, String> {
     use ipld_core::ipld::Ipld;
     match cid.codec() {
         DAG_PB => {
-            let node = ipld_dagpb::PbNode::from_bytes(Bytes::copy_from_slice(data)).map_err(|e| e.to_string())?;
+            let node = ipld_dagpb::PbNode::from_bytes(data.clone()).map_err(|e| e.to_string())?;
             Ok(node.links.into_iter().map(|l| l.cid).collect())
         }
         DAG_CBOR => {
@@ -199,6 +246,18 @@ mod tests {
         let cid = Cid::new_v1(RAW, mh);
         assert!(Block::verified(cid, &b"x"[..]).is_ok());
         assert!(Block::verified(cid, &b"y"[..]).is_err());
+    }
+
+    #[test]
+    fn kinds_come_from_the_block_alone() {
+        let raw = Block::encode(Version::V1, RAW, &b"x"[..]).unwrap();
+        assert_eq!(kind(raw.cid(), raw.data()), Kind::File);
+        let map = Block::encode(Version::V1, DAG_CBOR, &[0xa0u8][..]).unwrap();
+        assert_eq!(kind(map.cid(), map.data()), Kind::Directory);
+        let num = Block::encode(Version::V1, DAG_CBOR, &[0x07u8][..]).unwrap();
+        assert_eq!(kind(num.cid(), num.data()), Kind::File);
+        let garbage = Block::encode(Version::V1, DAG_PB, &[0xffu8, 0xff][..]).unwrap();
+        assert_eq!(kind(garbage.cid(), garbage.data()), Kind::Unknown);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use cid::Cid;
 
-use crate::block::Block;
+use crate::block::{Block, Kind, kind};
 use crate::store::{Store, StoreError};
 
 /// Why a block could not be had.
@@ -32,6 +32,12 @@ impl FetchError {
 pub trait Blocks: Send + Sync {
     /// The bytes of `cid`, verified against it.
     fn get(&self, cid: &Cid) -> Result<Bytes, FetchError>;
+
+    /// What `cid` is, if known without fetching it (from an index, or an identity CID's
+    /// inline bytes). Directory listings use this to type their entries.
+    fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
+        Block::from_identity(cid).map(|b| kind(cid, b.data()))
+    }
 }
 
 impl Blocks for Store {
@@ -40,5 +46,12 @@ impl Blocks for Store {
             return Ok(b.into_data());
         }
         Store::get(self, cid)?.ok_or(FetchError::NotFound(*cid))
+    }
+
+    fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
+        match Block::from_identity(cid) {
+            Some(b) => Some(kind(cid, b.data())),
+            None => self.kind(cid).ok().flatten(),
+        }
     }
 }

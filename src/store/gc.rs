@@ -105,7 +105,7 @@ impl Store {
                 let (k, v) = row?;
                 segs.insert(k.value(), v.value());
             }
-            for (cid, (seg, _, len)) in dead {
+            for (cid, (seg, _, len, _)) in dead {
                 blocks.remove(key(&cid).as_slice())?;
                 report.blocks_removed += 1;
                 report.block_bytes_removed += u64::from(len);
@@ -142,7 +142,7 @@ impl Store {
                 let data = self.read_at(*loc)?;
                 let prefix = car::section_prefix(cid, data.len());
                 out.write_all(&prefix).and_then(|_| out.write_all(&data)).map_err(io_err(&path))?;
-                moved.push((*cid, Location { segment: new_id, offset: written + prefix.len() as u64, len: loc.len }));
+                moved.push((*cid, Location { segment: new_id, offset: written + prefix.len() as u64, ..*loc }));
                 written += (prefix.len() + data.len()) as u64;
             }
             let f = out.into_inner().map_err(|e| io_err(&path)(e.into_error()))?;
@@ -154,7 +154,7 @@ impl Store {
         {
             let mut blocks = txn.open_table(BLOCKS)?;
             for (cid, loc) in &moved {
-                blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len))?;
+                blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len, loc.kind as u8))?;
             }
             let mut table = txn.open_table(SEGMENTS)?;
             for id in &victims {

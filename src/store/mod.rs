@@ -39,11 +39,12 @@ use cid::Cid;
 use multihash::Multihash;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::block::{Block, IDENTITY, RAW};
+use crate::block::{Block, IDENTITY, Kind, RAW};
 use crate::car;
 pub use gc::{GcReport, Reachable, VerifyReport};
 
-const BLOCKS: TableDefinition<&[u8], (u32, u64, u32)> = TableDefinition::new("blocks_v1");
+/// CID -> (segment, data offset, data length, [`Kind`] as u8).
+const BLOCKS: TableDefinition<&[u8], (u32, u64, u32, u8)> = TableDefinition::new("blocks_v1");
 const SEGMENTS: TableDefinition<u32, (u64, u64, bool)> = TableDefinition::new("segments_v1");
 const PINS: TableDefinition<&[u8], &str> = TableDefinition::new("pins_v1");
 
@@ -96,6 +97,8 @@ pub struct Location {
     /// Offset of the block's data (after its section prefix) in the segment file.
     pub offset: u64,
     pub len: u32,
+    /// What the block is to a filesystem (so listings need not read it).
+    pub kind: Kind,
 }
 
 /// What the store holds.
@@ -297,9 +300,14 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(BLOCKS)?;
         Ok(t.get(key(cid).as_slice())?.map(|v| {
-            let (segment, offset, len) = v.value();
-            Location { segment, offset, len }
+            let (segment, offset, len, kind) = v.value();
+            Location { segment, offset, len, kind: Kind::from_u8(kind) }
         }))
+    }
+
+    /// The kind of a stored block, from the index alone (no block read).
+    pub fn kind(&self, cid: &Cid) -> Result<Option<Kind>, StoreError> {
+        Ok(self.location(cid)?.map(|l| l.kind))
     }
 
     pub fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
@@ -388,8 +396,8 @@ impl Store {
         let mut out = Vec::new();
         for row in t.iter()? {
             let (k, v) = row?;
-            let (segment, offset, len) = v.value();
-            out.push((cid_from_key(k.value())?, Location { segment, offset, len }));
+            let (segment, offset, len, kind) = v.value();
+            out.push((cid_from_key(k.value())?, Location { segment, offset, len, kind: Kind::from_u8(kind) }));
         }
         Ok(out)
     }
@@ -438,7 +446,8 @@ impl Batch<'_> {
         let offset = active.len + prefix.len() as u64;
         let w = |e| StoreError::Io { path: PathBuf::from(format!("segment {path}")), source: e };
         active.append(&prefix, data).map_err(w)?;
-        let loc = Location { segment: active.id, offset, len: data.len() as u32 };
+        let kind = crate::block::kind(cid, data);
+        let loc = Location { segment: active.id, offset, len: data.len() as u32, kind };
         self.touched.insert(loc.segment);
         self.pending.insert(*cid, loc);
         Ok(true)
@@ -548,7 +557,7 @@ impl Batch<'_> {
             let mut blocks = txn.open_table(BLOCKS)?;
             let mut live: HashMap<u32, u64> = HashMap::new();
             for (cid, loc) in &self.pending {
-                blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len))?;
+                blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len, loc.kind as u8))?;
                 *live.entry(loc.segment).or_default() += car::section_len(cid, loc.len as usize);
             }
             let mut segs = txn.open_table(SEGMENTS)?;

@@ -11,6 +11,7 @@
 pub mod dir;
 pub mod file;
 pub mod hamt;
+pub mod json;
 pub mod node;
 pub mod path;
 pub mod pb;
@@ -18,6 +19,7 @@ pub mod pb;
 use cid::Cid;
 
 use crate::fetch::{Blocks, FetchError};
+pub use json::dag_json;
 pub use node::{DecodeError, FileChild, FileNode, Link, Metadata, Node, ShardNode, decode};
 
 /// Errors from reading UnixFS DAGs, each naming the CID or path it concerns.

@@ -1,0 +1,545 @@
+//! Filesystem semantics over content-addressed DAGs, independent of FUSE.
+//!
+//! The `fuse` module is a thin adapter over [`Vfs`]; tests drive `Vfs` directly, without a
+//! kernel mount. Everything a mount shows is decided here:
+//!
+//! - **Namespace.** Inode 1 is the drive root: the directory DAG named by the store's
+//!   `drive` root (empty until something is added). `/.ipfs/<CID>[/path]` reaches any CID
+//!   and is looked up by name but never listed (like ZFS's `.zfs`). In `--ipfs` mode the
+//!   root *is* that namespace (`/<CID>/...`, Kubo's `ipfs mount`).
+//! - **Inodes** are handed out per target (a CID, or a value inside a dag-cbor block) and
+//!   never reused while mounted, so an inode number is stable for the life of the mount
+//!   and equal content shares an inode.
+//! - **Listings never fetch children.** A directory's entries come from its own blocks
+//!   (links carry name and CID); each entry's type comes from [`Blocks::kind_hint`] (the
+//!   store's index), never from reading the entry.
+//! - **Immutable means cacheable.** Nothing under a CID changes, so the adapter may use
+//!   long TTLs and keep the page cache across opens.
+//!
+//! Every error carries its errno ([`VfsError::errno`]); SEMANTICS.md lists them.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cid::Cid;
+use ipld_core::ipld::Ipld;
+use lru::LruCache;
+
+use crate::block::Kind;
+use crate::fetch::Blocks;
+use crate::unixfs::{self, Node, UnixfsError, dag_json, dir, file};
+
+/// Inode of the mount root.
+pub const ROOT_INO: u64 = 1;
+/// Name of the hidden directory that reaches any CID.
+pub const IPFS_DIR: &str = ".ipfs";
+/// Modification time shown for nodes that store none (the Unix epoch).
+pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
+/// Name of the extended attribute holding a node's CID (Kubo's name).
+pub const CID_XATTR: &str = "ipfs.cid";
+/// Decoded nodes kept in memory.
+const NODE_CACHE: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    File,
+    Directory,
+    Symlink,
+}
+
+/// What `stat` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub size: u64,
+    pub perm: u16,
+    pub mtime: SystemTime,
+    pub nlink: u32,
+    /// Preferred I/O size: the file's chunk size.
+    pub blksize: u32,
+}
+
+impl Attr {
+    /// 512-byte blocks, as `st_blocks` counts them.
+    pub fn blocks(&self) -> u64 {
+        self.size.div_ceil(512)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub name: String,
+    pub kind: FileKind,
+}
+
+/// Space as `statfs` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capacity {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VfsError {
+    #[error(transparent)]
+    Unixfs(#[from] UnixfsError),
+    #[error("inode {0} is not known to this mount")]
+    StaleInode(u64),
+    #[error("{0}: no such entry")]
+    NotFound(String),
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("not a symlink")]
+    NotASymlink,
+    #[error("read-only: content under a CID never changes")]
+    ReadOnly,
+    #[error("no such extended attribute")]
+    NoAttribute,
+    #[error("buffer too small")]
+    Range,
+    #[error("no such open handle {0}")]
+    BadHandle(u64),
+}
+
+impl VfsError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            VfsError::Unixfs(e) => e.errno(),
+            VfsError::StaleInode(_) => libc::ESTALE,
+            VfsError::NotFound(_) => libc::ENOENT,
+            VfsError::NotADirectory => libc::ENOTDIR,
+            VfsError::IsADirectory => libc::EISDIR,
+            VfsError::NotASymlink => libc::EINVAL,
+            VfsError::ReadOnly => libc::EROFS,
+            VfsError::NoAttribute => libc::ENODATA,
+            VfsError::Range => libc::ERANGE,
+            VfsError::BadHandle(_) => libc::EBADF,
+        }
+    }
+}
+
+/// What the mount root is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootMode {
+    /// The user's drive: the directory DAG `Some(cid)`, or an empty directory.
+    Drive(Option<Cid>),
+    /// The `/ipfs` namespace itself: `/<CID>/...`.
+    Ipfs,
+}
+
+/// What an inode stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Target {
+    Root,
+    IpfsDir,
+    Node(Cid),
+    /// A map, list or scalar at `path` inside the dag-cbor block `cid`.
+    Value {
+        cid: Cid,
+        path: Vec<String>,
+    },
+}
+
+#[derive(Default)]
+struct Inodes {
+    targets: Vec<Target>,
+    by_target: HashMap<Target, u64>,
+}
+
+pub struct Vfs {
+    blocks: Arc<dyn Blocks>,
+    mode: RootMode,
+    inodes: RwLock<Inodes>,
+    nodes: Mutex<LruCache<Cid, Arc<Node>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_handle: AtomicU64,
+    capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
+}
+
+impl Vfs {
+    pub fn new(blocks: Arc<dyn Blocks>, mode: RootMode, capacity: Box<dyn Fn() -> Capacity + Send + Sync>) -> Vfs {
+        let mut inodes = Inodes::default();
+        inodes.targets.push(Target::Root);
+        inodes.by_target.insert(Target::Root, ROOT_INO);
+        Vfs {
+            blocks,
+            mode,
+            inodes: RwLock::new(inodes),
+            nodes: Mutex::new(LruCache::new(NonZeroUsize::new(NODE_CACHE).expect("nonzero"))),
+            dirs: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            capacity,
+        }
+    }
+
+    fn target(&self, ino: u64) -> Result<Target, VfsError> {
+        let inodes = self.inodes.read().expect("lock poisoned");
+        ino.checked_sub(1).and_then(|i| inodes.targets.get(i as usize)).cloned().ok_or(VfsError::StaleInode(ino))
+    }
+
+    fn ino_for(&self, target: Target) -> u64 {
+        if let Some(ino) = self.inodes.read().expect("lock poisoned").by_target.get(&target) {
+            return *ino;
+        }
+        let mut inodes = self.inodes.write().expect("lock poisoned");
+        if let Some(ino) = inodes.by_target.get(&target) {
+            return *ino;
+        }
+        inodes.targets.push(target.clone());
+        let ino = inodes.targets.len() as u64;
+        inodes.by_target.insert(target, ino);
+        ino
+    }
+
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, VfsError> {
+        if let Some(n) = self.nodes.lock().expect("lock poisoned").get(cid) {
+            return Ok(n.clone());
+        }
+        let node = Arc::new(unixfs::load(self.blocks.as_ref(), cid)?);
+        self.nodes.lock().expect("lock poisoned").put(*cid, node.clone());
+        Ok(node)
+    }
+
+    fn value_at(&self, cid: &Cid, path: &[String]) -> Result<Ipld, VfsError> {
+        let node = self.node(cid)?;
+        let Node::Cbor(root) = node.as_ref() else { return Err(VfsError::NotADirectory) };
+        let mut v = root;
+        for seg in path {
+            v = match v {
+                Ipld::Map(m) => m.get(seg),
+                Ipld::List(l) => seg.parse::<usize>().ok().and_then(|i| l.get(i)),
+                _ => None,
+            }
+            .ok_or_else(|| VfsError::NotFound(seg.clone()))?;
+        }
+        Ok(v.clone())
+    }
+
+    /// The directory a root-like target shows, if it is a DAG.
+    fn root_dir(&self) -> Option<Cid> {
+        match &self.mode {
+            RootMode::Drive(cid) => *cid,
+            RootMode::Ipfs => None,
+        }
+    }
+
+    fn is_ipfs_namespace(&self, t: &Target) -> bool {
+        matches!(t, Target::IpfsDir) || (matches!(t, Target::Root) && self.mode == RootMode::Ipfs)
+    }
+
+    /// Looks up `name` in the directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, VfsError> {
+        let name = name.to_str().ok_or_else(|| VfsError::NotFound(name.to_string_lossy().into_owned()))?;
+        let parent_t = self.target(parent)?;
+        let child = if self.is_ipfs_namespace(&parent_t) {
+            let cid = Cid::try_from(name).map_err(|_| VfsError::NotFound(name.to_string()))?;
+            Target::Node(cid)
+        } else {
+            match parent_t {
+                Target::Root if name == IPFS_DIR => Target::IpfsDir,
+                Target::Root => match self.root_dir() {
+                    Some(cid) => self.child_of_node(&cid, name)?,
+                    None => return Err(VfsError::NotFound(name.to_string())),
+                },
+                Target::Node(cid) => self.child_of_node(&cid, name)?,
+                Target::Value { cid, path } => {
+                    let v = self.value_at(&cid, &path)?;
+                    child_of_value(&cid, &path, &v, name)?
+                }
+                Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
+            }
+        };
+        let ino = self.ino_for(child.clone());
+        self.attr_of(ino, &child)
+    }
+
+    fn child_of_node(&self, cid: &Cid, name: &str) -> Result<Target, VfsError> {
+        let node = self.node(cid)?;
+        match node.as_ref() {
+            Node::Directory { .. } | Node::HamtShard(_) => {
+                let link = dir::lookup(self.blocks.as_ref(), cid, &node, name)?
+                    .ok_or_else(|| VfsError::NotFound(name.to_string()))?;
+                Ok(Target::Node(link.cid))
+            }
+            Node::Cbor(v) => child_of_value(cid, &[], v, name),
+            _ => Err(VfsError::NotADirectory),
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr, VfsError> {
+        let t = self.target(ino)?;
+        self.attr_of(ino, &t)
+    }
+
+    fn attr_of(&self, ino: u64, t: &Target) -> Result<Attr, VfsError> {
+        let dir = |perm, mtime| Attr { ino, kind: FileKind::Directory, size: 0, perm, mtime, nlink: 2, blksize: 4096 };
+        match t {
+            Target::Root => match self.root_dir() {
+                Some(cid) => self.attr_of(ino, &Target::Node(cid)),
+                None => Ok(dir(0o555, DEFAULT_MTIME)),
+            },
+            Target::IpfsDir => Ok(dir(0o555, DEFAULT_MTIME)),
+            Target::Node(cid) => {
+                let node = self.node(cid)?;
+                let meta = node.meta();
+                let mtime =
+                    meta.mtime.map_or(DEFAULT_MTIME, |t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
+                let perm = |default: u16| meta.mode.map_or(default, |m| (m & 0o7777) as u16);
+                Ok(match node.as_ref() {
+                    Node::File(f) => Attr {
+                        ino,
+                        kind: FileKind::File,
+                        size: f.size,
+                        perm: perm(0o444),
+                        mtime,
+                        nlink: 1,
+                        blksize: chunk_size(f),
+                    },
+                    Node::Directory { .. } | Node::HamtShard(_) | Node::Cbor(Ipld::Map(_) | Ipld::List(_)) => {
+                        dir(perm(0o555), mtime)
+                    }
+                    Node::Symlink { target, .. } => Attr {
+                        ino,
+                        kind: FileKind::Symlink,
+                        size: target.len() as u64,
+                        perm: 0o777,
+                        mtime,
+                        nlink: 1,
+                        blksize: 4096,
+                    },
+                    Node::Cbor(scalar) => scalar_attr(ino, scalar),
+                })
+            }
+            Target::Value { cid, path } => Ok(match self.value_at(cid, path)? {
+                Ipld::Map(_) | Ipld::List(_) => dir(0o555, DEFAULT_MTIME),
+                scalar => scalar_attr(ino, &scalar),
+            }),
+        }
+    }
+
+    /// Opens a directory: its entries are listed once, here, and served from the handle.
+    pub fn opendir(&self, ino: u64) -> Result<u64, VfsError> {
+        let entries = Arc::new(self.list(ino)?);
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().expect("lock poisoned").insert(fh, entries);
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().expect("lock poisoned").remove(&fh);
+    }
+
+    /// The entries of an open directory (`.` and `..` first); callers page through them.
+    pub fn dir_entries(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>, VfsError> {
+        self.dirs.lock().expect("lock poisoned").get(&fh).cloned().ok_or(VfsError::BadHandle(fh))
+    }
+
+    /// All entries of directory `ino`, without fetching any entry's own block.
+    pub fn list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
+        let t = self.target(ino)?;
+        let mut out = vec![
+            DirEntry { ino, name: ".".into(), kind: FileKind::Directory },
+            DirEntry { ino: ROOT_INO, name: "..".into(), kind: FileKind::Directory },
+        ];
+        let cid = match &t {
+            _ if self.is_ipfs_namespace(&t) => return Ok(out), // any CID, none listed
+            Target::Root => match self.root_dir() {
+                Some(cid) => cid,
+                None => return Ok(out),
+            },
+            Target::Node(cid) => *cid,
+            Target::Value { cid, path } => {
+                let v = self.value_at(cid, path)?;
+                self.list_value(cid, path, &v, &mut out)?;
+                return Ok(out);
+            }
+            Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
+        };
+        let node = self.node(&cid)?;
+        match node.as_ref() {
+            Node::Directory { .. } | Node::HamtShard(_) => {
+                let mut links = Vec::new();
+                dir::list(self.blocks.as_ref(), &cid, &node, &mut |l| links.push(l))?;
+                for l in links {
+                    let kind = self.kind_hint(&l.cid);
+                    out.push(DirEntry { ino: self.ino_for(Target::Node(l.cid)), name: l.name, kind });
+                }
+            }
+            Node::Cbor(v) => self.list_value(&cid, &[], v, &mut out)?,
+            _ => return Err(VfsError::NotADirectory),
+        }
+        Ok(out)
+    }
+
+    fn list_value(&self, cid: &Cid, path: &[String], v: &Ipld, out: &mut Vec<DirEntry>) -> Result<(), VfsError> {
+        if !matches!(v, Ipld::Map(_) | Ipld::List(_)) {
+            return Err(VfsError::NotADirectory);
+        }
+        for (name, child) in dir::cbor_entries(v) {
+            if !dir::is_safe_name(&name) {
+                continue;
+            }
+            let (target, kind) = match child {
+                Ipld::Link(c) => (Target::Node(*c), self.kind_hint(c)),
+                Ipld::Map(_) | Ipld::List(_) => (value_target(cid, path, &name), FileKind::Directory),
+                _ => (value_target(cid, path, &name), FileKind::File),
+            };
+            out.push(DirEntry { ino: self.ino_for(target), name, kind });
+        }
+        Ok(())
+    }
+
+    /// An entry's type without reading it. Unknown kinds (blocks not held locally) are
+    /// shown as files; looking them up gives the truth (or the error).
+    fn kind_hint(&self, cid: &Cid) -> FileKind {
+        match self.blocks.kind_hint(cid) {
+            Some(Kind::Directory) => FileKind::Directory,
+            Some(Kind::Symlink) => FileKind::Symlink,
+            _ => FileKind::File,
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, VfsError> {
+        let t = self.target(ino)?;
+        let cid = match &t {
+            Target::Node(cid) => *cid,
+            Target::Value { cid, path } => {
+                let v = self.value_at(cid, path)?;
+                return slice_text(&v, offset, size);
+            }
+            _ => return Err(VfsError::IsADirectory),
+        };
+        let node = self.node(&cid)?;
+        match node.as_ref() {
+            Node::File(f) => {
+                let mut out = Vec::with_capacity(size as usize);
+                file::read_range(self.blocks.as_ref(), &cid, f, offset, u64::from(size), &mut |b| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })?;
+                Ok(out)
+            }
+            Node::Cbor(v) if !matches!(v, Ipld::Map(_) | Ipld::List(_)) => slice_text(v, offset, size),
+            Node::Symlink { .. } => Err(VfsError::NotFound("symlink has no content".into())),
+            _ => Err(VfsError::IsADirectory),
+        }
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+        match self.target(ino)? {
+            Target::Node(cid) => match self.node(&cid)?.as_ref() {
+                Node::Symlink { target, .. } => Ok(target.to_vec()),
+                _ => Err(VfsError::NotASymlink),
+            },
+            _ => Err(VfsError::NotASymlink),
+        }
+    }
+
+    /// Opening for writing is refused: everything this mount shows is immutable.
+    pub fn open(&self, ino: u64, write: bool) -> Result<(), VfsError> {
+        self.target(ino)?;
+        if write { Err(VfsError::ReadOnly) } else { Ok(()) }
+    }
+
+    /// The CID an inode shows, if it is a whole block.
+    pub fn cid_of(&self, ino: u64) -> Result<Option<Cid>, VfsError> {
+        Ok(match self.target(ino)? {
+            Target::Root => self.root_dir().or_else(|| matches!(self.mode, RootMode::Drive(_)).then(empty_dir_cid)),
+            Target::Node(cid) => Some(cid),
+            Target::IpfsDir | Target::Value { .. } => None,
+        })
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, VfsError> {
+        if name != CID_XATTR {
+            return Err(VfsError::NoAttribute);
+        }
+        self.cid_of(ino)?.map(|c| c.to_string().into_bytes()).ok_or(VfsError::NoAttribute)
+    }
+
+    /// NUL-separated attribute names, as `listxattr` returns them.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+        Ok(if self.cid_of(ino)?.is_some() { format!("{CID_XATTR}\0").into_bytes() } else { vec![] })
+    }
+
+    pub fn statfs(&self) -> Capacity {
+        (self.capacity)()
+    }
+}
+
+fn child_of_value(cid: &Cid, path: &[String], v: &Ipld, name: &str) -> Result<Target, VfsError> {
+    let child = match v {
+        Ipld::Map(m) => m.get(name),
+        Ipld::List(l) => name.parse::<usize>().ok().and_then(|i| l.get(i)),
+        _ => return Err(VfsError::NotADirectory),
+    };
+    match child {
+        _ if !dir::is_safe_name(name) => Err(VfsError::NotFound(name.to_string())),
+        Some(Ipld::Link(c)) => Ok(Target::Node(*c)),
+        Some(_) => Ok(value_target(cid, path, name)),
+        None => Err(VfsError::NotFound(name.to_string())),
+    }
+}
+
+fn value_target(cid: &Cid, path: &[String], name: &str) -> Target {
+    let mut path = path.to_vec();
+    path.push(name.to_string());
+    Target::Value { cid: *cid, path }
+}
+
+/// A dag-cbor scalar reads as its DAG-JSON text and a newline.
+fn scalar_text(v: &Ipld) -> String {
+    format!("{}\n", dag_json(v))
+}
+
+fn scalar_attr(ino: u64, v: &Ipld) -> Attr {
+    let size = scalar_text(v).len() as u64;
+    Attr { ino, kind: FileKind::File, size, perm: 0o444, mtime: DEFAULT_MTIME, nlink: 1, blksize: 4096 }
+}
+
+fn slice_text(v: &Ipld, offset: u64, size: u32) -> Result<Vec<u8>, VfsError> {
+    if matches!(v, Ipld::Map(_) | Ipld::List(_)) {
+        return Err(VfsError::IsADirectory);
+    }
+    let text = scalar_text(v).into_bytes();
+    let start = (offset as usize).min(text.len());
+    let end = start.saturating_add(size as usize).min(text.len());
+    Ok(text[start..end].to_vec())
+}
+
+/// The file's chunk size (its first leaf's size), for `st_blksize`.
+fn chunk_size(f: &unixfs::FileNode) -> u32 {
+    let first = f.children.first().map_or(f.data.len() as u64, |c| c.size);
+    first.clamp(4096, 1 << 30) as u32
+}
+
+fn unix_time(seconds: i64, nanos: u32) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(nanos.min(999_999_999)));
+    if seconds >= 0 {
+        UNIX_EPOCH + Duration::from_secs(seconds as u64) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanos
+    }
+}
+
+/// The CID of an empty UnixFS directory (what an empty drive is).
+pub fn empty_dir_cid() -> Cid {
+    let mut blocks = Vec::new();
+    crate::importer::DirBuilder::new(unixfs::Metadata::default())
+        .finish(&crate::importer::ImportOptions::default(), &mut blocks)
+        .expect("a Vec sink cannot fail")
+        .cid
+}
+
+#[cfg(test)]
+mod tests;
