@@ -8,6 +8,7 @@ pub mod block;
 pub mod car;
 pub mod commands;
 pub mod fetch;
+pub mod fuse;
 pub mod importer;
 pub mod store;
 pub mod unixfs;

@@ -76,9 +76,12 @@ enum Command {
         /// Store modification times (UnixFS 1.5 mtime).
         #[arg(long)]
         preserve_mtime: bool,
-        /// Pin the added roots.
+        /// Pin the added roots and link them into the drive (false: store only).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         pin: bool,
+        /// Name in the drive (one path only; default: the path's base name).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Write the bytes of a file to stdout.
     Cat {
@@ -107,9 +110,12 @@ enum Command {
     Import {
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Do not pin the CAR roots.
+        /// Do not pin the CAR roots (nor link them into the drive).
         #[arg(long)]
         no_pin: bool,
+        /// Name in the drive (one CAR with one root; default: the CAR's file name).
+        #[arg(long)]
+        name: Option<String>,
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,
@@ -140,6 +146,24 @@ enum Command {
     },
     /// Show what the store holds.
     Status,
+    /// Mount the drive (read-only for now) at an empty directory; `/.ipfs/<CID>` reaches any CID.
+    Mount {
+        mountpoint: PathBuf,
+        /// Present the /ipfs namespace itself at the root: MOUNTPOINT/<CID>/...
+        #[arg(long)]
+        ipfs: bool,
+        /// Return once the mount is ready, leaving it served in the background.
+        #[arg(long)]
+        background: bool,
+        /// Let other users read the mount.
+        #[arg(long)]
+        allow_other: bool,
+        /// Threads serving filesystem requests.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
+    /// Unmount a cidfs mount.
+    Unmount { mountpoint: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -153,7 +177,9 @@ enum PinAction {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser::mnt=error"))
+        .format_timestamp(None)
+        .init();
     commands::tune_allocator();
     let cli = Cli::parse();
     if let Some(home) = &cli.home {
@@ -192,6 +218,7 @@ fn run(command: Command) -> Result<(), CliError> {
             preserve_mode,
             preserve_mtime,
             pin,
+            name,
         } => {
             let mut import = match profile {
                 Some(Profile::UnixfsV12025) => ImportOptions::unixfs_v1_2025(),
@@ -210,7 +237,8 @@ fn run(command: Command) -> Result<(), CliError> {
             if let Some(spec) = chunker {
                 import.chunk_size = ImportOptions::parse_chunker(&spec).map_err(CliError::failure)?;
             }
-            let opts = AddOptions { import, hidden, preserve_mode, preserve_mtime, quiet_roots: quieter, quiet, pin };
+            let opts =
+                AddOptions { import, hidden, preserve_mode, preserve_mtime, quiet_roots: quieter, quiet, pin, name };
             let store = commands::open_store()?;
             commands::add::run(&store, &paths, &opts, &mut print)?;
         }
@@ -230,9 +258,9 @@ fn run(command: Command) -> Result<(), CliError> {
             let written = read::get(&store, &path, &out)?;
             eprintln!("saved {path} to {}", written.display());
         }
-        Command::Import { files, no_pin, quiet } => {
+        Command::Import { files, no_pin, name, quiet } => {
             let store = commands::open_store()?;
-            let r = commands::car::import(&store, &files, !no_pin, quiet)?;
+            let r = commands::car::import(&store, &files, !no_pin, name.as_deref(), quiet)?;
             for root in &r.roots {
                 print(&format!("root {root}{}", if no_pin { "" } else { " pinned" }));
             }
@@ -323,6 +351,23 @@ fn run(command: Command) -> Result<(), CliError> {
             print(&format!("blocks:    {} ({})", s.blocks, repo::human_bytes(s.block_bytes)));
             print(&format!("segments:  {} ({} on disk)", s.segments, repo::human_bytes(s.segment_bytes)));
             print(&format!("pins:      {}", s.pins));
+            if let Some(drive) = store.root_cid(commands::drive::DRIVE_ROOT)? {
+                print(&format!("drive:     {drive}"));
+            }
+        }
+        Command::Mount { mountpoint, ipfs, background: true, allow_other, threads } => {
+            let mut args = vec!["mount".to_string(), mountpoint.display().to_string(), format!("--threads={threads}")];
+            args.extend(ipfs.then(|| "--ipfs".to_string()));
+            args.extend(allow_other.then(|| "--allow-other".to_string()));
+            let home = cidfs::store::Store::default_home();
+            let log = commands::mount::background(&args, &home)?;
+            eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
+        }
+        Command::Mount { mountpoint, ipfs, background: false, allow_other, threads } => {
+            commands::mount::foreground(&mountpoint, ipfs, allow_other, threads)?;
+        }
+        Command::Unmount { mountpoint } => {
+            commands::mount::unmount(&mountpoint)?;
         }
     }
     Ok(())

@@ -331,10 +331,8 @@ fn gc_frees_unpinned_blocks_and_keeps_pinned_ones() {
     let keep = cli.write("keep.bin", &common::noise(600_000, 2));
     let drop = cli.write("drop.bin", &common::noise(900_000, 3));
     let keep_cid = cli.add_q(&keep, &[]);
-    let drop_cid = cli.add_q(&drop, &[]);
+    let drop_cid = cli.add_q(&drop, &["--pin=false"]); // stored, neither pinned nor in the drive
     let before = store_blocks(&cli);
-    cli.ok(&["pin", "rm", &drop_cid]);
-    cli.fails(&["pin", "rm", &drop_cid], 1);
     let report = cli.ok(&["gc"]);
     assert!(report.starts_with("removed 5 blocks"), "{report}"); // 4 leaves + root
     assert!(report.contains("freed 878.") || report.contains("freed 879."), "about 900 kB freed: {report}");
@@ -343,9 +341,17 @@ fn gc_frees_unpinned_blocks_and_keeps_pinned_ones() {
     cli.fails(&["cat", &drop_cid], 3);
     cli.ok(&["verify"]);
     assert!(cli.ok(&["gc"]).starts_with("removed 0 blocks"));
-    // re-adding after gc works and reads back
+    // Without its pin, what is in the drive is still protected by the drive root.
+    cli.ok(&["pin", "rm", &keep_cid]);
+    cli.fails(&["pin", "rm", &keep_cid], 1);
+    assert!(cli.ok(&["gc"]).starts_with("removed 0 blocks"));
+    assert_eq!(cli.cmd().args(["cat", &keep_cid]).output().unwrap().stdout, std::fs::read(&keep).unwrap());
+    // Adding again replaces the drive root; the old root block is garbage.
     cli.add_q(&drop, &[]);
+    assert!(cli.ok(&["gc"]).starts_with("removed 1 blocks"));
     assert_eq!(cli.cmd().args(["cat", &drop_cid]).output().unwrap().stdout, std::fs::read(&drop).unwrap());
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("drive:"), "{status}");
 }
 
 #[test]
@@ -449,7 +455,7 @@ fn identity_cids_read_without_any_store() {
         vec![PbLink { cid: cid.parse().unwrap(), name: Some("inline.txt".into()), size: Some(12) }],
     );
     cli.write("d.car", &car_bytes(&[*dir.cid()], std::slice::from_ref(&dir)));
-    cli.ok(&["import", "d.car"]);
+    cli.ok(&["import", "--no-pin", "d.car"]);
     assert_eq!(cli.ok(&["cat", &format!("{}/inline.txt", dir.cid())]), "inline bytes");
-    assert_eq!(store_blocks(&cli), 1);
+    assert_eq!(store_blocks(&cli), 1, "only the directory; the identity CID is never stored");
 }

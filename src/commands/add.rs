@@ -13,11 +13,10 @@ use std::sync::{Mutex, mpsc};
 
 use indicatif::ProgressBar;
 
-use super::{CliError, io_error, progress};
-use crate::block::Block;
+use super::{CliError, StoreSink, drive, io_error, progress};
 use crate::importer::file::{Chunk, Leaf, encode_leaf, import_symlink};
-use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
-use crate::store::{Batch, Store, StoreError};
+use crate::importer::{DirBuilder, FileImporter, ImportOptions, LinkInfo};
+use crate::store::Store;
 use crate::unixfs::Metadata;
 use crate::unixfs::pb::UnixTime;
 
@@ -31,18 +30,10 @@ pub struct AddOptions {
     pub quiet_roots: bool,
     /// Print only CIDs (one per entry), and no progress bar.
     pub quiet: bool,
+    /// Pin the roots and link them into the drive root.
     pub pin: bool,
-}
-
-struct StoreSink<'a, 's> {
-    batch: &'a mut Batch<'s>,
-}
-
-impl BlockSink for StoreSink<'_, '_> {
-    type Error = StoreError;
-    fn put(&mut self, block: Block) -> Result<(), StoreError> {
-        self.batch.put(&block).map(|_| ())
-    }
+    /// Name in the drive (one path only); default: the path's base name.
+    pub name: Option<String>,
 }
 
 struct Adder<'a, 's> {
@@ -68,19 +59,27 @@ pub fn run(
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        let name =
-            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
-        let root = adder.add(path, &name)?;
+        // Like `ipfs add`, entries print relative to the added path's base name.
+        let display = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let root = adder.add(path, &display)?;
         if opts.quiet_roots {
             (adder.out)(&root.cid.to_string());
         }
-        roots.push((root, path.display().to_string()));
+        roots.push((root, path));
     }
     adder.bar.finish_and_clear();
     if opts.pin {
+        let mut entries = Vec::new();
         for (root, path) in &roots {
-            batch.pin(root.cid, &format!("add {path}"));
+            let name = match (&opts.name, roots.len()) {
+                (Some(n), 1) => n.clone(),
+                (Some(_), _) => return Err(CliError::failure("--name needs exactly one path")),
+                (None, _) => drive::base_name(path)?,
+            };
+            batch.pin(root.cid, &format!("add {}", path.display()));
+            entries.push((name, *root));
         }
+        drive::link(store, &mut batch, entries)?;
     }
     batch.commit()?;
     Ok(roots.into_iter().map(|(r, _)| r).collect())

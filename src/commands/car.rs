@@ -11,6 +11,7 @@ use super::{CliError, exit, io_error, progress};
 use crate::block::{is_identity, links};
 use crate::car::{CarReader, CarWriter};
 use crate::fetch::Blocks;
+use crate::importer::LinkInfo;
 use crate::store::{Batch, Store};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,9 +24,19 @@ pub struct ImportReport {
 
 /// Imports CAR files in one batch: every block is verified and every root's DAG must be
 /// complete, or nothing is imported and nothing is pinned.
-pub fn import(store: &Store, files: &[impl AsRef<Path>], pin: bool, quiet: bool) -> Result<ImportReport, CliError> {
+///
+/// With `pin`, each root is also linked into the drive, named after the CAR file (`x.car`
+/// gives `x`; several roots give `x-1`, `x-2`, ...), or `name` for a single root.
+pub fn import(
+    store: &Store,
+    files: &[impl AsRef<Path>],
+    pin: bool,
+    name: Option<&str>,
+    quiet: bool,
+) -> Result<ImportReport, CliError> {
     let mut batch = store.batch();
     let mut report = ImportReport::default();
+    let mut drive_entries = Vec::new();
     for path in files {
         let path = path.as_ref();
         let f = File::open(path).map_err(io_error(path))?;
@@ -41,7 +52,8 @@ pub fn import(store: &Store, files: &[impl AsRef<Path>], pin: bool, quiet: bool)
             bar.set_position(reader.offset());
         }
         bar.finish_and_clear();
-        for root in &roots {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("import").to_string();
+        for (i, root) in roots.iter().enumerate() {
             if let Some(missing) = first_missing(&mut batch, root)? {
                 return Err(CliError::new(
                     exit::INVALID_DATA,
@@ -53,9 +65,20 @@ pub fn import(store: &Store, files: &[impl AsRef<Path>], pin: bool, quiet: bool)
             }
             if pin {
                 batch.pin(*root, &format!("import {}", path.display()));
+                let entry = match (name, files.len() * roots.len()) {
+                    (Some(n), 1) => n.to_string(),
+                    (Some(_), _) => return Err(CliError::failure("--name needs exactly one CAR with one root")),
+                    (None, _) if roots.len() == 1 => stem.clone(),
+                    (None, _) => format!("{stem}-{}", i + 1),
+                };
+                let tsize = batch.get(root)?.map_or(0, |b| b.len() as u64);
+                drive_entries.push((entry, LinkInfo { cid: *root, tsize, filesize: 0 }));
             }
         }
         report.roots.extend(roots);
+    }
+    if !drive_entries.is_empty() {
+        super::drive::link(store, &mut batch, drive_entries)?;
     }
     report.new_blocks = batch.new_blocks() as u64;
     batch.commit()?;

@@ -7,6 +7,8 @@
 
 pub mod add;
 pub mod car;
+pub mod drive;
+pub mod mount;
 pub mod progress;
 pub mod read;
 pub mod repo;
@@ -111,6 +113,18 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+/// The importer's blocks go into a store batch.
+pub(crate) struct StoreSink<'a, 's> {
+    pub batch: &'a mut crate::store::Batch<'s>,
+}
+
+impl crate::importer::BlockSink for StoreSink<'_, '_> {
+    type Error = StoreError;
+    fn put(&mut self, block: crate::block::Block) -> Result<(), StoreError> {
+        self.batch.put(&block).map(|_| ())
     }
 }
 

@@ -83,8 +83,7 @@ impl Store {
             let path = self.segment_path(a.id);
             a.out.flush().map_err(io_err(&path))?;
         }
-        let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
-        let live = self.reachable(&pins)?.live;
+        let live = self.reachable(&self.gc_roots()?)?.live;
         let mut report = GcReport::default();
 
         // 1. Drop dead blocks from the index.
@@ -194,10 +193,19 @@ impl Store {
             }
         }
         self.clear_cache();
-        let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
-        report.roots_checked = pins.len() as u64;
-        report.missing = self.reachable(&pins)?.missing;
+        let roots = self.gc_roots()?;
+        report.roots_checked = roots.len() as u64;
+        report.missing = self.reachable(&roots)?.missing;
         Ok(report)
+    }
+
+    /// What gc keeps: every pin and every named root.
+    pub fn gc_roots(&self) -> Result<Vec<Cid>, StoreError> {
+        let mut roots: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
+        roots.extend(self.roots()?.into_iter().map(|(_, c)| c));
+        roots.sort();
+        roots.dedup();
+        Ok(roots)
     }
 
     /// Number of blocks in the index.

@@ -47,6 +47,8 @@ pub use gc::{GcReport, Reachable, VerifyReport};
 const BLOCKS: TableDefinition<&[u8], (u32, u64, u32, u8)> = TableDefinition::new("blocks_v1");
 const SEGMENTS: TableDefinition<u32, (u64, u64, bool)> = TableDefinition::new("segments_v1");
 const PINS: TableDefinition<&[u8], &str> = TableDefinition::new("pins_v1");
+/// Named roots (the drive root is `drive`): name -> CID. Protected from gc like pins.
+const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots_v1");
 
 /// Segments roll over before this many bytes: a 512 MiB piece holds 127/128 of that in
 /// payload after Fr32 padding.
@@ -227,6 +229,7 @@ impl Store {
             txn.open_table(BLOCKS)?;
             txn.open_table(SEGMENTS)?;
             txn.open_table(PINS)?;
+            txn.open_table(ROOTS)?;
         }
         txn.commit()?;
         let store = Store {
@@ -341,6 +344,7 @@ impl Store {
             writer: self.writer.lock().expect("lock poisoned"),
             pending: HashMap::new(),
             pins: Vec::new(),
+            roots: Vec::new(),
             touched: HashSet::new(),
             new_segments: Vec::new(),
             sealed: Vec::new(),
@@ -371,6 +375,25 @@ impl Store {
         for row in t.iter()? {
             let (k, v) = row?;
             out.push((cid_from_key(k.value())?, v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The CID of a named root.
+    pub fn root_cid(&self, name: &str) -> Result<Option<Cid>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ROOTS)?;
+        t.get(name)?.map(|v| cid_from_key(v.value())).transpose()
+    }
+
+    /// Every named root.
+    pub fn roots(&self) -> Result<Vec<(String, Cid)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ROOTS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), cid_from_key(v.value())?));
         }
         Ok(out)
     }
@@ -424,6 +447,7 @@ pub struct Batch<'s> {
     writer: MutexGuard<'s, Option<Active>>,
     pending: HashMap<Cid, Location>,
     pins: Vec<(Cid, String)>,
+    roots: Vec<(String, Cid)>,
     touched: HashSet<u32>,
     new_segments: Vec<u32>,
     /// Segments filled during this batch (sealed at commit).
@@ -471,6 +495,11 @@ impl Batch<'_> {
 
     pub fn pin(&mut self, cid: Cid, label: &str) {
         self.pins.push((cid, label.to_string()));
+    }
+
+    /// Points the named root at `cid` when the batch commits.
+    pub fn set_root(&mut self, name: &str, cid: Cid) {
+        self.roots.push((name.to_string(), cid));
     }
 
     /// Blocks newly written by this batch.
@@ -572,6 +601,10 @@ impl Batch<'_> {
             let mut pins = txn.open_table(PINS)?;
             for (cid, label) in &self.pins {
                 pins.insert(key(cid).as_slice(), label.as_str())?;
+            }
+            let mut roots = txn.open_table(ROOTS)?;
+            for (name, cid) in &self.roots {
+                roots.insert(name.as_str(), key(cid).as_slice())?;
             }
         }
         txn.commit()?;

@@ -152,6 +152,8 @@ enum Target {
 #[derive(Default)]
 struct Inodes {
     targets: Vec<Target>,
+    /// The first path each inode was reached by (for messages; content may have many).
+    paths: Vec<String>,
     by_target: HashMap<Target, u64>,
 }
 
@@ -169,6 +171,7 @@ impl Vfs {
     pub fn new(blocks: Arc<dyn Blocks>, mode: RootMode, capacity: Box<dyn Fn() -> Capacity + Send + Sync>) -> Vfs {
         let mut inodes = Inodes::default();
         inodes.targets.push(Target::Root);
+        inodes.paths.push("/".into());
         inodes.by_target.insert(Target::Root, ROOT_INO);
         Vfs {
             blocks,
@@ -186,14 +189,22 @@ impl Vfs {
         ino.checked_sub(1).and_then(|i| inodes.targets.get(i as usize)).cloned().ok_or(VfsError::StaleInode(ino))
     }
 
-    fn ino_for(&self, target: Target) -> u64 {
+    /// A path by which `ino` was reached, for messages (`?` if unknown).
+    pub fn path_of(&self, ino: u64) -> String {
+        let inodes = self.inodes.read().expect("lock poisoned");
+        ino.checked_sub(1).and_then(|i| inodes.paths.get(i as usize)).cloned().unwrap_or_else(|| "?".into())
+    }
+
+    fn ino_for(&self, target: Target, parent: u64, name: &str) -> u64 {
         if let Some(ino) = self.inodes.read().expect("lock poisoned").by_target.get(&target) {
             return *ino;
         }
+        let parent_path = self.path_of(parent);
         let mut inodes = self.inodes.write().expect("lock poisoned");
         if let Some(ino) = inodes.by_target.get(&target) {
             return *ino;
         }
+        inodes.paths.push(if parent_path == "/" { format!("/{name}") } else { format!("{parent_path}/{name}") });
         inodes.targets.push(target.clone());
         let ino = inodes.targets.len() as u64;
         inodes.by_target.insert(target, ino);
@@ -258,7 +269,7 @@ impl Vfs {
                 Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
             }
         };
-        let ino = self.ino_for(child.clone());
+        let ino = self.ino_for(child.clone(), parent, name);
         self.attr_of(ino, &child)
     }
 
@@ -359,7 +370,7 @@ impl Vfs {
             Target::Node(cid) => *cid,
             Target::Value { cid, path } => {
                 let v = self.value_at(cid, path)?;
-                self.list_value(cid, path, &v, &mut out)?;
+                self.list_value(ino, cid, path, &v, &mut out)?;
                 return Ok(out);
             }
             Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
@@ -371,16 +382,23 @@ impl Vfs {
                 dir::list(self.blocks.as_ref(), &cid, &node, &mut |l| links.push(l))?;
                 for l in links {
                     let kind = self.kind_hint(&l.cid);
-                    out.push(DirEntry { ino: self.ino_for(Target::Node(l.cid)), name: l.name, kind });
+                    out.push(DirEntry { ino: self.ino_for(Target::Node(l.cid), ino, &l.name), name: l.name, kind });
                 }
             }
-            Node::Cbor(v) => self.list_value(&cid, &[], v, &mut out)?,
+            Node::Cbor(v) => self.list_value(ino, &cid, &[], v, &mut out)?,
             _ => return Err(VfsError::NotADirectory),
         }
         Ok(out)
     }
 
-    fn list_value(&self, cid: &Cid, path: &[String], v: &Ipld, out: &mut Vec<DirEntry>) -> Result<(), VfsError> {
+    fn list_value(
+        &self,
+        dir_ino: u64,
+        cid: &Cid,
+        path: &[String],
+        v: &Ipld,
+        out: &mut Vec<DirEntry>,
+    ) -> Result<(), VfsError> {
         if !matches!(v, Ipld::Map(_) | Ipld::List(_)) {
             return Err(VfsError::NotADirectory);
         }
@@ -393,7 +411,7 @@ impl Vfs {
                 Ipld::Map(_) | Ipld::List(_) => (value_target(cid, path, &name), FileKind::Directory),
                 _ => (value_target(cid, path, &name), FileKind::File),
             };
-            out.push(DirEntry { ino: self.ino_for(target), name, kind });
+            out.push(DirEntry { ino: self.ino_for(target, dir_ino, &name), name, kind });
         }
         Ok(())
     }

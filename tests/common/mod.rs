@@ -149,3 +149,70 @@ pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A `cidfs mount` running in the foreground as a child process.
+pub struct Mounted {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Cli {
+    /// Mounts the store at `work/<name>` (created empty) and waits until it is ready.
+    pub fn mount(&self, name: &str, extra: &[&str]) -> Mounted {
+        assert!(Path::new("/dev/fuse").exists(), "mount tests need /dev/fuse (and root, as in CI)");
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = self.path(&format!("{name}.log"));
+        let mut child = self
+            .cmd()
+            .arg("mount")
+            .arg(&dir)
+            .args(extra)
+            .env("CIDFS_MOUNT_NOTIFY", "1")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "mount failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        Mounted { child, dir, log }
+    }
+}
+
+impl Mounted {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix_umount(&self.dir);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn nix_umount(dir: &Path) -> std::io::Result<()> {
+    let status = Command::new("umount").arg("-l").arg(dir).stderr(std::process::Stdio::null()).status()?;
+    if status.success() { Ok(()) } else { Err(std::io::Error::other("umount failed")) }
+}
+
+/// Reads an extended attribute with getxattr(2).
+pub fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}

@@ -1,0 +1,133 @@
+//! `cidfs mount` and `cidfs unmount`.
+//!
+//! In the foreground the command serves the mount until SIGINT/SIGTERM/SIGHUP (then
+//! unmounts cleanly) or until someone unmounts it. `--background` starts the same command
+//! as a detached child, waits until it reports the mount ready, and returns; the child logs
+//! to `$CIDFS_HOME/mount.log`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+
+use super::{CliError, drive::DRIVE_ROOT, open_store};
+use crate::fuse::mount::{self, MountError, MountOptions};
+use crate::vfs::{Capacity, RootMode, Vfs};
+
+/// Set in the environment of a background child: print `ready` on stdout once mounted.
+const NOTIFY_ENV: &str = "CIDFS_MOUNT_NOTIFY";
+/// How long `--background` waits for the child to mount.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl From<MountError> for CliError {
+    fn from(e: MountError) -> Self {
+        CliError::failure(e.to_string())
+    }
+}
+
+/// Serves the mount in this process until a signal or an unmount.
+pub fn foreground(mountpoint: &Path, ipfs: bool, allow_other: bool, threads: usize) -> Result<(), CliError> {
+    // Block the signals before fuser starts its threads, so they all inherit the mask and
+    // the signals wait for us in sigtimedwait below.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().map_err(|e| CliError::failure(format!("blocking signals: {e}")))?;
+
+    let mountpoint = mount::prepare_mountpoint(mountpoint)?;
+    let store = Arc::new(open_store()?);
+    let mode = if ipfs { RootMode::Ipfs } else { RootMode::Drive(store.root_cid(DRIVE_ROOT)?) };
+    let what = match &mode {
+        RootMode::Ipfs => "the /ipfs namespace".to_string(),
+        RootMode::Drive(Some(cid)) => format!("drive {cid}"),
+        RootMode::Drive(None) => "an empty drive".to_string(),
+    };
+    let cap_store = store.clone();
+    let capacity = Box::new(move || capacity(&cap_store));
+    let vfs = Arc::new(Vfs::new(store, mode, capacity));
+    let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads };
+    let session = mount::mount(vfs, &opts)?;
+    log::info!("mounted {what} at {}", mountpoint.display());
+    if std::env::var_os(NOTIFY_ENV).is_some() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    } else {
+        eprintln!("cidfs: mounted {what} at {} (Ctrl-C or `cidfs unmount` to stop)", mountpoint.display());
+    }
+    let timeout = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+    loop {
+        // SAFETY: sigtimedwait on a valid, initialised signal set.
+        let sig = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
+        if sig > 0 {
+            log::info!("signal {sig}: unmounting {}", mountpoint.display());
+            break;
+        }
+        if session.guard.is_finished() {
+            log::info!("{} was unmounted", mountpoint.display());
+            return session.join().map_err(|e| CliError::failure(format!("mount session: {e}")));
+        }
+    }
+    session.umount_and_join().map_err(|e| CliError::failure(format!("unmounting {}: {e}", mountpoint.display())))
+}
+
+fn capacity(store: &crate::store::Store) -> Capacity {
+    let files = store.block_count().unwrap_or(0);
+    match nix::sys::statvfs::statvfs(store.root()) {
+        Ok(s) => {
+            let frag = s.fragment_size();
+            Capacity { total_bytes: s.blocks() * frag, free_bytes: s.blocks_available() * frag, files }
+        }
+        Err(_) => Capacity { files, ..Default::default() },
+    }
+}
+
+/// Starts the mount as a detached child and returns once it is ready.
+pub fn background(args: &[String], home: &Path) -> Result<PathBuf, CliError> {
+    std::fs::create_dir_all(home).map_err(super::io_error(home))?;
+    let log_path = home.join("mount.log");
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(super::io_error(&log_path))?;
+    let exe = std::env::current_exe().map_err(|e| CliError::failure(format!("finding the cidfs binary: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args).env(NOTIFY_ENV, "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info,fuser::mnt=error");
+    }
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let mut child = cmd.spawn().map_err(|e| CliError::failure(format!("starting the mount process: {e}")))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(line) if line.trim() == "ready" => Ok(log_path),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last: Vec<&str> = tail.lines().rev().take(5).collect();
+            let last: Vec<&str> = last.into_iter().rev().collect();
+            Err(CliError::failure(format!(
+                "the mount did not start; {} says:\n{}",
+                log_path.display(),
+                last.join("\n")
+            )))
+        }
+    }
+}
+
+pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
+    Ok(mount::unmount(mountpoint)?)
+}

@@ -1,0 +1,235 @@
+//! The FUSE adapter: fuser callbacks in, [`Vfs`] calls, replies out. No semantics live
+//! here; errors become errno through [`VfsError::errno`], and every refusal is logged with
+//! the inode and what failed.
+//!
+//! Content under a CID never changes, so entries and attributes get long TTLs and open
+//! files keep the kernel page cache across opens (`FOPEN_KEEP_CACHE`): a second read of a
+//! file is served by the kernel at memory speed without calling us.
+//!
+//! fuser runs several event-loop threads (see [`mount`]), so a slow read (a cold disk,
+//! later a network fetch) never stalls other callbacks.
+
+pub mod mount;
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+use crate::vfs::{Attr, FileKind, ROOT_INO, Vfs, VfsError};
+
+/// How long the kernel may cache entries and attributes below the root. Immutable.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+/// The root's attributes (the drive root moves when it is committed to).
+const ROOT_TTL: Duration = Duration::from_secs(1);
+/// Largest readahead we ask the kernel for.
+const MAX_READAHEAD: u32 = 4 << 20;
+
+pub struct CidFs {
+    vfs: Arc<Vfs>,
+    uid: u32,
+    gid: u32,
+}
+
+impl CidFs {
+    pub fn new(vfs: Arc<Vfs>, uid: u32, gid: u32) -> CidFs {
+        CidFs { vfs, uid, gid }
+    }
+
+    fn file_attr(&self, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(a.ino),
+            size: a.size,
+            blocks: a.blocks(),
+            atime: a.mtime,
+            mtime: a.mtime,
+            ctime: a.mtime,
+            crtime: a.mtime,
+            kind: file_type(a.kind),
+            perm: a.perm,
+            nlink: a.nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: a.blksize,
+            flags: 0,
+        }
+    }
+}
+
+fn ttl(ino: u64) -> &'static Duration {
+    if ino == ROOT_INO { &ROOT_TTL } else { &TTL }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+impl CidFs {
+    /// Logs a refusal (errors worth a user's attention loudly, with the path and what
+    /// failed) and returns its errno.
+    fn errno(&self, op: &str, ino: u64, e: &VfsError) -> Errno {
+        let n = e.errno();
+        let path = self.vfs.path_of(ino);
+        if matches!(n, libc::EIO | libc::ESTALE) {
+            log::error!("{op} {path}: {e}");
+        } else {
+            log::debug!("{op} {path}: {e}");
+        }
+        Errno::from_i32(n)
+    }
+}
+
+impl Filesystem for CidFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
+            let _ = config.set_max_readahead(max);
+        }
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ASYNC_READ,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                log::debug!("kernel does not offer {cap:?}");
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.vfs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(ttl(a.ino), &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(self.errno(&format!("lookup {name:?} in"), parent.0, &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(ttl(a.ino), &self.file_attr(&a)),
+            Err(e) => reply.error(self.errno("getattr", ino.0, &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(self.errno("readlink", ino.0, &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match self.vfs.open(ino.0, write) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(self.errno("open", ino.0, &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vfs.read(ino.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(self.errno(&format!("read at {offset}"), ino.0, &e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR),
+            Err(e) => reply.error(self.errno("opendir", ino.0, &e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.vfs.dir_entries(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(self.errno("readdir", ino.0, &e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), i as u64 + 1, file_type(e.kind), &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.vfs.dir_entries(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(self.errno("readdirplus", ino.0, &e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let (attr, ttl) = match self.vfs.getattr(e.ino) {
+                Ok(a) => (a, ttl(e.ino)),
+                // An entry we cannot stat (missing block) is still listed; the kernel will
+                // look it up again (TTL 0) and the lookup reports the error.
+                Err(_) => (placeholder(e.ino, e.kind), &Duration::ZERO),
+            };
+            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, ttl, &self.file_attr(&attr), Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        const BSIZE: u64 = 4096;
+        let c = self.vfs.statfs();
+        let free = c.free_bytes / BSIZE;
+        reply.statfs(c.total_bytes / BSIZE, free, free, c.files, 0, BSIZE as u32, 255, BSIZE as u32);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name) {
+            Ok(v) => reply_xattr(v, size, reply),
+            Err(e) => reply.error(self.errno(&format!("getxattr {name:?}"), ino.0, &e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0) {
+            Ok(v) => reply_xattr(v, size, reply),
+            Err(e) => reply.error(self.errno("listxattr", ino.0, &e)),
+        }
+    }
+}
+
+/// xattr protocol: size 0 asks for the length; a too-small buffer is `ERANGE`.
+fn reply_xattr(value: Vec<u8>, size: u32, reply: ReplyXattr) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::from_i32(VfsError::Range.errno()));
+    } else {
+        reply.data(&value);
+    }
+}
+
+fn placeholder(ino: u64, kind: FileKind) -> Attr {
+    Attr { ino, kind, size: 0, perm: 0o444, mtime: crate::vfs::DEFAULT_MTIME, nlink: 1, blksize: 4096 }
+}

@@ -1,0 +1,219 @@
+//! Real FUSE mounts (root and /dev/fuse, as in CI) driven by ordinary tools: cp, diff,
+//! tar, find, du, sha256sum, random reads, xattrs; refusals; kill -9 and remount.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Cli, getxattr, run_ok, same_tree};
+
+fn sample(cli: &Cli) -> std::path::PathBuf {
+    cli.write("tree/hello.txt", b"hello\n");
+    cli.write("tree/empty", b"");
+    cli.write("tree/a/b/c/deep.txt", b"deep\n");
+    cli.write("tree/big.bin", &common::noise(5_000_000, 50));
+    std::os::unix::fs::symlink("a/b/c/deep.txt", cli.path("tree/link")).unwrap();
+    cli.path("tree")
+}
+
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ordinary_tools_read_the_drive() {
+    let cli = Cli::new();
+    let tree = sample(&cli);
+    let root = cli.add_q(&tree, &["--chunker", "size-4096"]); // a 3-level DAG for big.bin
+    let listing = cli.ok(&["ls", &root]); // (the CLI cannot open the store while it is mounted)
+    let file_cid =
+        listing.lines().find(|l| l.starts_with("big.bin\t")).unwrap().split('\t').nth(3).unwrap().to_string();
+    let m = cli.mount("mnt", &[]);
+    let t = m.dir.join("tree");
+
+    run_ok(Command::new("cp").arg("-r").arg(&t).arg(cli.path("copy")));
+    assert!(same_tree(&tree, &cli.path("copy")), "cp -r out of the mount differs");
+
+    fs::create_dir(cli.path("untar")).unwrap();
+    let tar = run_ok(Command::new("sh").arg("-c").arg(format!(
+        "tar cf - -C {} tree | tar xf - -C {}",
+        m.dir.display(),
+        cli.path("untar").display()
+    )));
+    assert!(tar.is_empty());
+    assert!(same_tree(&tree, &cli.path("untar/tree")), "tar of the mount differs");
+
+    let find_src = run_ok(Command::new("find").arg(".").current_dir(&tree));
+    let find_mnt = run_ok(Command::new("find").arg(".").current_dir(&t));
+    assert_eq!(sorted_lines(&find_mnt), sorted_lines(&find_src));
+    let types = run_ok(Command::new("find").args([".", "-type", "d"]).current_dir(&t));
+    assert_eq!(sorted_lines(&types), vec![".", "./a", "./a/b", "./a/b/c"]);
+
+    let du = run_ok(Command::new("du").args(["-b", "big.bin"]).current_dir(&t));
+    assert!(du.starts_with("5000000\t"), "{du}");
+    let sum = run_ok(Command::new("sha256sum").arg(t.join("big.bin")));
+    assert!(sum.starts_with(&common::sha256_hex(&fs::read(tree.join("big.bin")).unwrap())));
+
+    let data = fs::read(tree.join("big.bin")).unwrap();
+    let f = fs::File::open(t.join("big.bin")).unwrap();
+    let mut x: u64 = 99;
+    for _ in 0..200 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let off = (x >> 33) % data.len() as u64;
+        let len = ((x >> 7) % 70_000) as usize;
+        let mut buf = vec![0u8; len];
+        let n = f.read_at(&mut buf, off).unwrap();
+        let end = (off as usize + len).min(data.len());
+        assert_eq!(&buf[..n], &data[off as usize..end], "read at {off} of {len}");
+    }
+
+    assert_eq!(getxattr(&t, "ipfs.cid").unwrap(), root.as_bytes());
+    assert_eq!(getxattr(&t.join("big.bin"), "ipfs.cid").unwrap(), file_cid.as_bytes());
+    assert_eq!(getxattr(&t.join("big.bin"), "user.nope").unwrap_err().raw_os_error(), Some(libc::ENODATA));
+    assert_eq!(fs::read_link(t.join("link")).unwrap(), Path::new("a/b/c/deep.txt"));
+    assert_eq!(fs::read(t.join("link")).unwrap(), b"deep\n");
+    let df = run_ok(Command::new("df").arg("-k").arg(&m.dir));
+    assert!(df.lines().nth(1).is_some_and(|l| l.starts_with("cidfs")), "{df}");
+}
+
+#[test]
+fn the_ipfs_namespace_is_hidden_but_reachable() {
+    let cli = Cli::new();
+    let tree = sample(&cli);
+    let root = cli.add_q(&tree, &[]);
+    let m = cli.mount("mnt", &[]);
+    let names: Vec<String> =
+        fs::read_dir(&m.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, vec!["tree"], ".ipfs is not listed");
+    assert_eq!(fs::read(m.dir.join(".ipfs").join(&root).join("hello.txt")).unwrap(), b"hello\n");
+    assert_eq!(fs::metadata(m.dir.join(".ipfs/not-a-cid")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    drop(m);
+
+    let m = cli.mount("ipfs", &["--ipfs"]);
+    assert_eq!(fs::read(m.dir.join(&root).join("a/b/c/deep.txt")).unwrap(), b"deep\n");
+    assert_eq!(fs::read_dir(&m.dir).unwrap().count(), 0);
+}
+
+#[test]
+fn writes_are_refused_with_erofs() {
+    let cli = Cli::new();
+    let root = cli.add_q(&sample(&cli), &[]);
+    let m = cli.mount("mnt", &[]);
+    let erofs = Some(libc::EROFS);
+    assert_eq!(fs::write(m.dir.join("new.txt"), b"x").unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::write(m.dir.join(".ipfs").join(&root).join("new.txt"), b"x").unwrap_err().raw_os_error(), erofs);
+    assert_eq!(
+        fs::OpenOptions::new().write(true).open(m.dir.join("tree/hello.txt")).unwrap_err().raw_os_error(),
+        erofs
+    );
+    assert_eq!(fs::create_dir(m.dir.join("tree/d")).unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::remove_file(m.dir.join("tree/hello.txt")).unwrap_err().raw_os_error(), erofs);
+}
+
+#[test]
+fn missing_and_malformed_blocks_fail_fast_with_eio_and_the_mount_stays_up() {
+    use cid::Version;
+    use cidfs::block::{Block, DAG_PB, RAW};
+    use cidfs::unixfs::pb::{Data, DataType};
+    use ipld_dagpb::{PbLink, PbNode};
+    let cli = Cli::new();
+    cli.add_q(&sample(&cli), &[]);
+    let lost = Block::encode(Version::V1, RAW, &b"never stored"[..]).unwrap();
+    let garbage = Block::encode(Version::V1, DAG_PB, &b"\xff\xff\xff"[..]).unwrap();
+    let links = vec![
+        PbLink { cid: *lost.cid(), name: Some("lost.txt".into()), size: Some(12) },
+        PbLink { cid: *garbage.cid(), name: Some("garbage".into()), size: Some(3) },
+    ];
+    let dir = Block::encode(
+        Version::V1,
+        DAG_PB,
+        PbNode { links, data: Some(Data::new(DataType::Directory).to_bytes().into()) }.into_bytes(),
+    )
+    .unwrap();
+    cli.write("loose.car", &common::car_bytes(&[], &[dir.clone(), garbage.clone()]));
+    cli.ok(&["import", "loose.car"]);
+    let m = cli.mount("mnt", &[]);
+    let d = m.dir.join(".ipfs").join(dir.cid().to_string());
+    let start = Instant::now();
+    assert_eq!(fs::read(d.join("lost.txt")).unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert_eq!(fs::metadata(d.join("garbage")).unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert!(start.elapsed() < Duration::from_secs(10), "bounded: {:?}", start.elapsed());
+    assert_eq!(fs::read(m.dir.join("tree/hello.txt")).unwrap(), b"hello\n", "the mount is still up");
+    let log = m.log();
+    assert!(log.contains(&lost.cid().to_string()) && log.contains("lost.txt"), "log names CID and path: {log}");
+    assert!(log.contains(&garbage.cid().to_string()) && log.contains("malformed dag-pb"), "{log}");
+}
+
+#[test]
+fn kill_9_leaves_a_stale_mount_that_the_next_mount_clears() {
+    let cli = Cli::new();
+    cli.add_q(&sample(&cli), &[]);
+    let mut m = cli.mount("mnt", &[]);
+    assert_eq!(fs::read(m.dir.join("tree/hello.txt")).unwrap(), b"hello\n");
+    m.child.kill().unwrap();
+    m.child.wait().unwrap();
+    assert_eq!(fs::read_dir(&m.dir).unwrap_err().raw_os_error(), Some(libc::ENOTCONN));
+    let again = cli.mount("mnt", &[]);
+    assert_eq!(fs::read(again.dir.join("tree/hello.txt")).unwrap(), b"hello\n");
+    assert!(again.log().contains("clearing a stale mount"));
+}
+
+#[test]
+fn mountpoints_must_exist_be_empty_and_not_in_use() {
+    let cli = Cli::new();
+    cli.write("full/x", b"x");
+    let err = cli.fails(&["mount", cli.path("full").to_str().unwrap()], 1);
+    assert!(err.contains("is not empty"), "{err}");
+    let err = cli.fails(&["mount", cli.path("nope").to_str().unwrap()], 1);
+    assert!(err.contains("does not exist"), "{err}");
+    let m = cli.mount("mnt", &[]);
+    let other = Cli::new();
+    let err = other.fails(&["mount", m.dir.to_str().unwrap()], 1);
+    assert!(err.contains("already mounted"), "{err}");
+    let err = cli.fails(&["status"], 5);
+    assert!(err.contains("in use"), "{err}");
+}
+
+#[test]
+fn background_mount_and_unmount() {
+    let cli = Cli::new();
+    cli.add_q(&sample(&cli), &[]);
+    fs::create_dir(cli.path("bg")).unwrap();
+    let out = cli.run(&["mount", "--background", cli.path("bg").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(cli.path("bg/tree/hello.txt")).unwrap(), b"hello\n");
+    cli.ok(&["unmount", cli.path("bg").to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli.run(&["status"]).status.code() == Some(5) {
+        assert!(Instant::now() < deadline, "the mount process did not exit after unmount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fs::read_dir(cli.path("bg")).unwrap().count(), 0, "unmounted");
+    let err = cli.fails(&["unmount", cli.path("bg").to_str().unwrap()], 1);
+    assert!(err.contains("is not mounted"), "{err}");
+}
+
+#[test]
+fn a_hamt_directory_lists_fully_and_names_land_in_the_drive() {
+    let cli = Cli::new();
+    for i in 0..3000 {
+        cli.write(&format!("big-dir/{i:0>60}"), format!("{i}\n").as_bytes());
+    }
+    cli.add_q(&cli.path("big-dir"), &["--name", "renamed"]);
+    let root = cli.add_q(&sample(&cli), &[]);
+    cli.ok(&["export", &root, "-o", "exported.car"]);
+    cli.ok(&["import", "exported.car"]);
+    let m = cli.mount("mnt", &[]);
+    let mut top: Vec<String> =
+        fs::read_dir(&m.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    top.sort();
+    assert_eq!(top, vec!["exported", "renamed", "tree"]);
+    assert_eq!(fs::read_dir(m.dir.join("renamed")).unwrap().count(), 3000);
+    assert_eq!(fs::read(m.dir.join("renamed").join(format!("{:0>60}", 1234))).unwrap(), b"1234\n");
+}
