@@ -77,13 +77,11 @@ fn file_type(k: FileKind) -> FileType {
 impl CidFs {
     /// Logs a refusal (errors worth a user's attention loudly, with the path and what
     /// failed) and returns its errno.
-    fn errno(&self, op: &str, ino: u64, e: &VfsError) -> Errno {
+    fn errno(&self, op: impl std::fmt::Display, ino: u64, e: &VfsError) -> Errno {
         let n = e.errno();
-        let path = self.vfs.path_of(ino);
-        if matches!(n, libc::EIO | libc::ESTALE) {
-            log::error!("{op} {path}: {e}");
-        } else {
-            log::debug!("{op} {path}: {e}");
+        let level = if matches!(n, libc::EIO | libc::ESTALE) { log::Level::Error } else { log::Level::Debug };
+        if log::log_enabled!(level) {
+            log::log!(level, "{op} {}: {e}", self.vfs.path_of(ino));
         }
         Errno::from_i32(n)
     }
@@ -110,7 +108,7 @@ impl Filesystem for CidFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.vfs.lookup(parent.0, name) {
             Ok(a) => reply.entry(ttl(a.ino), &self.file_attr(&a), Generation(0)),
-            Err(e) => reply.error(self.errno(&format!("lookup {name:?} in"), parent.0, &e)),
+            Err(e) => reply.error(self.errno(format_args!("lookup {name:?} in"), parent.0, &e)),
         }
     }
 
@@ -148,9 +146,15 @@ impl Filesystem for CidFs {
         reply: ReplyData,
     ) {
         match self.vfs.read(ino.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(self.errno(&format!("read at {offset}"), ino.0, &e)),
+            Ok(parts) if parts.len() == 1 => reply.data(&parts[0]),
+            Ok(parts) => reply.data(&parts.concat()),
+            Err(e) => reply.error(self.errno(format_args!("read at {offset}"), ino.0, &e)),
         }
+    }
+
+    /// Nothing is ever buffered for writing on a read-only mount.
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -205,9 +209,14 @@ impl Filesystem for CidFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // `ls -l` asks every file for security.* and ACL attributes; the kernel cannot cache
+        // the answers, so answer names we never have without any work.
+        if name != crate::vfs::CID_XATTR {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        }
         match self.vfs.getxattr(ino.0, name) {
             Ok(v) => reply_xattr(v, size, reply),
-            Err(e) => reply.error(self.errno(&format!("getxattr {name:?}"), ino.0, &e)),
+            Err(e) => reply.error(self.errno(format_args!("getxattr {name:?}"), ino.0, &e)),
         }
     }
 

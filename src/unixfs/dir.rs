@@ -9,11 +9,12 @@
 //! Names inside foreign DAGs are untrusted: [`is_safe_name`] decides which may become a path
 //! component; the others are skipped (and logged) everywhere.
 
+use std::sync::Arc;
+
 use cid::Cid;
 use ipld_core::ipld::Ipld;
 
-use super::{DecodeError, Link, Node, ShardNode, UnixfsError, hamt, load};
-use crate::fetch::Blocks;
+use super::{DecodeError, Link, Node, Nodes, ShardNode, UnixfsError, hamt};
 
 /// Deepest HAMT we walk (a 64-bit hash at 8 bits a level is used up after 8 levels).
 const MAX_SHARD_DEPTH: usize = 64;
@@ -24,7 +25,7 @@ pub fn is_safe_name(name: &str) -> bool {
 }
 
 /// Calls `f` with every entry of the directory `node` (named `cid`), with safe names only.
-pub fn list(blocks: &dyn Blocks, cid: &Cid, node: &Node, f: &mut dyn FnMut(Link)) -> Result<(), UnixfsError> {
+pub fn list<N: Nodes + ?Sized>(blocks: &N, cid: &Cid, node: &Node, f: &mut dyn FnMut(Link)) -> Result<(), UnixfsError> {
     match node {
         Node::Directory { links, .. } => {
             for link in links {
@@ -55,8 +56,8 @@ fn emit_if_safe(dir: &Cid, link: Link, f: &mut dyn FnMut(Link)) {
     }
 }
 
-fn list_shard(
-    blocks: &dyn Blocks,
+fn list_shard<N: Nodes + ?Sized>(
+    blocks: &N,
     cid: &Cid,
     shard: &ShardNode,
     depth: usize,
@@ -72,7 +73,7 @@ fn list_shard(
         }
         if link.name.len() == plen {
             let child = load_shard(blocks, &link.cid, shard.bit_width)?;
-            list_shard(blocks, &link.cid, &child, depth + 1, f)?;
+            list_shard(blocks, &link.cid, shard_of(&child), depth + 1, f)?;
         } else {
             let entry = Link { name: link.name[plen..].to_string(), cid: link.cid, tsize: link.tsize };
             emit_if_safe(cid, entry, f);
@@ -81,9 +82,10 @@ fn list_shard(
     Ok(())
 }
 
-fn load_shard(blocks: &dyn Blocks, cid: &Cid, bit_width: u32) -> Result<ShardNode, UnixfsError> {
-    match load(blocks, cid)? {
-        Node::HamtShard(s) if s.bit_width == bit_width => Ok(s),
+fn load_shard<N: Nodes + ?Sized>(blocks: &N, cid: &Cid, bit_width: u32) -> Result<Arc<Node>, UnixfsError> {
+    let node = blocks.node(cid)?;
+    match node.as_ref() {
+        Node::HamtShard(s) if s.bit_width == bit_width => Ok(node),
         _ => Err(shard_error(cid, "child of a HAMT shard is not a shard of the same fanout".into())),
     }
 }
@@ -93,7 +95,7 @@ fn shard_error(cid: &Cid, msg: String) -> UnixfsError {
 }
 
 /// The entry called `name` in directory `node`, if any. Unsafe names are never found.
-pub fn lookup(blocks: &dyn Blocks, cid: &Cid, node: &Node, name: &str) -> Result<Option<Link>, UnixfsError> {
+pub fn lookup<N: Nodes + ?Sized>(blocks: &N, cid: &Cid, node: &Node, name: &str) -> Result<Option<Link>, UnixfsError> {
     if !is_safe_name(name) {
         return Ok(None);
     }
@@ -105,21 +107,26 @@ pub fn lookup(blocks: &dyn Blocks, cid: &Cid, node: &Node, name: &str) -> Result
     }
 }
 
-fn lookup_shard(blocks: &dyn Blocks, cid: &Cid, root: &ShardNode, name: &str) -> Result<Option<Link>, UnixfsError> {
+fn lookup_shard<N: Nodes + ?Sized>(
+    blocks: &N,
+    cid: &Cid,
+    root: &ShardNode,
+    name: &str,
+) -> Result<Option<Link>, UnixfsError> {
     let hash = hamt::hash_name(name.as_bytes());
-    let mut shard = root.clone();
+    let mut held: Option<Arc<Node>> = None; // the current child shard, once we descend
     let mut shard_cid = *cid;
     for depth in 0.. {
+        let shard = held.as_deref().map_or(root, shard_of);
         let Some(bucket) = hamt::bucket(hash, depth, shard.bit_width) else {
             return Err(shard_error(&shard_cid, "HAMT deeper than its hash".into()));
         };
         let prefix = hamt::prefix(bucket, shard.bit_width);
-        let Some(link) = shard.links.iter().find(|l| l.name.starts_with(&prefix)) else {
-            return Ok(None);
-        };
+        let Some(link) = shard.links.iter().find(|l| l.name.starts_with(&prefix)) else { return Ok(None) };
         if link.name.len() == prefix.len() {
-            shard_cid = link.cid;
-            shard = load_shard(blocks, &link.cid, shard.bit_width)?;
+            let (next, bit_width) = (link.cid, shard.bit_width);
+            held = Some(load_shard(blocks, &next, bit_width)?);
+            shard_cid = next;
             continue;
         }
         return Ok((link.name[prefix.len()..] == *name).then(|| Link {
@@ -129,6 +136,14 @@ fn lookup_shard(blocks: &dyn Blocks, cid: &Cid, root: &ShardNode, name: &str) ->
         }));
     }
     unreachable!("the loop only ends by returning")
+}
+
+/// The shard inside a node [`load_shard`] returned.
+fn shard_of(node: &Node) -> &ShardNode {
+    match node {
+        Node::HamtShard(s) => s,
+        _ => unreachable!("load_shard only returns shards"),
+    }
 }
 
 /// The entries of a dag-cbor map or list, as (name, value); empty for scalars.

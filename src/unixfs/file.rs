@@ -8,8 +8,7 @@
 use bytes::Bytes;
 use cid::Cid;
 
-use super::{DecodeError, FileNode, Node, UnixfsError, load};
-use crate::fetch::Blocks;
+use super::{DecodeError, FileNode, Node, Nodes, UnixfsError};
 
 /// Deepest file DAG we walk. A balanced tree of 174-link nodes is 8 levels deep at 1 PiB.
 pub const MAX_DEPTH: usize = 64;
@@ -48,8 +47,8 @@ pub fn covering_children(node: &FileNode, start: u64, end: u64) -> Vec<ChildRang
 
 /// Calls `out` with the bytes of `[offset, offset + len)` of the file `node` (named `cid`),
 /// in order. Ranges past the end of the file are clipped.
-pub fn read_range(
-    blocks: &dyn Blocks,
+pub fn read_range<N: Nodes + ?Sized>(
+    blocks: &N,
     cid: &Cid,
     node: &FileNode,
     offset: u64,
@@ -63,8 +62,8 @@ pub fn read_range(
     walk(blocks, cid, node, offset, end, 0, out)
 }
 
-fn walk(
-    blocks: &dyn Blocks,
+fn walk<N: Nodes + ?Sized>(
+    blocks: &N,
     cid: &Cid,
     node: &FileNode,
     start: u64,
@@ -80,7 +79,8 @@ fn walk(
         out(&node.data.slice(start as usize..end.min(inline) as usize))?;
     }
     for part in covering_children(node, start, end) {
-        let child = match load(blocks, &part.cid)? {
+        let child = blocks.node(&part.cid)?;
+        let child = match child.as_ref() {
             Node::File(f) => f,
             other => {
                 let err = DecodeError::Protobuf(format!("file child is a {}", other.kind_name()));
@@ -94,7 +94,7 @@ fn walk(
                 source: Box::new(DecodeError::SizeMismatch { claimed: declared, actual: child.size }),
             });
         }
-        walk(blocks, &part.cid, &child, part.start, part.end, depth + 1, out)?;
+        walk(blocks, &part.cid, child, part.start, part.end, depth + 1, out)?;
     }
     Ok(())
 }

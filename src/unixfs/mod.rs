@@ -16,6 +16,8 @@ pub mod node;
 pub mod path;
 pub mod pb;
 
+use std::sync::Arc;
+
 use cid::Cid;
 
 use crate::fetch::{Blocks, FetchError};
@@ -59,6 +61,21 @@ impl UnixfsError {
 pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
     let data = blocks.get(cid)?;
     decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source: Box::new(source) })
+}
+
+/// Where readers get decoded nodes. Every [`Blocks`] is one (decoding on each call); a
+/// cache of decoded nodes (the mount's) is another, so hot directory shards and internal
+/// file nodes are parsed once.
+pub trait Nodes {
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError>;
+}
+
+impl<B: Blocks + ?Sized> Nodes for B {
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
+        let data = self.get(cid)?;
+        let node = decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source: Box::new(source) })?;
+        Ok(Arc::new(node))
+    }
 }
 
 #[cfg(test)]

@@ -20,18 +20,18 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use cid::Cid;
 use ipld_core::ipld::Ipld;
 use lru::LruCache;
 
 use crate::block::Kind;
 use crate::fetch::Blocks;
-use crate::unixfs::{self, Node, UnixfsError, dag_json, dir, file};
+use crate::unixfs::{self, Node, Nodes, UnixfsError, dag_json, dir, file};
 
 /// Inode of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -41,8 +41,11 @@ pub const IPFS_DIR: &str = ".ipfs";
 pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
 /// Name of the extended attribute holding a node's CID (Kubo's name).
 pub const CID_XATTR: &str = "ipfs.cid";
-/// Decoded nodes kept in memory.
-const NODE_CACHE: usize = 4096;
+/// Bytes of decoded nodes kept in memory (weighed by [`node_weight`]).
+const NODE_CACHE_BYTES: usize = 16 << 20;
+/// File leaves larger than this are not cached as decoded nodes: a streamed file would
+/// push everything else out, and the store's block cache already holds recent blocks.
+const MAX_CACHED_LEAF: usize = 64 << 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileKind {
@@ -161,7 +164,7 @@ pub struct Vfs {
     blocks: Arc<dyn Blocks>,
     mode: RootMode,
     inodes: RwLock<Inodes>,
-    nodes: Mutex<LruCache<Cid, Arc<Node>>>,
+    nodes: Mutex<NodeCache>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
     capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
@@ -177,7 +180,7 @@ impl Vfs {
             blocks,
             mode,
             inodes: RwLock::new(inodes),
-            nodes: Mutex::new(LruCache::new(NonZeroUsize::new(NODE_CACHE).expect("nonzero"))),
+            nodes: Mutex::new(NodeCache { map: LruCache::unbounded(), bytes: 0 }),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             capacity,
@@ -212,12 +215,7 @@ impl Vfs {
     }
 
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, VfsError> {
-        if let Some(n) = self.nodes.lock().expect("lock poisoned").get(cid) {
-            return Ok(n.clone());
-        }
-        let node = Arc::new(unixfs::load(self.blocks.as_ref(), cid)?);
-        self.nodes.lock().expect("lock poisoned").put(*cid, node.clone());
-        Ok(node)
+        Ok(Nodes::node(self, cid)?)
     }
 
     fn value_at(&self, cid: &Cid, path: &[String]) -> Result<Ipld, VfsError> {
@@ -379,7 +377,7 @@ impl Vfs {
         match node.as_ref() {
             Node::Directory { .. } | Node::HamtShard(_) => {
                 let mut links = Vec::new();
-                dir::list(self.blocks.as_ref(), &cid, &node, &mut |l| links.push(l))?;
+                dir::list(self, &cid, &node, &mut |l| links.push(l))?;
                 for l in links {
                     let kind = self.kind_hint(&l.cid);
                     out.push(DirEntry { ino: self.ino_for(Target::Node(l.cid), ino, &l.name), name: l.name, kind });
@@ -426,8 +424,9 @@ impl Vfs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset`.
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, VfsError> {
+    /// Reads up to `size` bytes at `offset`, as the slices of the blocks that hold them (a
+    /// read inside one leaf is one slice of that leaf, copied by nobody).
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
         let t = self.target(ino)?;
         let cid = match &t {
             Target::Node(cid) => *cid,
@@ -440,9 +439,9 @@ impl Vfs {
         let node = self.node(&cid)?;
         match node.as_ref() {
             Node::File(f) => {
-                let mut out = Vec::with_capacity(size as usize);
-                file::read_range(self.blocks.as_ref(), &cid, f, offset, u64::from(size), &mut |b| {
-                    out.extend_from_slice(b);
+                let mut out = Vec::new();
+                file::read_range(self, &cid, f, offset, u64::from(size), &mut |b| {
+                    out.push(b.clone());
                     Ok(())
                 })?;
                 Ok(out)
@@ -490,6 +489,11 @@ impl Vfs {
         Ok(if self.cid_of(ino)?.is_some() { format!("{CID_XATTR}\0").into_bytes() } else { vec![] })
     }
 
+    #[cfg(test)]
+    fn cached_node_bytes(&self) -> usize {
+        self.nodes.lock().expect("lock poisoned").bytes
+    }
+
     pub fn statfs(&self) -> Capacity {
         (self.capacity)()
     }
@@ -525,14 +529,56 @@ fn scalar_attr(ino: u64, v: &Ipld) -> Attr {
     Attr { ino, kind: FileKind::File, size, perm: 0o444, mtime: DEFAULT_MTIME, nlink: 1, blksize: 4096 }
 }
 
-fn slice_text(v: &Ipld, offset: u64, size: u32) -> Result<Vec<u8>, VfsError> {
+fn slice_text(v: &Ipld, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
     if matches!(v, Ipld::Map(_) | Ipld::List(_)) {
         return Err(VfsError::IsADirectory);
     }
     let text = scalar_text(v).into_bytes();
     let start = (offset as usize).min(text.len());
     let end = start.saturating_add(size as usize).min(text.len());
-    Ok(text[start..end].to_vec())
+    Ok(vec![Bytes::copy_from_slice(&text[start..end])])
+}
+
+/// Decoded nodes, bounded by the bytes they hold.
+struct NodeCache {
+    map: LruCache<Cid, Arc<Node>>,
+    bytes: usize,
+}
+
+/// Roughly the memory a decoded node holds.
+fn node_weight(node: &Node) -> usize {
+    64 + match node {
+        Node::File(f) => f.data.len() + f.children.len() * 96,
+        Node::Directory { links, .. } => links.len() * 128,
+        Node::HamtShard(s) => s.links.len() * 128,
+        Node::Symlink { target, .. } => target.len(),
+        Node::Cbor(_) => 1024,
+    }
+}
+
+impl Nodes for Vfs {
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
+        if let Some(n) = self.nodes.lock().expect("lock poisoned").map.get(cid) {
+            return Ok(n.clone());
+        }
+        let node = self.blocks.as_ref().node(cid)?;
+        let weight = node_weight(&node);
+        let leaf = matches!(node.as_ref(), Node::File(f) if f.children.is_empty() && f.data.len() > MAX_CACHED_LEAF);
+        if !leaf {
+            let mut cache = self.nodes.lock().expect("lock poisoned");
+            if let Some(old) = cache.map.put(*cid, node.clone()) {
+                cache.bytes -= node_weight(&old);
+            }
+            cache.bytes += weight;
+            while cache.bytes > NODE_CACHE_BYTES {
+                match cache.map.pop_lru() {
+                    Some((_, evicted)) => cache.bytes -= node_weight(&evicted),
+                    None => break,
+                }
+            }
+        }
+        Ok(node)
+    }
 }
 
 /// The file's chunk size (its first leaf's size), for `st_blksize`.

@@ -86,6 +86,10 @@ fn fixture(mode_ipfs: bool) -> Fixture {
     Fixture { vfs: Vfs::new(mem.clone(), mode, cap), mem, root, big, big_cid: big_link.cid, missing: missing.cid }
 }
 
+fn read(vfs: &Vfs, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, VfsError> {
+    vfs.read(ino, offset, size).map(|parts| parts.concat())
+}
+
 fn name(s: &str) -> &OsStr {
     OsStr::new(s)
 }
@@ -95,9 +99,9 @@ fn files_read_back_with_sizes_and_cids() {
     let f = fixture(false);
     let a = f.vfs.lookup(ROOT_INO, name("big.bin")).unwrap();
     assert_eq!((a.kind, a.size, a.perm, a.blksize, a.mtime), (FileKind::File, 5555, 0o444, 4096, DEFAULT_MTIME));
-    assert_eq!(f.vfs.read(a.ino, 0, 10_000).unwrap(), f.big);
-    assert_eq!(f.vfs.read(a.ino, 999, 3).unwrap(), &f.big[999..1002]);
-    assert!(f.vfs.read(a.ino, 6000, 10).unwrap().is_empty());
+    assert_eq!(read(&f.vfs, a.ino, 0, 10_000).unwrap(), f.big);
+    assert_eq!(read(&f.vfs, a.ino, 999, 3).unwrap(), &f.big[999..1002]);
+    assert!(read(&f.vfs, a.ino, 6000, 10).unwrap().is_empty());
     assert_eq!(f.vfs.getxattr(a.ino, name(CID_XATTR)).unwrap(), f.big_cid.to_string().into_bytes());
     assert_eq!(f.vfs.listxattr(a.ino).unwrap(), b"ipfs.cid\0");
     assert_eq!(f.vfs.getxattr(ROOT_INO, name(CID_XATTR)).unwrap(), f.root.cid.to_string().into_bytes());
@@ -153,7 +157,7 @@ fn the_ipfs_namespace_reaches_any_cid() {
     assert_eq!(ipfs.kind, FileKind::Directory);
     assert_eq!(f.vfs.list(ipfs.ino).unwrap().len(), 2, "nothing listed");
     let big = f.vfs.lookup(ipfs.ino, name(&f.big_cid.to_string())).unwrap();
-    assert_eq!(f.vfs.read(big.ino, 0, 100).unwrap(), &f.big[..100]);
+    assert_eq!(read(&f.vfs, big.ino, 0, 100).unwrap(), &f.big[..100]);
     assert_eq!(f.vfs.lookup(ipfs.ino, name("not-a-cid")).unwrap_err().errno(), libc::ENOENT);
     let root = f.vfs.lookup(ipfs.ino, name(&f.root.cid.to_string())).unwrap();
     assert_eq!(f.vfs.lookup(root.ino, name("hello.txt")).unwrap().size, 6);
@@ -175,12 +179,12 @@ fn symlinks_cbor_and_refusals() {
     assert_eq!(f.vfs.open(hello.ino, true).unwrap_err().errno(), libc::EROFS);
     f.vfs.open(hello.ino, false).unwrap();
     assert_eq!(f.vfs.lookup(hello.ino, name("x")).unwrap_err().errno(), libc::ENOTDIR);
-    assert_eq!(f.vfs.read(ROOT_INO, 0, 1).unwrap_err().errno(), libc::EISDIR);
+    assert_eq!(read(&f.vfs, ROOT_INO, 0, 1).unwrap_err().errno(), libc::EISDIR);
     assert_eq!(f.vfs.lookup(ROOT_INO, name("nope")).unwrap_err().errno(), libc::ENOENT);
     assert_eq!(f.vfs.lookup(ROOT_INO, name("..")).unwrap_err().errno(), libc::ENOENT);
     let data = f.vfs.lookup(ROOT_INO, name("data")).unwrap();
     let n = f.vfs.lookup(data.ino, name("n")).unwrap();
-    assert_eq!(f.vfs.read(n.ino, 0, 100).unwrap(), b"7\n");
+    assert_eq!(read(&f.vfs, n.ino, 0, 100).unwrap(), b"7\n");
     assert_eq!(n.size, 2);
     assert_eq!(f.vfs.getxattr(n.ino, name(CID_XATTR)).unwrap_err().errno(), libc::ENODATA);
 }
@@ -203,4 +207,30 @@ fn an_empty_drive_is_an_empty_directory() {
     assert_eq!(vfs.list(ROOT_INO).unwrap().len(), 2);
     assert_eq!(vfs.getxattr(ROOT_INO, name(CID_XATTR)).unwrap(), empty_dir_cid().to_string().into_bytes());
     assert_eq!(empty_dir_cid().to_string(), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+}
+
+#[test]
+fn the_node_cache_is_bounded_by_bytes_not_count() {
+    // 400 one-leaf files of 100 KiB and 400 of 10 KiB: a count-bounded cache of decoded
+    // nodes would hold ~40 MiB of file data; leaves over 64 KiB are never kept, small ones
+    // are kept within the byte budget.
+    let opts = ImportOptions::default();
+    let mut sink = Vec::new();
+    let mut d = DirBuilder::new(Metadata::default());
+    for i in 0..800u32 {
+        let size = if i % 2 == 0 { 100 << 10 } else { 10 << 10 };
+        let data: Vec<u8> = (0..size).map(|j| (j as u32 ^ i) as u8).collect();
+        d.insert(format!("f{i}"), import_bytes(&opts, Metadata::default(), &data, &mut sink).unwrap());
+    }
+    let root = d.finish(&opts, &mut sink).unwrap();
+    let mut mem = Mem::default();
+    mem.add(sink);
+    let vfs = Vfs::new(Arc::new(mem), RootMode::Drive(Some(root.cid)), Box::new(Capacity::default));
+    for i in 0..800 {
+        let a = vfs.lookup(ROOT_INO, OsStr::new(&format!("f{i}"))).unwrap();
+        assert_eq!(read(&vfs, a.ino, 0, 10).unwrap().len(), 10);
+    }
+    let cached = vfs.cached_node_bytes();
+    assert!(cached <= NODE_CACHE_BYTES, "{cached}");
+    assert!(cached < 400 * (10 << 10) + (1 << 20), "no 100 KiB leaf is cached: {cached}");
 }

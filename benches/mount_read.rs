@@ -1,0 +1,215 @@
+//! Reading through a cidfs mount, against baselines measured in the same run.
+//!
+//! Needs root, /dev/fuse and bindfs (`apt-get install bindfs`). Run with
+//! `cargo bench --bench mount_read`. Everything lives on tmpfs (/dev/shm), so the
+//! baselines and cidfs all read from memory and the comparison is of the filesystems:
+//!
+//! 1. 1 GiB of non-repeating bytes read with `dd bs=1M`: from tmpfs directly, through
+//!    bindfs over tmpfs (page cache dropped first), and through cidfs: first read (blocks
+//!    in the local store, page cache dropped) and second read (kernel page cache).
+//!    Targets: second read >= 0.9x tmpfs; first read >= 1.5x bindfs.
+//! 2. `ls -l` of a 100,000-entry HAMT directory. Target: under 2 s.
+//! 3. Peak RSS of the mount process while streaming a 10 GiB file. Target: <= 100 MiB.
+//!
+//! `CIDFS_BENCH_MIB` changes the size of (1) and `CIDFS_BENCH_STREAM_GIB` of (3).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use cid::Version;
+use cidfs::block::{Block, RAW};
+use cidfs::importer::file::{Leaf, import_bytes};
+use cidfs::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions};
+use cidfs::store::{Batch, Store, StoreError};
+use cidfs::unixfs::Metadata;
+
+struct Sink<'a, 's>(&'a mut Batch<'s>);
+
+impl BlockSink for Sink<'_, '_> {
+    type Error = StoreError;
+    fn put(&mut self, block: Block) -> Result<(), StoreError> {
+        self.0.put(&block).map(|_| ())
+    }
+}
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sh(cmd: &mut Command) {
+    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(st.success(), "{cmd:?} failed");
+}
+
+fn drop_caches() {
+    sh(&mut Command::new("sync"));
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches needs root");
+}
+
+/// Seconds for `dd` to read `path`.
+fn dd(path: &Path) -> f64 {
+    let t = Instant::now();
+    sh(Command::new("dd").arg(format!("if={}", path.display())).args(["of=/dev/null", "bs=1M", "status=none"]));
+    t.elapsed().as_secs_f64()
+}
+
+fn best(n: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..n).map(|_| f()).fold(f64::MAX, f64::min)
+}
+
+struct Mount {
+    child: Child,
+    dir: PathBuf,
+}
+
+fn mount(home: &Path, dir: &Path) -> Mount {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
+        .arg("mount")
+        .arg(dir)
+        .env("CIDFS_HOME", home)
+        .env("CIDFS_MOUNT_NOTIFY", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "cidfs mount failed");
+    Mount { child, dir: dir.to_path_buf() }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Stores a directory holding `name` -> a file made by `build` as the drive root.
+fn drive_with(home: &Path, name: &str, build: impl FnOnce(&mut Sink) -> cidfs::importer::LinkInfo) {
+    let store = Store::open(home).unwrap();
+    let mut batch = store.batch();
+    let mut sink = Sink(&mut batch);
+    let link = build(&mut sink);
+    let mut d = DirBuilder::new(Metadata::default());
+    d.insert(name.to_string(), link);
+    let root = d.finish(&ImportOptions::default(), &mut sink).unwrap();
+    batch.set_root(cidfs::commands::drive::DRIVE_ROOT, root.cid);
+    batch.commit().unwrap();
+}
+
+fn main() {
+    assert!(nix::unistd::getuid().is_root(), "this benchmark needs root (mounts, drop_caches)");
+    let mib: usize = std::env::var("CIDFS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let stream_gib: usize = std::env::var("CIDFS_BENCH_STREAM_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let base = tempfile::tempdir_in("/dev/shm").unwrap();
+    let b = base.path();
+
+    // 1. sequential reads
+    let src = b.join("src");
+    std::fs::create_dir(&src).unwrap();
+    let input = src.join("input.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        for i in 0..mib {
+            f.write_all(&noise(1 << 20, i as u64)).unwrap();
+        }
+    }
+    let bytes = (mib << 20) as f64;
+    let gbps = |s: f64| bytes / s / 1e9;
+    let tmpfs = best(3, || dd(&input));
+
+    let bind = b.join("bind");
+    std::fs::create_dir(&bind).unwrap();
+    sh(Command::new("bindfs").arg(&src).arg(&bind));
+    let bindfs = best(3, || {
+        drop_caches();
+        dd(&bind.join("input.bin"))
+    });
+    sh(Command::new("umount").arg(&bind));
+
+    let home = b.join("home");
+    sh(Command::new(env!("CARGO_BIN_EXE_cidfs"))
+        .args(["add", "-Q"])
+        .arg(&input)
+        .env("CIDFS_HOME", &home)
+        .stdout(Stdio::null()));
+    let m = mount(&home, &b.join("mnt"));
+    let file = m.dir.join("input.bin");
+    let first = best(3, || {
+        drop_caches();
+        dd(&file)
+    });
+    let second = best(3, || dd(&file));
+    drop(m);
+    println!("sequential read of {mib} MiB (dd bs=1M, best of 3):");
+    println!("  tmpfs                {:6.2} GB/s", gbps(tmpfs));
+    println!("  bindfs over tmpfs    {:6.2} GB/s", gbps(bindfs));
+    println!("  cidfs first read     {:6.2} GB/s   = {:.2}x bindfs (target >= 1.5)", gbps(first), bindfs / first);
+    println!("  cidfs second read    {:6.2} GB/s   = {:.2}x tmpfs  (target >= 0.9)", gbps(second), tmpfs / second);
+    std::fs::remove_file(&input).unwrap();
+
+    // 2. ls -l of a 100,000-entry HAMT directory
+    let home2 = b.join("home2");
+    drive_with(&home2, "big", |sink| {
+        let opts = ImportOptions::default();
+        let mut d = DirBuilder::new(Metadata::default());
+        for i in 0..100_000 {
+            let f = import_bytes(&opts, Metadata::default(), format!("{i}\n").as_bytes(), sink).unwrap();
+            d.insert(format!("file-{i:06}.txt"), f);
+        }
+        d.finish(&opts, sink).unwrap()
+    });
+    let m = mount(&home2, &b.join("mnt2"));
+    let t = Instant::now();
+    let out = Command::new("ls").arg("-l").arg(m.dir.join("big")).output().unwrap();
+    let ls = t.elapsed().as_secs_f64();
+    let lines = out.stdout.iter().filter(|c| **c == b'\n').count();
+    assert_eq!(lines, 100_001, "ls -l lists every entry (plus its total line)");
+    drop(m);
+    println!("ls -l of a 100,000-entry HAMT directory: {ls:.2} s (target < 2 s)");
+
+    // 3. peak RSS streaming a large file (64 distinct 256 KiB leaves, repeated)
+    let home3 = b.join("home3");
+    drive_with(&home3, "stream.bin", |sink| {
+        let opts = ImportOptions::kubo_v1();
+        let leaves: Vec<Leaf> = (0..64)
+            .map(|i| {
+                let block = Block::encode(Version::V1, RAW, noise(262_144, 1000 + i)).unwrap();
+                Leaf { block, filesize: 262_144 }
+            })
+            .collect();
+        let mut f = FileImporter::new(&opts, Metadata::default());
+        for i in 0..stream_gib * 4096 {
+            f.push_leaf(leaves[i % 64].clone(), sink).unwrap();
+        }
+        f.finish(sink).unwrap()
+    });
+    let m = mount(&home3, &b.join("mnt3"));
+    let secs = dd(&m.dir.join("stream.bin"));
+    let rss = peak_rss_kib(m.child.id());
+    drop(m);
+    println!(
+        "streaming {stream_gib} GiB through the mount: {:.2} GB/s, peak RSS of the mount process {:.1} MiB (target <= 100 MiB)",
+        (stream_gib << 30) as f64 / secs / 1e9,
+        rss as f64 / 1024.0
+    );
+}
