@@ -217,3 +217,35 @@ fn a_hamt_directory_lists_fully_and_names_land_in_the_drive() {
     assert_eq!(fs::read_dir(m.dir.join("renamed")).unwrap().count(), 3000);
     assert_eq!(fs::read(m.dir.join("renamed").join(format!("{:0>60}", 1234))).unwrap(), b"1234\n");
 }
+
+#[test]
+fn the_fstab_helper_mounts_as_mount_8_calls_it() {
+    let cli = Cli::new();
+    let root = cli.add_q(&sample(&cli), &[]);
+    let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-scripts/mount.fuse.cidfs");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_cidfs")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    fs::create_dir(cli.path("fstab")).unwrap();
+    let mount_like = |mp: &Path, opts: &str| {
+        Command::new(&helper).arg(cli.home.path()).arg(mp).args(["-o", opts]).env("PATH", &path).env_remove("CIDFS_HOME").output().unwrap()
+    };
+    let out = mount_like(&cli.path("fstab"), "rw,nofail,_netdev,allow_other,x-systemd.automount");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(cli.path("fstab/tree/hello.txt")).unwrap(), b"hello\n");
+    let entry = cidfs::fuse::mount::mount_entry(&fs::canonicalize(cli.path("fstab")).unwrap()).unwrap();
+    // fuser's mount(2) passes type "fuse" (the subtype goes in the options only)
+    assert!(entry.fstype.starts_with("fuse"), "{entry:?}");
+    cli.ok(&["unmount", cli.path("fstab").to_str().unwrap()]);
+    // `ipfs` presents the /ipfs namespace at the root
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli.run(&["status"]).status.code() == Some(5) {
+        assert!(Instant::now() < deadline, "the first mount did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = mount_like(&cli.path("fstab"), "ipfs,threads=2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(cli.path("fstab").join(&root).join("hello.txt")).unwrap(), b"hello\n");
+    cli.ok(&["unmount", cli.path("fstab").to_str().unwrap()]);
+    let bad = Command::new(&helper).arg("only-one-arg").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
