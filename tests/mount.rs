@@ -76,6 +76,8 @@ fn ordinary_tools_read_the_drive() {
     assert_eq!(getxattr(&t, "ipfs.cid").unwrap(), root.as_bytes());
     assert_eq!(getxattr(&t.join("big.bin"), "ipfs.cid").unwrap(), file_cid.as_bytes());
     assert_eq!(getxattr(&t.join("big.bin"), "user.nope").unwrap_err().raw_os_error(), Some(libc::ENODATA));
+    assert_eq!(common::getxattr_sized(&t, "ipfs.cid", 5).unwrap_err().raw_os_error(), Some(libc::ERANGE));
+    assert_eq!(common::getxattr_sized(&t, "ipfs.cid", 0).unwrap().len(), 0, "size 0 asks for the length");
     assert_eq!(fs::read_link(t.join("link")).unwrap(), Path::new("a/b/c/deep.txt"));
     assert_eq!(fs::read(t.join("link")).unwrap(), b"deep\n");
     let df = run_ok(Command::new("df").arg("-k").arg(&m.dir));
@@ -227,7 +229,14 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     fs::create_dir(cli.path("fstab")).unwrap();
     let mount_like = |mp: &Path, opts: &str| {
-        Command::new(&helper).arg(cli.home.path()).arg(mp).args(["-o", opts]).env("PATH", &path).env_remove("CIDFS_HOME").output().unwrap()
+        Command::new(&helper)
+            .arg(cli.home.path())
+            .arg(mp)
+            .args(["-o", opts])
+            .env("PATH", &path)
+            .env_remove("CIDFS_HOME")
+            .output()
+            .unwrap()
     };
     let out = mount_like(&cli.path("fstab"), "rw,nofail,_netdev,allow_other,x-systemd.automount");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -234,3 +234,10 @@ fn the_node_cache_is_bounded_by_bytes_not_count() {
     assert!(cached <= NODE_CACHE_BYTES, "{cached}");
     assert!(cached < 400 * (10 << 10) + (1 << 20), "no 100 KiB leaf is cached: {cached}");
 }
+
+#[test]
+fn unknown_inodes_are_estale() {
+    let f = fixture(false);
+    assert_eq!(f.vfs.getattr(999_999).unwrap_err().errno(), libc::ESTALE);
+    assert_eq!(f.vfs.lookup(0, name("x")).unwrap_err().errno(), libc::ESTALE);
+}

@@ -204,10 +204,20 @@ pub fn nix_umount(dir: &Path) -> std::io::Result<()> {
 
 /// Reads an extended attribute with getxattr(2).
 pub fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    getxattr_sized(path, name, 256)
+}
+
+/// getxattr(2) with a buffer of `size` bytes (0 asks for the length only).
+pub fn getxattr_sized(path: &Path, name: &str, size: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
+    let mut buf = vec![0u8; size];
+    if size == 0 {
+        // SAFETY: a null buffer with size 0 asks only for the value's length.
+        let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+        return if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(vec![]) };
+    }
     // SAFETY: valid C strings and a buffer of the given length.
     let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
