@@ -258,3 +258,76 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     let bad = Command::new(&helper).arg("only-one-arg").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    let cli = Cli::new();
+    cli.add_q(&sample(&cli), &[]);
+    let mut m = cli.mount("mnt", &[]);
+    assert_eq!(fs::read(m.dir.join("tree/hello.txt")).unwrap(), b"hello\n");
+    nix_kill(m.child.id(), libc::SIGTERM);
+    let status = m.child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", m.log());
+    assert_eq!(fs::read_dir(&m.dir).unwrap().count(), 0, "unmounted, not stale");
+    assert!(m.log().contains("unmounting"), "{}", m.log());
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+/// Runs `cmd` as the unprivileged user `nobody`.
+fn as_nobody(cmd: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", cmd])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn other_users_need_allow_other() {
+    let cli = Cli::new();
+    cli.add_q(&sample(&cli), &[]);
+    // nobody must be able to reach the mountpoints themselves
+    fs::set_permissions(cli.work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let private = cli.mount("private", &[]);
+    let out = as_nobody(&format!("cat {}/tree/hello.txt", private.dir.display()));
+    assert!(!out.status.success(), "another user read a mount without --allow-other");
+    drop(private);
+    let shared = cli.mount("shared", &["--allow-other"]);
+    let out = as_nobody(&format!("cat {}/tree/hello.txt", shared.dir.display()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn raw_leaves_identity_cids_and_dag_cbor_read_through_the_mount() {
+    use cid::{Cid, Version};
+    use cidfs::block::{Block, DAG_CBOR, IDENTITY, RAW};
+    use ipld_core::ipld::Ipld;
+    let cli = Cli::new();
+    let big = cli.write("v1/big.bin", &common::noise(700_000, 60));
+    cli.write("v1/empty", b"");
+    let v1 = cli.add_q(&cli.path("v1"), &["--cid-version", "1"]);
+    let inline = Cid::new_v1(RAW, multihash::Multihash::<64>::wrap(IDENTITY, b"inline").unwrap());
+    let value = Ipld::Map(
+        [
+            ("n".to_string(), Ipld::Integer(42)),
+            ("tree".to_string(), Ipld::Link(v1.parse().unwrap())),
+            ("id".to_string(), Ipld::Link(inline)),
+        ]
+        .into(),
+    );
+    let cbor = Block::encode(Version::V1, DAG_CBOR, serde_ipld_dagcbor::to_vec(&value).unwrap()).unwrap();
+    cli.write("c.car", &common::car_bytes(&[*cbor.cid()], std::slice::from_ref(&cbor)));
+    cli.ok(&["import", "c.car", "--name", "doc"]);
+    let m = cli.mount("mnt", &[]);
+    assert_eq!(fs::read(m.dir.join("v1/big.bin")).unwrap(), fs::read(&big).unwrap());
+    assert_eq!(fs::read(m.dir.join("v1/empty")).unwrap(), b"");
+    assert_eq!(fs::read(m.dir.join(".ipfs").join(inline.to_string())).unwrap(), b"inline");
+    assert_eq!(fs::read(m.dir.join("doc/n")).unwrap(), b"42\n");
+    assert_eq!(fs::read(m.dir.join("doc/id")).unwrap(), b"inline");
+    assert_eq!(fs::read(m.dir.join("doc/tree/big.bin")).unwrap(), fs::read(&big).unwrap());
+    assert!(fs::metadata(m.dir.join("doc")).unwrap().is_dir());
+    assert_eq!(getxattr(&m.dir.join("doc"), "ipfs.cid").unwrap(), cbor.cid().to_string().into_bytes());
+}
