@@ -20,6 +20,15 @@ fn sample(cli: &Cli) -> std::path::PathBuf {
     cli.path("tree")
 }
 
+/// Unmounts a background mount even when the test fails half-way.
+struct UnmountOnDrop(std::path::PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let _ = common::nix_umount(&self.0);
+    }
+}
+
 fn sorted_lines(s: &str) -> Vec<String> {
     let mut v: Vec<String> = s.lines().map(str::to_string).collect();
     v.sort();
@@ -187,6 +196,7 @@ fn background_mount_and_unmount() {
     let cli = Cli::new();
     cli.add_q(&sample(&cli), &[]);
     fs::create_dir(cli.path("bg")).unwrap();
+    let _guard = UnmountOnDrop(cli.path("bg"));
     let out = cli.run(&["mount", "--background", cli.path("bg").to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(cli.path("bg/tree/hello.txt")).unwrap(), b"hello\n");
@@ -228,6 +238,7 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_cidfs")).parent().unwrap().to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     fs::create_dir(cli.path("fstab")).unwrap();
+    let _guard = UnmountOnDrop(cli.path("fstab"));
     let mount_like = |mp: &Path, opts: &str| {
         Command::new(&helper)
             .arg(cli.home.path())
