@@ -13,6 +13,9 @@
 //!
 //! `CIDFS_BENCH_MIB` changes the size of (1) and `CIDFS_BENCH_STREAM_GIB` of (3).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,19 +35,6 @@ impl BlockSink for Sink<'_, '_> {
     fn put(&mut self, block: Block) -> Result<(), StoreError> {
         self.0.put(&block).map(|_| ())
     }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn sh(cmd: &mut Command) {
@@ -130,7 +120,7 @@ fn main() {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
         for i in 0..mib {
-            f.write_all(&noise(1 << 20, i as u64)).unwrap();
+            f.write_all(&common::noise(1 << 20, i as u64)).unwrap();
         }
     }
     let bytes = (mib << 20) as f64;
@@ -218,7 +208,7 @@ fn main() {
         let opts = ImportOptions::kubo_v1();
         let leaves: Vec<Leaf> = (0..64)
             .map(|i| {
-                let block = Block::encode(Version::V1, RAW, noise(262_144, 1000 + i)).unwrap();
+                let block = Block::encode(Version::V1, RAW, common::noise(262_144, 1000 + i)).unwrap();
                 Leaf { block, filesize: 262_144 }
             })
             .collect();

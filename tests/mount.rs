@@ -20,6 +20,15 @@ fn sample(cli: &Cli) -> std::path::PathBuf {
     cli.path("tree")
 }
 
+/// After an unmount, the mount process exits and releases the store.
+fn wait_for_mount_process_to_exit(cli: &Cli) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli.run(&["status"]).status.code() == Some(5) {
+        assert!(Instant::now() < deadline, "the mount process did not exit after unmount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Unmounts a background mount even when the test fails half-way.
 struct UnmountOnDrop(std::path::PathBuf);
 
@@ -201,11 +210,7 @@ fn background_mount_and_unmount() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(cli.path("bg/tree/hello.txt")).unwrap(), b"hello\n");
     cli.ok(&["unmount", cli.path("bg").to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cli.run(&["status"]).status.code() == Some(5) {
-        assert!(Instant::now() < deadline, "the mount process did not exit after unmount");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_mount_process_to_exit(&cli);
     assert_eq!(fs::read_dir(cli.path("bg")).unwrap().count(), 0, "unmounted");
     let err = cli.fails(&["unmount", cli.path("bg").to_str().unwrap()], 1);
     assert!(err.contains("is not mounted"), "{err}");
@@ -257,11 +262,7 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     assert!(entry.fstype.starts_with("fuse"), "{entry:?}");
     cli.ok(&["unmount", cli.path("fstab").to_str().unwrap()]);
     // `ipfs` presents the /ipfs namespace at the root
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cli.run(&["status"]).status.code() == Some(5) {
-        assert!(Instant::now() < deadline, "the first mount did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_mount_process_to_exit(&cli);
     let out = mount_like(&cli.path("fstab"), "ipfs,threads=2");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(cli.path("fstab").join(&root).join("hello.txt")).unwrap(), b"hello\n");
