@@ -53,7 +53,7 @@ impl DirBuilder {
         }
     }
 
-    pub fn finish<S: BlockSink>(self, opts: &ImportOptions, sink: &mut S) -> Result<LinkInfo, S::Error> {
+    pub fn finish<S: BlockSink + ?Sized>(self, opts: &ImportOptions, sink: &mut S) -> Result<LinkInfo, S::Error> {
         if self.should_shard(opts) {
             let mut entries: Vec<(u64, &String, &LinkInfo)> =
                 self.entries.iter().map(|(n, l)| (hamt::hash_name(n.as_bytes()), n, l)).collect();
@@ -72,7 +72,7 @@ impl DirBuilder {
     }
 }
 
-fn emit<S: BlockSink>(
+fn emit<S: BlockSink + ?Sized>(
     opts: &ImportOptions,
     data: Data,
     links: Vec<PbLink>,
@@ -86,7 +86,7 @@ fn emit<S: BlockSink>(
 }
 
 /// Builds the shard at `depth` over `entries` (sorted by hash, so buckets are contiguous).
-fn build_shard<S: BlockSink>(
+fn build_shard<S: BlockSink + ?Sized>(
     opts: &ImportOptions,
     entries: &[(u64, &String, &LinkInfo)],
     depth: usize,

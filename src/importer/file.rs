@@ -158,7 +158,7 @@ impl<'a> FileImporter<'a> {
 
     /// Adds file bytes (chunking them here). For speed, read into [`Chunk`]s and use
     /// [`encode_leaf`] + [`push_leaf`](Self::push_leaf) instead.
-    pub fn push<S: BlockSink>(&mut self, mut data: &[u8], sink: &mut S) -> Result<(), S::Error> {
+    pub fn push<S: BlockSink + ?Sized>(&mut self, mut data: &[u8], sink: &mut S) -> Result<(), S::Error> {
         while !data.is_empty() {
             let take = (self.opts.chunk_size - self.chunk.len()).min(data.len());
             self.chunk.extend(&data[..take]);
@@ -172,7 +172,7 @@ impl<'a> FileImporter<'a> {
     }
 
     /// Adds the next leaf, in file order. Every leaf but the last must hold a full chunk.
-    pub fn push_leaf<S: BlockSink>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
+    pub fn push_leaf<S: BlockSink + ?Sized>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
         self.leaves += 1;
         if let Some(first) = self.first.take() {
             self.put_leaf(first, sink)?;
@@ -184,14 +184,14 @@ impl<'a> FileImporter<'a> {
         self.put_leaf(leaf, sink)
     }
 
-    fn put_leaf<S: BlockSink>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
+    fn put_leaf<S: BlockSink + ?Sized>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
         let info = LinkInfo { cid: *leaf.block.cid(), tsize: leaf.block.data().len() as u64, filesize: leaf.filesize };
         sink.put(leaf.block)?;
         self.push_link(0, info, sink)
     }
 
     /// Finishes the file and returns its root.
-    pub fn finish<S: BlockSink>(mut self, sink: &mut S) -> Result<LinkInfo, S::Error> {
+    pub fn finish<S: BlockSink + ?Sized>(mut self, sink: &mut S) -> Result<LinkInfo, S::Error> {
         if !self.chunk.is_empty() || self.leaves == 0 {
             let chunk = std::mem::replace(&mut self.chunk, Chunk::with_capacity(0));
             self.push_leaf(encode_leaf(self.opts, chunk), sink)?;
@@ -215,7 +215,7 @@ impl<'a> FileImporter<'a> {
 
     /// The whole file is one leaf: the leaf is the root, carrying the metadata if any (a
     /// raw leaf cannot, so it gets a one-link parent, as Kubo does).
-    fn single_leaf_root<S: BlockSink>(mut self, leaf: Leaf, sink: &mut S) -> Result<LinkInfo, S::Error> {
+    fn single_leaf_root<S: BlockSink + ?Sized>(mut self, leaf: Leaf, sink: &mut S) -> Result<LinkInfo, S::Error> {
         if self.meta == Metadata::default() {
             self.put_leaf(leaf, sink)?;
             return Ok(self.levels[0][0]);
@@ -236,7 +236,7 @@ impl<'a> FileImporter<'a> {
         Ok(info)
     }
 
-    fn push_link<S: BlockSink>(&mut self, level: usize, link: LinkInfo, sink: &mut S) -> Result<(), S::Error> {
+    fn push_link<S: BlockSink + ?Sized>(&mut self, level: usize, link: LinkInfo, sink: &mut S) -> Result<(), S::Error> {
         if self.levels.len() == level {
             self.levels.push(Vec::new());
         }
@@ -249,7 +249,7 @@ impl<'a> FileImporter<'a> {
         Ok(())
     }
 
-    fn parent<S: BlockSink>(
+    fn parent<S: BlockSink + ?Sized>(
         &self,
         children: Vec<LinkInfo>,
         meta: Metadata,
@@ -281,7 +281,7 @@ pub(crate) fn dag_pb(data: Data, links: Vec<PbLink>) -> Vec<u8> {
 }
 
 /// Imports a whole in-memory file (convenience for small inputs and tests).
-pub fn import_bytes<S: BlockSink>(
+pub fn import_bytes<S: BlockSink + ?Sized>(
     opts: &ImportOptions,
     meta: Metadata,
     bytes: &[u8],
@@ -293,7 +293,7 @@ pub fn import_bytes<S: BlockSink>(
 }
 
 /// Imports a symlink pointing at `target`.
-pub fn import_symlink<S: BlockSink>(
+pub fn import_symlink<S: BlockSink + ?Sized>(
     opts: &ImportOptions,
     target: &[u8],
     meta: Metadata,

@@ -111,6 +111,18 @@ pub enum VfsError {
     Range,
     #[error("no such open handle {0}")]
     BadHandle(u64),
+    #[error("name longer than {} bytes", drive::NAME_MAX)]
+    NameTooLong,
+    #[error("{0:?} cannot be a name here")]
+    InvalidName(String),
+    #[error("{0}: already exists")]
+    Exists(String),
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("local I/O: {0}")]
+    Io(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl VfsError {
@@ -126,6 +138,12 @@ impl VfsError {
             VfsError::NoAttribute => libc::ENODATA,
             VfsError::Range => libc::ERANGE,
             VfsError::BadHandle(_) => libc::EBADF,
+            VfsError::NameTooLong => libc::ENAMETOOLONG,
+            VfsError::InvalidName(_) => libc::EINVAL,
+            VfsError::Exists(_) => libc::EEXIST,
+            VfsError::NotEmpty => libc::ENOTEMPTY,
+            VfsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            VfsError::Store(e) => e.errno(),
         }
     }
 }
@@ -144,6 +162,8 @@ pub enum RootMode {
 enum Target {
     Root,
     IpfsDir,
+    /// A node of the drive tree (see [`drive`]), by its serial number.
+    Drive(u64),
     Node(Cid),
     /// A map, list or scalar at `path` inside the dag-cbor block `cid`.
     Value {
@@ -168,10 +188,39 @@ pub struct Vfs {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
     capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
+    /// The drive tree (drive mode only).
+    drive: Option<Mutex<drive::Drive>>,
 }
 
 impl Vfs {
+    /// A read-only view (writes to the drive fail with `EROFS`).
     pub fn new(blocks: Arc<dyn Blocks>, mode: RootMode, capacity: Box<dyn Fn() -> Capacity + Send + Sync>) -> Vfs {
+        Vfs::build(blocks, mode, None, std::env::temp_dir(), capacity)
+    }
+
+    /// A writable drive rooted at `root`; changes are committed through `store`, and
+    /// written files spill into anonymous files in `spill_dir` until committed.
+    pub fn writable(
+        blocks: Arc<dyn Blocks>,
+        root: Option<Cid>,
+        store: Arc<dyn DriveStore>,
+        spill_dir: std::path::PathBuf,
+        capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
+    ) -> Vfs {
+        Vfs::build(blocks, RootMode::Drive(root), Some(store), spill_dir, capacity)
+    }
+
+    fn build(
+        blocks: Arc<dyn Blocks>,
+        mode: RootMode,
+        store: Option<Arc<dyn DriveStore>>,
+        spill_dir: std::path::PathBuf,
+        capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
+    ) -> Vfs {
+        let drive = match &mode {
+            RootMode::Drive(root) => Some(Mutex::new(drive::Drive::new(*root, spill_dir, store))),
+            RootMode::Ipfs => None,
+        };
         let mut inodes = Inodes::default();
         inodes.targets.push(Target::Root);
         inodes.paths.push("/".into());
@@ -184,6 +233,7 @@ impl Vfs {
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             capacity,
+            drive,
         }
     }
 
@@ -249,6 +299,13 @@ impl Vfs {
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, VfsError> {
         let name = name.to_str().ok_or_else(|| VfsError::NotFound(name.to_string_lossy().into_owned()))?;
         let parent_t = self.target(parent)?;
+        if matches!(parent_t, Target::Root) && name == IPFS_DIR && self.drive.is_some() {
+            let ino = self.ino_for(Target::IpfsDir, parent, name);
+            return self.attr_of(ino, &Target::IpfsDir);
+        }
+        if self.is_drive(parent) {
+            return self.drive_lookup(parent, name);
+        }
         let child = if self.is_ipfs_namespace(&parent_t) {
             let cid = Cid::try_from(name).map_err(|_| VfsError::NotFound(name.to_string()))?;
             Target::Node(cid)
@@ -265,6 +322,7 @@ impl Vfs {
                     child_of_value(&cid, &path, &v, name)?
                 }
                 Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
+                Target::Drive(_) => unreachable!("drive nodes are handled above"),
             }
         };
         let ino = self.ino_for(child.clone(), parent, name);
@@ -285,6 +343,9 @@ impl Vfs {
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Attr, VfsError> {
+        if self.is_drive(ino) {
+            return self.drive_attr(ino);
+        }
         let t = self.target(ino)?;
         self.attr_of(ino, &t)
     }
@@ -297,6 +358,7 @@ impl Vfs {
                 None => Ok(dir(0o555, DEFAULT_MTIME)),
             },
             Target::IpfsDir => Ok(dir(0o555, DEFAULT_MTIME)),
+            Target::Drive(_) => self.drive_attr(ino),
             Target::Node(cid) => {
                 let node = self.node(cid)?;
                 let meta = node.meta();
@@ -354,6 +416,9 @@ impl Vfs {
 
     /// All entries of directory `ino`, without fetching any entry's own block.
     pub fn list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
+        if self.is_drive(ino) {
+            return self.drive_list(ino);
+        }
         let t = self.target(ino)?;
         let mut out = vec![
             DirEntry { ino, name: ".".into(), kind: FileKind::Directory },
@@ -372,6 +437,7 @@ impl Vfs {
                 return Ok(out);
             }
             Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
+            Target::Drive(_) => return Err(VfsError::StaleInode(ino)),
         };
         let node = self.node(&cid)?;
         match node.as_ref() {
@@ -416,7 +482,7 @@ impl Vfs {
 
     /// An entry's type without reading it. Unknown kinds (blocks not held locally) are
     /// shown as files; looking them up gives the truth (or the error).
-    fn kind_hint(&self, cid: &Cid) -> FileKind {
+    pub(crate) fn kind_hint(&self, cid: &Cid) -> FileKind {
         match self.blocks.kind_hint(cid) {
             Some(Kind::Directory) => FileKind::Directory,
             Some(Kind::Symlink) => FileKind::Symlink,
@@ -427,15 +493,23 @@ impl Vfs {
     /// Reads up to `size` bytes at `offset`, as the slices of the blocks that hold them (a
     /// read inside one leaf is one slice of that leaf, copied by nobody).
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
+        if self.is_drive(ino) {
+            return self.drive_read(ino, offset, size);
+        }
         let t = self.target(ino)?;
-        let cid = match &t {
-            Target::Node(cid) => *cid,
+        match &t {
+            Target::Node(cid) => self.read_node(cid, offset, size),
             Target::Value { cid, path } => {
                 let v = self.value_at(cid, path)?;
-                return slice_text(&v, offset, size);
+                slice_text(&v, offset, size)
             }
-            _ => return Err(VfsError::IsADirectory),
-        };
+            _ => Err(VfsError::IsADirectory),
+        }
+    }
+
+    /// Reads from the content-addressed node `cid`.
+    pub(crate) fn read_node(&self, cid: &Cid, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
+        let cid = *cid;
         let node = self.node(&cid)?;
         match node.as_ref() {
             Node::File(f) => {
@@ -453,6 +527,9 @@ impl Vfs {
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+        if self.is_drive(ino) {
+            return self.drive_readlink(ino);
+        }
         match self.target(ino)? {
             Target::Node(cid) => match self.node(&cid)?.as_ref() {
                 Node::Symlink { target, .. } => Ok(target.to_vec()),
@@ -462,16 +539,27 @@ impl Vfs {
         }
     }
 
-    /// Opening for writing is refused: everything this mount shows is immutable.
+    /// Opening for writing is allowed on a writable drive's files only; content under a
+    /// CID (`/.ipfs`, dag-cbor values) is immutable.
     pub fn open(&self, ino: u64, write: bool) -> Result<(), VfsError> {
         self.target(ino)?;
-        if write { Err(VfsError::ReadOnly) } else { Ok(()) }
+        if !write {
+            return Ok(());
+        }
+        match self.drive.as_ref().map(|d| d.lock().expect("lock poisoned")) {
+            Some(d) if d.is_writable_file(ino) => Ok(()),
+            Some(d) if d.nodes.contains_key(&ino) && d.is_writable() => Err(VfsError::IsADirectory),
+            _ => Err(VfsError::ReadOnly),
+        }
     }
 
     /// The CID an inode shows, if it is a whole block.
     pub fn cid_of(&self, ino: u64) -> Result<Option<Cid>, VfsError> {
+        if self.is_drive(ino) {
+            return self.drive_cid(ino);
+        }
         Ok(match self.target(ino)? {
-            Target::Root => self.root_dir().or_else(|| matches!(self.mode, RootMode::Drive(_)).then(empty_dir_cid)),
+            Target::Root | Target::Drive(_) => None,
             Target::Node(cid) => Some(cid),
             Target::IpfsDir | Target::Value { .. } => None,
         })
@@ -587,7 +675,7 @@ fn chunk_size(f: &unixfs::FileNode) -> u32 {
     first.clamp(4096, 1 << 30) as u32
 }
 
-fn unix_time(seconds: i64, nanos: u32) -> SystemTime {
+pub(crate) fn unix_time(seconds: i64, nanos: u32) -> SystemTime {
     let nanos = Duration::from_nanos(u64::from(nanos.min(999_999_999)));
     if seconds >= 0 {
         UNIX_EPOCH + Duration::from_secs(seconds as u64) + nanos
@@ -605,5 +693,10 @@ pub fn empty_dir_cid() -> Cid {
         .cid
 }
 
+mod drive;
+pub use drive::{DriveStore, NAME_MAX};
+
+#[cfg(test)]
+mod drive_tests;
 #[cfg(test)]
 mod tests;

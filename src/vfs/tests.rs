@@ -110,13 +110,16 @@ fn files_read_back_with_sizes_and_cids() {
 }
 
 #[test]
-fn inode_numbers_are_stable_and_shared_by_equal_content() {
+fn inode_numbers_are_stable_and_equal_content_shares_them_under_ipfs() {
     let f = fixture(false);
     let a = f.vfs.lookup(ROOT_INO, name("hello.txt")).unwrap().ino;
     let b = f.vfs.lookup(ROOT_INO, name("hello.txt")).unwrap().ino;
-    assert_eq!(a, b);
-    let data = f.vfs.lookup(ROOT_INO, name("data")).unwrap().ino;
-    assert_eq!(f.vfs.lookup(data, name("f")).unwrap().ino, a, "same CID, same inode");
+    assert_eq!(a, b, "a drive entry keeps its inode");
+    let ipfs = f.vfs.lookup(ROOT_INO, name(IPFS_DIR)).unwrap().ino;
+    let root = f.vfs.lookup(ipfs, name(&f.root.cid.to_string())).unwrap().ino;
+    let hello = f.vfs.lookup(root, name("hello.txt")).unwrap().ino;
+    let data = f.vfs.lookup(root, name("data")).unwrap().ino;
+    assert_eq!(f.vfs.lookup(data, name("f")).unwrap().ino, hello, "same CID, same inode under /.ipfs");
 }
 
 #[test]

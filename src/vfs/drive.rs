@@ -1,0 +1,695 @@
+//! The writable drive: a mutable tree over the immutable drive DAG.
+//!
+//! Every node of the drive has its own inode, stable while mounted (a file's CID changes
+//! on every commit; its inode must not). Nodes load lazily from the DAG: an entry is
+//! `Lazy(cid)` until it is looked at. A file that is written is copied once into an
+//! anonymous spill file, and all its reads and writes go there until the next commit.
+//!
+//! [`Vfs::commit`] re-imports every changed file with the importer's default options
+//! (Kubo's, so unchanged chunks keep their CIDs and only the changed leaves and the nodes
+//! above them are new blocks), rebuilds changed directories bottom-up, and makes the new
+//! root durable through the [`DriveStore`] in one transaction. Unchanged subtrees keep
+//! their CIDs and are not touched.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cid::Cid;
+
+use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
+use crate::importer::file::{Chunk, encode_leaf, import_symlink};
+use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
+use crate::store::StoreError;
+use crate::unixfs::pb::UnixTime;
+use crate::unixfs::{Metadata, Node, Nodes, dir, file};
+
+/// Longest name a drive entry may have, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// Where commits go: blocks into the store and the new root, durably, in one batch.
+pub trait DriveStore: Send + Sync {
+    /// Runs `build` with a sink for new blocks; `build` returns the new drive root, which
+    /// becomes durable together with the blocks before this returns.
+    fn commit(
+        &self,
+        build: &mut dyn FnMut(&mut dyn BlockSink<Error = StoreError>) -> Result<Cid, VfsError>,
+    ) -> Result<(), VfsError>;
+}
+
+pub(super) enum DNode {
+    /// Not looked at yet: the entry's CID and the size its parent's link records.
+    Lazy {
+        cid: Cid,
+        tsize: u64,
+    },
+    Dir {
+        entries: BTreeMap<String, u64>,
+        meta: Metadata,
+        base: Option<LinkInfo>,
+    },
+    File {
+        content: Content,
+        meta: Metadata,
+        base: Option<LinkInfo>,
+    },
+    Symlink {
+        target: Vec<u8>,
+        meta: Metadata,
+        base: Option<LinkInfo>,
+    },
+    /// Content the drive cannot change (dag-cbor): served read-only from its CID.
+    Foreign {
+        cid: Cid,
+        tsize: u64,
+    },
+}
+
+pub(super) enum Content {
+    Base { cid: Cid, size: u64 },
+    Spill { file: Arc<File>, size: u64 },
+}
+
+pub(super) struct Drive {
+    pub(super) nodes: std::collections::HashMap<u64, DNode>,
+    /// Each node's directory (the root is its own parent).
+    parents: std::collections::HashMap<u64, u64>,
+    spill_dir: PathBuf,
+    /// None: a read-only drive.
+    store: Option<Arc<dyn DriveStore>>,
+    pub(super) changed: bool,
+}
+
+impl Drive {
+    pub(super) fn new(root: Option<Cid>, spill_dir: PathBuf, store: Option<Arc<dyn DriveStore>>) -> Drive {
+        let mut nodes = std::collections::HashMap::new();
+        let root_node = match root {
+            Some(cid) => DNode::Lazy { cid, tsize: 0 },
+            None => DNode::Dir { entries: BTreeMap::new(), meta: Metadata::default(), base: None },
+        };
+        nodes.insert(ROOT_INO, root_node);
+        let parents = [(ROOT_INO, ROOT_INO)].into();
+        Drive { nodes, parents, spill_dir, store, changed: false }
+    }
+}
+
+fn now() -> UnixTime {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    UnixTime { seconds: d.as_secs() as i64, fractional_nanoseconds: Some(d.subsec_nanos()).filter(|n| *n != 0) }
+}
+
+fn check_name(name: &str) -> Result<(), VfsError> {
+    if name.len() > NAME_MAX {
+        return Err(VfsError::NameTooLong);
+    }
+    if !dir::is_safe_name(name) || name == super::IPFS_DIR {
+        return Err(VfsError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+impl Drive {
+    pub(super) fn is_writable(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Whether `ino` is a regular file this drive may change (not yet resolved entries
+    /// count: they are checked when written).
+    pub(super) fn is_writable_file(&self, ino: u64) -> bool {
+        self.is_writable() && matches!(self.nodes.get(&ino), Some(DNode::File { .. } | DNode::Lazy { .. }))
+    }
+}
+
+impl Vfs {
+    /// The CID a drive node has now (committing pending changes first).
+    pub(super) fn drive_cid(&self, ino: u64) -> Result<Option<Cid>, VfsError> {
+        self.commit()?;
+        let mut d = self.drive()?;
+        self.resolve(&mut d, ino)?;
+        if let (ROOT_INO, Some(DNode::Dir { base: None, entries, .. })) = (ino, d.nodes.get(&ino))
+            && entries.is_empty()
+        {
+            return Ok(Some(super::empty_dir_cid()));
+        }
+        Ok(self.base_of(&d, ino).map(|l| l.cid))
+    }
+
+    fn drive(&self) -> Result<std::sync::MutexGuard<'_, Drive>, VfsError> {
+        self.drive.as_ref().map(|d| d.lock().expect("lock poisoned")).ok_or(VfsError::ReadOnly)
+    }
+
+    /// The drive, for a change: refused on a read-only drive.
+    fn drive_mut(&self) -> Result<std::sync::MutexGuard<'_, Drive>, VfsError> {
+        let d = self.drive()?;
+        if d.store.is_none() {
+            return Err(VfsError::ReadOnly);
+        }
+        Ok(d)
+    }
+
+    pub(super) fn is_drive(&self, ino: u64) -> bool {
+        self.drive.as_ref().is_some_and(|d| d.lock().expect("lock poisoned").nodes.contains_key(&ino))
+    }
+
+    fn new_drive_ino(&self, parent: u64, name: &str) -> u64 {
+        let serial = self.next_handle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ino_for(Target::Drive(serial), parent, name)
+    }
+
+    /// Turns a `Lazy` node into what its block is.
+    fn resolve(&self, d: &mut Drive, ino: u64) -> Result<(), VfsError> {
+        let Some(DNode::Lazy { cid, tsize }) = d.nodes.get(&ino) else { return Ok(()) };
+        let (cid, tsize) = (*cid, *tsize);
+        let node = Nodes::node(self, &cid)?;
+        let base = Some(LinkInfo { cid, tsize, filesize: 0 });
+        let resolved = match node.as_ref() {
+            Node::Directory { meta, .. } | Node::HamtShard(crate::unixfs::ShardNode { meta, .. }) => {
+                let mut links = Vec::new();
+                dir::list(self, &cid, &node, &mut |l| links.push(l))?;
+                let mut entries = BTreeMap::new();
+                for l in links {
+                    let child = self.new_drive_ino(ino, &l.name);
+                    d.nodes.insert(child, DNode::Lazy { cid: l.cid, tsize: l.tsize.unwrap_or(0) });
+                    entries.insert(l.name, child);
+                }
+                DNode::Dir { entries, meta: *meta, base }
+            }
+            Node::File(f) => DNode::File { content: Content::Base { cid, size: f.size }, meta: f.meta, base },
+            Node::Symlink { target, meta } => DNode::Symlink { target: target.to_vec(), meta: *meta, base },
+            Node::Cbor(_) => DNode::Foreign { cid, tsize },
+        };
+        if let DNode::Dir { entries, .. } = &resolved {
+            for child in entries.values() {
+                d.parents.insert(*child, ino);
+            }
+        }
+        d.nodes.insert(ino, resolved);
+        Ok(())
+    }
+
+    fn children<'a>(&self, d: &'a mut Drive, ino: u64) -> Result<&'a mut BTreeMap<String, u64>, VfsError> {
+        self.resolve(d, ino)?;
+        match d.nodes.get_mut(&ino) {
+            Some(DNode::Dir { entries, .. }) => Ok(entries),
+            Some(DNode::Foreign { .. }) => Err(VfsError::ReadOnly),
+            Some(_) => Err(VfsError::NotADirectory),
+            // Not a drive node: content under a CID (`/.ipfs`), which never changes.
+            None => Err(VfsError::ReadOnly),
+        }
+    }
+
+    /// Marks a directory changed (its CID must be recomputed) and sets its mtime.
+    fn touch_dir(d: &mut Drive, ino: u64) {
+        if let Some(DNode::Dir { base, meta, .. }) = d.nodes.get_mut(&ino) {
+            *base = None;
+            if meta.mtime.is_some() {
+                meta.mtime = Some(now());
+            }
+        }
+        d.changed = true;
+    }
+
+    pub(super) fn drive_lookup(&self, parent: u64, name: &str) -> Result<Attr, VfsError> {
+        let ino = {
+            let mut d = self.drive()?;
+            if let Some(DNode::Foreign { cid, .. }) = d.nodes.get(&parent) {
+                let cid = *cid;
+                drop(d);
+                let child = self.child_of_node(&cid, name)?;
+                let ino = self.ino_for(child.clone(), parent, name);
+                return self.attr_of(ino, &child);
+            }
+            let entries = self.children(&mut d, parent)?;
+            let ino = *entries.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
+            if let Some(DNode::Lazy { .. }) = d.nodes.get(&ino) {
+                self.resolve(&mut d, ino)?;
+            }
+            ino
+        };
+        self.drive_attr(ino)
+    }
+
+    pub(super) fn drive_attr(&self, ino: u64) -> Result<Attr, VfsError> {
+        let mut d = self.drive()?;
+        self.resolve(&mut d, ino)?;
+        let writable = d.is_writable();
+        let (file_perm, dir_perm) = if writable { (0o644, 0o755) } else { (0o444, 0o555) };
+        let node = d.nodes.get(&ino).ok_or(VfsError::StaleInode(ino))?;
+        let mtime = |m: &Metadata| {
+            m.mtime.map_or(DEFAULT_MTIME, |t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)))
+        };
+        let perm = |m: &Metadata, default: u16| m.mode.map_or(default, |x| (x & 0o7777) as u16);
+        Ok(match node {
+            DNode::Dir { meta, entries, .. } => Attr {
+                ino,
+                kind: FileKind::Directory,
+                size: entries.len() as u64,
+                perm: perm(meta, dir_perm),
+                mtime: mtime(meta),
+                nlink: 2,
+                blksize: 4096,
+            },
+            // Committed content: its attributes come from its DAG (chunk size, metadata).
+            DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta } => {
+                let (cid, meta) = (*cid, *meta);
+                drop(d);
+                let mut a = self.attr_of(ino, &Target::Node(cid))?;
+                a.perm = perm(&meta, file_perm);
+                return Ok(a);
+            }
+            DNode::File { content, meta, .. } => {
+                let size = match content {
+                    Content::Base { size, .. } | Content::Spill { size, .. } => *size,
+                };
+                Attr {
+                    ino,
+                    kind: FileKind::File,
+                    size,
+                    perm: perm(meta, file_perm),
+                    mtime: mtime(meta),
+                    nlink: 1,
+                    blksize: 262_144,
+                }
+            }
+            DNode::Symlink { target, meta, .. } => Attr {
+                ino,
+                kind: FileKind::Symlink,
+                size: target.len() as u64,
+                perm: 0o777,
+                mtime: mtime(meta),
+                nlink: 1,
+                blksize: 4096,
+            },
+            DNode::Foreign { cid, .. } => {
+                let cid = *cid;
+                drop(d);
+                return self.attr_of(ino, &Target::Node(cid));
+            }
+            DNode::Lazy { .. } => unreachable!("resolved above"),
+        })
+    }
+
+    pub(super) fn drive_list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
+        let mut d = self.drive()?;
+        if let Some(DNode::Foreign { .. }) = d.nodes.get(&ino) {
+            return Err(VfsError::NotADirectory);
+        }
+        let entries: Vec<(String, u64)> = self.children(&mut d, ino)?.iter().map(|(n, i)| (n.clone(), *i)).collect();
+        let mut out = vec![
+            DirEntry { ino, name: ".".into(), kind: FileKind::Directory },
+            DirEntry { ino: ROOT_INO, name: "..".into(), kind: FileKind::Directory },
+        ];
+        for (name, child) in entries {
+            let kind = match d.nodes.get(&child) {
+                Some(DNode::Lazy { cid, .. }) | Some(DNode::Foreign { cid, .. }) => self.kind_hint(cid),
+                Some(DNode::Dir { .. }) => FileKind::Directory,
+                Some(DNode::Symlink { .. }) => FileKind::Symlink,
+                _ => FileKind::File,
+            };
+            out.push(DirEntry { ino: child, name, kind });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn drive_read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
+        let content = {
+            let mut d = self.drive()?;
+            self.resolve(&mut d, ino)?;
+            match d.nodes.get(&ino) {
+                Some(DNode::File { content: Content::Base { cid, .. }, .. }) => Ok(*cid),
+                Some(DNode::File { content: Content::Spill { file, size }, .. }) => Err((file.clone(), *size)),
+                Some(DNode::Foreign { cid, .. }) => {
+                    let cid = *cid;
+                    drop(d);
+                    return self.read_node(&cid, offset, size);
+                }
+                Some(DNode::Dir { .. }) => return Err(VfsError::IsADirectory),
+                Some(_) => return Err(VfsError::NotFound("symlink has no content".into())),
+                None => return Err(VfsError::StaleInode(ino)),
+            }
+        };
+        match content {
+            Ok(cid) => self.read_node(&cid, offset, size),
+            Err((file, len)) => {
+                let end = offset.saturating_add(u64::from(size)).min(len);
+                if offset >= end {
+                    return Ok(vec![]);
+                }
+                let mut buf = vec![0u8; (end - offset) as usize];
+                file.read_exact_at(&mut buf, offset).map_err(VfsError::Io)?;
+                Ok(vec![Bytes::from(buf)])
+            }
+        }
+    }
+
+    pub(super) fn drive_readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+        let mut d = self.drive()?;
+        self.resolve(&mut d, ino)?;
+        match d.nodes.get(&ino) {
+            Some(DNode::Symlink { target, .. }) => Ok(target.clone()),
+            _ => Err(VfsError::NotASymlink),
+        }
+    }
+
+    fn insert_new(&self, parent: u64, name: &str, node: DNode) -> Result<Attr, VfsError> {
+        check_name(name)?;
+        let ino = {
+            let mut d = self.drive_mut()?;
+            let entries = self.children(&mut d, parent)?;
+            if entries.contains_key(name) {
+                return Err(VfsError::Exists(name.to_string()));
+            }
+            let ino = self.new_drive_ino(parent, name);
+            entries.insert(name.to_string(), ino);
+            d.nodes.insert(ino, node);
+            d.parents.insert(ino, parent);
+            Self::touch_dir(&mut d, parent);
+            ino
+        };
+        self.drive_attr(ino)
+    }
+
+    fn spill(&self) -> Result<Arc<File>, VfsError> {
+        let d = self.drive_mut()?;
+        let f = tempfile::tempfile_in(&d.spill_dir).map_err(VfsError::Io)?;
+        Ok(Arc::new(f))
+    }
+
+    /// Creates an empty regular file.
+    pub fn create(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, VfsError> {
+        let file = self.spill()?;
+        let meta = Metadata { mode: Some(mode & 0o7777), mtime: Some(now()) };
+        self.insert_new(parent, name, DNode::File { content: Content::Spill { file, size: 0 }, meta, base: None })
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, VfsError> {
+        let meta = Metadata { mode: Some(mode & 0o7777), mtime: Some(now()) };
+        self.insert_new(parent, name, DNode::Dir { entries: BTreeMap::new(), meta, base: None })
+    }
+
+    pub fn symlink(&self, parent: u64, name: &str, target: &[u8]) -> Result<Attr, VfsError> {
+        self.insert_new(
+            parent,
+            name,
+            DNode::Symlink { target: target.to_vec(), meta: Metadata { mode: None, mtime: Some(now()) }, base: None },
+        )
+    }
+
+    /// Makes a file's content writable: copies its committed bytes into a spill file.
+    fn make_spill(&self, d: &mut Drive, ino: u64) -> Result<(Arc<File>, u64), VfsError> {
+        self.resolve(d, ino)?;
+        let spill_dir = d.spill_dir.clone();
+        match d.nodes.get_mut(&ino) {
+            Some(DNode::File { content: Content::Spill { file, size }, base, .. }) => {
+                *base = None;
+                Ok((file.clone(), *size))
+            }
+            Some(DNode::File { content: content @ Content::Base { .. }, base, .. }) => {
+                let Content::Base { cid, size } = *content else { unreachable!() };
+                let f = Arc::new(tempfile::tempfile_in(&spill_dir).map_err(VfsError::Io)?);
+                if let Node::File(node) = Nodes::node(self, &cid)?.as_ref() {
+                    let mut pos = 0u64;
+                    file::read_range(self, &cid, node, 0, size, &mut |b| {
+                        f.write_all_at(b, pos).map_err(crate::unixfs::UnixfsError::Output)?;
+                        pos += b.len() as u64;
+                        Ok(())
+                    })?;
+                }
+                *content = Content::Spill { file: f.clone(), size };
+                *base = None;
+                Ok((f, size))
+            }
+            Some(DNode::Dir { .. }) => Err(VfsError::IsADirectory),
+            Some(DNode::Foreign { .. }) => Err(VfsError::ReadOnly),
+            Some(_) => Err(VfsError::InvalidName("not a regular file".into())),
+            None => Err(VfsError::StaleInode(ino)),
+        }
+    }
+
+    fn set_size(d: &mut Drive, ino: u64, new: u64) {
+        if let Some(DNode::File { content: Content::Spill { size, .. }, meta, .. }) = d.nodes.get_mut(&ino) {
+            *size = new;
+            meta.mtime = Some(now());
+        }
+        d.changed = true;
+    }
+
+    /// Writes `data` at `offset` (past the end leaves a hole that reads as zeros).
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, VfsError> {
+        let mut d = self.drive_mut()?;
+        let (file, size) = self.make_spill(&mut d, ino)?;
+        file.write_all_at(data, offset).map_err(VfsError::Io)?;
+        let end = offset + data.len() as u64;
+        Self::set_size(&mut d, ino, size.max(end));
+        Ok(data.len() as u32)
+    }
+
+    /// Sets a file's length (growing reads as zeros).
+    pub fn truncate(&self, ino: u64, len: u64) -> Result<(), VfsError> {
+        let mut d = self.drive_mut()?;
+        let (file, _) = self.make_spill(&mut d, ino)?;
+        file.set_len(len).map_err(VfsError::Io)?;
+        Self::set_size(&mut d, ino, len);
+        Ok(())
+    }
+
+    /// Changes mode and/or mtime (stored as UnixFS 1.5 metadata).
+    pub fn set_meta(&self, ino: u64, mode: Option<u32>, mtime: Option<std::time::SystemTime>) -> Result<(), VfsError> {
+        let mut d = self.drive_mut()?;
+        self.resolve(&mut d, ino)?;
+        let t = mtime.map(|t| {
+            let dur = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            UnixTime {
+                seconds: dur.as_secs() as i64,
+                fractional_nanoseconds: Some(dur.subsec_nanos()).filter(|n| *n != 0),
+            }
+        });
+        match d.nodes.get_mut(&ino) {
+            Some(DNode::Dir { meta, base, .. })
+            | Some(DNode::File { meta, base, .. })
+            | Some(DNode::Symlink { meta, base, .. }) => {
+                if let Some(m) = mode {
+                    meta.mode = Some(m & 0o7777);
+                }
+                if t.is_some() {
+                    meta.mtime = t;
+                }
+                *base = None;
+            }
+            Some(_) => return Err(VfsError::ReadOnly),
+            None => return Err(VfsError::StaleInode(ino)),
+        }
+        d.changed = true;
+        Ok(())
+    }
+
+    /// Removes a file or symlink (`rmdir = false`) or an empty directory (`rmdir = true`).
+    /// An open handle keeps working: the node lives on, only its name goes.
+    pub fn remove(&self, parent: u64, name: &str, rmdir: bool) -> Result<(), VfsError> {
+        let mut d = self.drive_mut()?;
+        let ino = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
+        self.resolve(&mut d, ino)?;
+        let is_dir = matches!(d.nodes.get(&ino), Some(DNode::Dir { .. }));
+        match (rmdir, is_dir) {
+            (true, false) => return Err(VfsError::NotADirectory),
+            (false, true) => return Err(VfsError::IsADirectory),
+            (true, true) => {
+                if !self.children(&mut d, ino)?.is_empty() {
+                    return Err(VfsError::NotEmpty);
+                }
+            }
+            (false, false) => {}
+        }
+        self.children(&mut d, parent)?.remove(name);
+        Self::touch_dir(&mut d, parent);
+        Ok(())
+    }
+
+    /// Renames, replacing an existing target atomically (POSIX rules for directories).
+    pub fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Result<(), VfsError> {
+        check_name(new_name)?;
+        let mut d = self.drive_mut()?;
+        let ino = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
+        self.resolve(&mut d, ino)?;
+        let src_dir = matches!(d.nodes.get(&ino), Some(DNode::Dir { .. }));
+        if src_dir {
+            // a directory cannot move below itself
+            let mut p = new_parent;
+            loop {
+                if p == ino {
+                    return Err(VfsError::InvalidName("cannot move a directory into itself".into()));
+                }
+                match d.parents.get(&p) {
+                    Some(&up) if p != ROOT_INO => p = up,
+                    _ => break,
+                }
+            }
+        }
+        if let Some(&existing) = self.children(&mut d, new_parent)?.get(new_name) {
+            if existing == ino {
+                return Ok(());
+            }
+            self.resolve(&mut d, existing)?;
+            let dst_dir = matches!(d.nodes.get(&existing), Some(DNode::Dir { .. }));
+            match (src_dir, dst_dir) {
+                (false, true) => return Err(VfsError::IsADirectory),
+                (true, false) => return Err(VfsError::NotADirectory),
+                (true, true) if !self.children(&mut d, existing)?.is_empty() => return Err(VfsError::NotEmpty),
+                _ => {}
+            }
+        }
+        self.children(&mut d, parent)?.remove(name);
+        self.children(&mut d, new_parent)?.insert(new_name.to_string(), ino);
+        d.parents.insert(ino, new_parent);
+        Self::touch_dir(&mut d, parent);
+        Self::touch_dir(&mut d, new_parent);
+        Ok(())
+    }
+
+    /// Makes every change durable: new blocks and the new drive root, in one transaction.
+    /// Returns the root CID (unchanged if nothing changed).
+    pub fn commit(&self) -> Result<Option<Cid>, VfsError> {
+        let Some(drive) = &self.drive else { return Ok(None) };
+        let mut d = drive.lock().expect("lock poisoned");
+        if !d.changed {
+            return Ok(None);
+        }
+        let Some(store) = d.store.clone() else { return Ok(None) };
+        let mut root = None;
+        store.commit(&mut |sink| {
+            let link = self.flush(&mut d, ROOT_INO, sink)?;
+            root = Some(link.cid);
+            Ok(link.cid)
+        })?;
+        d.changed = false;
+        Ok(root)
+    }
+
+    /// Writes out a node if it changed; returns how its parent links to it.
+    fn flush(
+        &self,
+        d: &mut Drive,
+        ino: u64,
+        sink: &mut dyn BlockSink<Error = StoreError>,
+    ) -> Result<LinkInfo, VfsError> {
+        let opts = ImportOptions::default();
+        let node = d.nodes.get(&ino).ok_or(VfsError::StaleInode(ino))?;
+        let link = match node {
+            DNode::Lazy { cid, tsize } | DNode::Foreign { cid, tsize } => {
+                return Ok(LinkInfo { cid: *cid, tsize: *tsize, filesize: 0 });
+            }
+            DNode::Dir { entries, meta, base, .. } => {
+                let (entries, meta, base) = (entries.clone(), *meta, *base);
+                let mut builder = DirBuilder::new(meta);
+                let mut changed = base.is_none();
+                for (name, child) in entries {
+                    let before = self.base_of(d, child);
+                    let link = self.flush(d, child, sink)?;
+                    changed |= before.map(|b| b.cid) != Some(link.cid);
+                    builder.insert(name, link);
+                }
+                match (changed, base) {
+                    (false, Some(b)) => return Ok(b),
+                    _ => builder.finish(&opts, sink).map_err(VfsError::Store)?,
+                }
+            }
+            DNode::File { base: Some(b), .. } | DNode::Symlink { base: Some(b), .. } => return Ok(*b),
+            DNode::File { content, meta, .. } => {
+                let meta = *meta;
+                match content {
+                    Content::Base { cid, size } => {
+                        // metadata changed only: re-import from the committed content
+                        let (cid, size) = (*cid, *size);
+                        self.import_content(
+                            &opts,
+                            meta,
+                            &mut ContentReader::Dag { vfs: self, cid, pos: 0, size },
+                            sink,
+                        )?
+                    }
+                    Content::Spill { file, size } => {
+                        let mut f = file.try_clone().map_err(VfsError::Io)?;
+                        f.seek(SeekFrom::Start(0)).map_err(VfsError::Io)?;
+                        let size = *size;
+                        self.import_content(&opts, meta, &mut ContentReader::File(f.take(size)), sink)?
+                    }
+                }
+            }
+            DNode::Symlink { target, meta, .. } => {
+                import_symlink(&opts, target, *meta, sink).map_err(VfsError::Store)?
+            }
+        };
+        match d.nodes.get_mut(&ino) {
+            Some(DNode::Dir { base, .. }) | Some(DNode::Symlink { base, .. }) => *base = Some(link),
+            Some(DNode::File { base, content, .. }) => {
+                let size = match content {
+                    Content::Base { size, .. } | Content::Spill { size, .. } => *size,
+                };
+                *content = Content::Base { cid: link.cid, size };
+                *base = Some(link);
+            }
+            _ => {}
+        }
+        Ok(link)
+    }
+
+    fn base_of(&self, d: &Drive, ino: u64) -> Option<LinkInfo> {
+        match d.nodes.get(&ino)? {
+            DNode::Lazy { cid, tsize } | DNode::Foreign { cid, tsize } => {
+                Some(LinkInfo { cid: *cid, tsize: *tsize, filesize: 0 })
+            }
+            DNode::Dir { base, .. } | DNode::File { base, .. } | DNode::Symlink { base, .. } => *base,
+        }
+    }
+
+    fn import_content(
+        &self,
+        opts: &ImportOptions,
+        meta: Metadata,
+        input: &mut ContentReader<'_>,
+        sink: &mut dyn BlockSink<Error = StoreError>,
+    ) -> Result<LinkInfo, VfsError> {
+        let mut importer = FileImporter::new(opts, meta);
+        loop {
+            let mut c = Chunk::with_capacity(opts.chunk_size);
+            let n = c.fill_from(input, opts.chunk_size).map_err(VfsError::Io)?;
+            if n == 0 {
+                break;
+            }
+            importer.push_leaf(encode_leaf(opts, c), sink).map_err(VfsError::Store)?;
+        }
+        importer.finish(sink).map_err(VfsError::Store)
+    }
+}
+
+/// File bytes to import: a spill file, or committed content being re-imported.
+enum ContentReader<'a> {
+    File(std::io::Take<File>),
+    Dag { vfs: &'a Vfs, cid: Cid, pos: u64, size: u64 },
+}
+
+impl Read for ContentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ContentReader::File(f) => f.read(buf),
+            ContentReader::Dag { vfs, cid, pos, size } => {
+                let want = (buf.len() as u64).min(size.saturating_sub(*pos)) as u32;
+                if want == 0 {
+                    return Ok(0);
+                }
+                let parts = vfs.read_node(cid, *pos, want).map_err(std::io::Error::other)?;
+                let mut n = 0;
+                for p in parts {
+                    buf[n..n + p.len()].copy_from_slice(&p);
+                    n += p.len();
+                }
+                *pos += n as u64;
+                Ok(n)
+            }
+        }
+    }
+}
