@@ -146,12 +146,15 @@ enum Command {
     },
     /// Show what the store holds.
     Status,
-    /// Mount the drive (read-only for now) at an empty directory; `/.ipfs/<CID>` reaches any CID.
+    /// Mount the drive at an empty directory; `/.ipfs/<CID>` reaches any CID.
     Mount {
         mountpoint: PathBuf,
-        /// Present the /ipfs namespace itself at the root: MOUNTPOINT/<CID>/...
+        /// Present the /ipfs namespace itself at the root: MOUNTPOINT/<CID>/... (read-only)
         #[arg(long)]
         ipfs: bool,
+        /// Mount the drive read-only.
+        #[arg(long)]
+        read_only: bool,
         /// Return once the mount is ready, leaving it served in the background.
         #[arg(long)]
         background: bool,
@@ -164,6 +167,8 @@ enum Command {
     },
     /// Unmount a cidfs mount.
     Unmount { mountpoint: PathBuf },
+    /// List the drive's commits: sequence, unix time, root CID.
+    Log,
 }
 
 #[derive(Subcommand)]
@@ -355,16 +360,23 @@ fn run(command: Command) -> Result<(), CliError> {
                 print(&format!("drive:     {drive}"));
             }
         }
-        Command::Mount { mountpoint, ipfs, background: true, allow_other, threads } => {
+        Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads } => {
             let mut args = vec!["mount".to_string(), mountpoint.display().to_string(), format!("--threads={threads}")];
             args.extend(ipfs.then(|| "--ipfs".to_string()));
+            args.extend(read_only.then(|| "--read-only".to_string()));
             args.extend(allow_other.then(|| "--allow-other".to_string()));
             let home = cidfs::store::Store::default_home();
             let log = commands::mount::background(&args, &home)?;
             eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
         }
-        Command::Mount { mountpoint, ipfs, background: false, allow_other, threads } => {
-            commands::mount::foreground(&mountpoint, ipfs, allow_other, threads)?;
+        Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads } => {
+            commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads)?;
+        }
+        Command::Log => {
+            let store = commands::open_store()?;
+            for c in store.commits()? {
+                print(&format!("{}\t{}\t{}", c.seq, c.time, c.root));
+            }
         }
         Command::Unmount { mountpoint } => {
             commands::mount::unmount(&mountpoint)?;

@@ -121,19 +121,25 @@ fn the_ipfs_namespace_is_hidden_but_reachable() {
 }
 
 #[test]
-fn writes_are_refused_with_erofs() {
+fn a_read_only_mount_and_the_ipfs_namespace_refuse_writes_with_erofs() {
     let cli = Cli::new();
     let root = cli.add_q(&sample(&cli), &[]);
-    let m = cli.mount("mnt", &[]);
     let erofs = Some(libc::EROFS);
+    let m = cli.mount("ro", &["--read-only"]);
     assert_eq!(fs::write(m.dir.join("new.txt"), b"x").unwrap_err().raw_os_error(), erofs);
-    assert_eq!(fs::write(m.dir.join(".ipfs").join(&root).join("new.txt"), b"x").unwrap_err().raw_os_error(), erofs);
     assert_eq!(
         fs::OpenOptions::new().write(true).open(m.dir.join("tree/hello.txt")).unwrap_err().raw_os_error(),
         erofs
     );
     assert_eq!(fs::create_dir(m.dir.join("tree/d")).unwrap_err().raw_os_error(), erofs);
     assert_eq!(fs::remove_file(m.dir.join("tree/hello.txt")).unwrap_err().raw_os_error(), erofs);
+    drop(m);
+    let m = cli.mount("rw", &[]);
+    let under = m.dir.join(".ipfs").join(&root);
+    assert_eq!(fs::write(under.join("new.txt"), b"x").unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::OpenOptions::new().write(true).open(under.join("hello.txt")).unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::create_dir(under.join("d")).unwrap_err().raw_os_error(), erofs);
+    assert_eq!(fs::remove_file(under.join("hello.txt")).unwrap_err().raw_os_error(), erofs);
 }
 
 #[test]
@@ -342,4 +348,99 @@ fn raw_leaves_identity_cids_and_dag_cbor_read_through_the_mount() {
     assert_eq!(fs::read(m.dir.join("doc/tree/big.bin")).unwrap(), fs::read(&big).unwrap());
     assert!(fs::metadata(m.dir.join("doc")).unwrap().is_dir());
     assert_eq!(getxattr(&m.dir.join("doc"), "ipfs.cid").unwrap(), cbor.cid().to_string().into_bytes());
+}
+
+#[test]
+fn files_copied_into_the_drive_survive_remount_and_verify() {
+    let cli = Cli::new();
+    let src = sample(&cli);
+    let m = cli.mount("mnt", &[]);
+    run_ok(Command::new("cp").arg("-a").arg(&src).arg(m.dir.join("copy")));
+    assert!(same_tree(&src, &m.dir.join("copy")), "read back through the mount");
+    fs::create_dir(m.dir.join("untar")).unwrap();
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "tar cf - -C {} . | tar xf - -C {}",
+        src.display(),
+        m.dir.join("untar").display()
+    )));
+    drop(m); // unmount commits whatever is left
+    let out = cli.ok(&["verify"]);
+    assert!(out.contains("1 pinned roots"), "{out}");
+    let m = cli.mount("mnt", &[]);
+    assert!(same_tree(&src, &m.dir.join("copy")), "after remount");
+    assert!(same_tree(&src, &m.dir.join("untar")), "tar extracted into the mount");
+    let meta = fs::symlink_metadata(m.dir.join("copy/link")).unwrap();
+    assert!(meta.file_type().is_symlink());
+    drop(m);
+    assert!(cli.ok(&["log"]).lines().count() >= 1);
+}
+
+#[test]
+fn what_fsync_returned_for_survives_kill_9() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let mut m = cli.mount("mnt", &[]);
+    let data = common::noise(3_000_000, 70);
+    let mut f = fs::File::create(m.dir.join("synced.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::create_dir(m.dir.join("dir")).unwrap();
+    let mut g = fs::File::create(m.dir.join("dir/also.txt")).unwrap();
+    g.write_all(b"also durable").unwrap();
+    g.sync_data().unwrap();
+    m.child.kill().unwrap(); // SIGKILL: no final commit
+    m.child.wait().unwrap();
+    let again = cli.mount("mnt", &[]);
+    assert_eq!(fs::read(again.dir.join("synced.bin")).unwrap(), data);
+    assert_eq!(fs::read(again.dir.join("dir/also.txt")).unwrap(), b"also durable");
+    drop(again);
+    cli.ok(&["verify"]);
+}
+
+#[test]
+fn editor_and_log_patterns_work() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let d = &m.dir;
+    // vim: write a temp file, fsync, rename it over the original
+    fs::write(d.join("doc.txt"), b"version 1\n").unwrap();
+    let mut tmp = fs::File::create(d.join(".doc.txt.swp")).unwrap();
+    tmp.write_all(b"version 2\n").unwrap();
+    tmp.sync_all().unwrap();
+    drop(tmp);
+    fs::rename(d.join(".doc.txt.swp"), d.join("doc.txt")).unwrap();
+    assert_eq!(fs::read(d.join("doc.txt")).unwrap(), b"version 2\n");
+    // O_APPEND logs
+    for i in 0..5 {
+        let mut log = fs::OpenOptions::new().create(true).append(true).open(d.join("app.log")).unwrap();
+        writeln!(log, "line {i}").unwrap();
+    }
+    assert_eq!(fs::read_to_string(d.join("app.log")).unwrap().lines().count(), 5);
+    // an unlinked open file keeps working
+    let mut open =
+        fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(d.join("gone")).unwrap();
+    open.write_all(b"still readable").unwrap();
+    fs::remove_file(d.join("gone")).unwrap();
+    let mut back = String::new();
+    use std::io::{Read, Seek};
+    open.seek(std::io::SeekFrom::Start(0)).unwrap();
+    open.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "still readable");
+    // truncate and holes
+    let f = fs::OpenOptions::new().create(true).write(true).truncate(true).open(d.join("sparse")).unwrap();
+    f.set_len(1 << 20).unwrap();
+    f.write_at(b"end", (1 << 20) - 3).unwrap();
+    let bytes = fs::read(d.join("sparse")).unwrap();
+    assert_eq!(bytes.len(), 1 << 20);
+    assert!(bytes[..(1 << 20) - 3].iter().all(|b| *b == 0));
+    // refusals that need their own errno
+    assert_eq!(fs::hard_link(d.join("doc.txt"), d.join("hard")).unwrap_err().raw_os_error(), Some(libc::EPERM));
+    assert_eq!(fs::write(d.join("x".repeat(256)), b"x").unwrap_err().raw_os_error(), Some(libc::ENAMETOOLONG));
+    fs::create_dir(d.join("full")).unwrap();
+    fs::write(d.join("full/x"), b"x").unwrap();
+    assert_eq!(fs::remove_dir(d.join("full")).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
+    let status = Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
+    assert!(!status.success(), "UnixFS has no FIFOs");
 }

@@ -4,12 +4,15 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use cid::Cid;
 
 use super::{CliError, StoreSink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{Batch, Store};
 use crate::unixfs::{self, Node, dir};
+use crate::vfs::{DriveStore, VfsError};
 
 /// Name of the store root that holds the drive.
 pub const DRIVE_ROOT: &str = "drive";
@@ -44,5 +47,27 @@ pub fn link(store: &Store, batch: &mut Batch<'_>, entries: Vec<(String, LinkInfo
     }
     let root = d.finish(&ImportOptions::default(), &mut StoreSink { batch })?;
     batch.set_root(DRIVE_ROOT, root.cid);
+    batch.log_commit(root.cid);
     Ok(root.cid)
+}
+
+/// A mounted drive commits into the store: new blocks, the new `drive` root and a commit
+/// log entry, in one durable batch.
+pub struct StoreDrive(pub Arc<Store>);
+
+impl DriveStore for StoreDrive {
+    fn commit(
+        &self,
+        build: &mut dyn FnMut(
+            &mut dyn crate::importer::BlockSink<Error = crate::store::StoreError>,
+        ) -> Result<Cid, VfsError>,
+    ) -> Result<(), VfsError> {
+        let mut batch = self.0.batch();
+        let root = build(&mut StoreSink { batch: &mut batch })?;
+        batch.set_root(DRIVE_ROOT, root);
+        batch.log_commit(root);
+        batch.commit()?;
+        log::info!("committed drive root {root}");
+        Ok(())
+    }
 }

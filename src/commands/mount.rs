@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use super::{CliError, drive::DRIVE_ROOT, open_store};
+use super::drive::{DRIVE_ROOT, StoreDrive};
+use super::{CliError, open_store};
 use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::vfs::{Capacity, RootMode, Vfs};
 
@@ -29,8 +30,17 @@ impl From<MountError> for CliError {
     }
 }
 
+/// How often changes not yet made durable by an fsync are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Serves the mount in this process until a signal or an unmount.
-pub fn foreground(mountpoint: &Path, ipfs: bool, allow_other: bool, threads: usize) -> Result<(), CliError> {
+pub fn foreground(
+    mountpoint: &Path,
+    ipfs: bool,
+    read_only: bool,
+    allow_other: bool,
+    threads: usize,
+) -> Result<(), CliError> {
     // Block the signals before fuser starts its threads, so they all inherit the mask and
     // the signals wait for us in sigtimedwait below.
     let mut signals = SigSet::empty();
@@ -49,9 +59,17 @@ pub fn foreground(mountpoint: &Path, ipfs: bool, allow_other: bool, threads: usi
     };
     let cap_store = store.clone();
     let capacity = Box::new(move || capacity(&cap_store));
-    let vfs = Arc::new(Vfs::new(store, mode, capacity));
-    let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads };
-    let session = mount::mount(vfs, &opts)?;
+    let writable = !ipfs && !read_only;
+    let vfs = Arc::new(match mode {
+        RootMode::Drive(root) if writable => {
+            let spill = store.root().join("tmp");
+            std::fs::create_dir_all(&spill).map_err(super::io_error(&spill))?;
+            Vfs::writable(store.clone(), root, Arc::new(StoreDrive(store.clone())), spill, capacity)
+        }
+        mode => Vfs::new(store.clone(), mode, capacity),
+    });
+    let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };
+    let session = mount::mount(vfs.clone(), &opts)?;
     log::info!("mounted {what} at {}", mountpoint.display());
     if std::env::var_os(NOTIFY_ENV).is_some() {
         let mut out = std::io::stdout().lock();
@@ -61,7 +79,15 @@ pub fn foreground(mountpoint: &Path, ipfs: bool, allow_other: bool, threads: usi
         eprintln!("cidfs: mounted {what} at {} (Ctrl-C or `cidfs unmount` to stop)", mountpoint.display());
     }
     let timeout = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+    let mut last_commit = std::time::Instant::now();
     loop {
+        // Changes nobody fsync'd become durable within COMMIT_INTERVAL.
+        if writable && last_commit.elapsed() >= COMMIT_INTERVAL {
+            if let Err(e) = vfs.commit() {
+                log::error!("committing the drive: {e} (will retry)");
+            }
+            last_commit = std::time::Instant::now();
+        }
         // SAFETY: sigtimedwait on a valid, initialised signal set.
         let sig = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
         if sig > 0 {
@@ -70,10 +96,15 @@ pub fn foreground(mountpoint: &Path, ipfs: bool, allow_other: bool, threads: usi
         }
         if session.guard.is_finished() {
             log::info!("{} was unmounted", mountpoint.display());
-            return session.join().map_err(|e| CliError::failure(format!("mount session: {e}")));
+            let r = session.join().map_err(|e| CliError::failure(format!("mount session: {e}")));
+            vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
+            return r;
         }
     }
-    session.umount_and_join().map_err(|e| CliError::failure(format!("unmounting {}: {e}", mountpoint.display())))
+    let r =
+        session.umount_and_join().map_err(|e| CliError::failure(format!("unmounting {}: {e}", mountpoint.display())));
+    vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
+    r
 }
 
 fn capacity(store: &crate::store::Store) -> Capacity {

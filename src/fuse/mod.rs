@@ -15,6 +15,7 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fuser::{BsdFileFlags, RenameFlags, ReplyCreate, ReplyWrite, TimeOrNow, WriteFlags};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
@@ -23,10 +24,11 @@ use fuser::{
 
 use crate::vfs::{Attr, FileKind, ROOT_INO, Vfs, VfsError};
 
-/// How long the kernel may cache entries and attributes below the root. Immutable.
+/// How long the kernel may cache entries and attributes of content under a CID: forever,
+/// really; it is immutable.
 const TTL: Duration = Duration::from_secs(24 * 3600);
-/// The root's attributes (the drive root moves when it is committed to).
-const ROOT_TTL: Duration = Duration::from_secs(1);
+/// Drive entries change (through this mount only, so the kernel mostly knows): short.
+const DRIVE_TTL: Duration = Duration::from_secs(1);
 /// Largest readahead we ask the kernel for.
 const MAX_READAHEAD: u32 = 4 << 20;
 
@@ -62,8 +64,33 @@ impl CidFs {
     }
 }
 
-fn ttl(ino: u64) -> &'static Duration {
-    if ino == ROOT_INO { &ROOT_TTL } else { &TTL }
+impl CidFs {
+    fn ttl(&self, ino: u64) -> &'static Duration {
+        if ino == ROOT_INO || self.vfs.is_drive(ino) { &DRIVE_TTL } else { &TTL }
+    }
+
+    fn entry(&self, r: Result<Attr, VfsError>, op: impl std::fmt::Display, parent: u64, reply: ReplyEntry) {
+        match r {
+            Ok(a) => reply.entry(self.ttl(a.ino), &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(self.errno(op, parent, &e)),
+        }
+    }
+
+    fn empty(&self, r: Result<(), VfsError>, op: impl std::fmt::Display, ino: u64, reply: ReplyEmpty) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.errno(op, ino, &e)),
+        }
+    }
+
+    /// Makes changes durable now (fsync); failures are reported to the caller.
+    fn commit(&self) -> Result<(), VfsError> {
+        self.vfs.commit().map(|_| ())
+    }
+}
+
+fn name_str(name: &OsStr) -> Result<&str, VfsError> {
+    name.to_str().ok_or_else(|| VfsError::InvalidName(name.to_string_lossy().into_owned()))
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -107,14 +134,14 @@ impl Filesystem for CidFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.vfs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(ttl(a.ino), &self.file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(self.ttl(a.ino), &self.file_attr(&a), Generation(0)),
             Err(e) => reply.error(self.errno(format_args!("lookup {name:?} in"), parent.0, &e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.vfs.getattr(ino.0) {
-            Ok(a) => reply.attr(ttl(a.ino), &self.file_attr(&a)),
+            Ok(a) => reply.attr(self.ttl(a.ino), &self.file_attr(&a)),
             Err(e) => reply.error(self.errno("getattr", ino.0, &e)),
         }
     }
@@ -128,9 +155,191 @@ impl Filesystem for CidFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        match self.vfs.open(ino.0, write) {
+        let mut r = self.vfs.open(ino.0, write);
+        if r.is_ok() && write && flags.0 & libc::O_TRUNC != 0 {
+            r = self.vfs.truncate(ino.0, 0);
+        }
+        match r {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(self.errno("open", ino.0, &e)),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask)) {
+            Ok(a) => {
+                reply.created(self.ttl(a.ino), &self.file_attr(&a), Generation(0), FileHandle(0), FopenFlags::empty())
+            }
+            Err(e) => reply.error(self.errno(format_args!("create {name:?} in"), parent.0, &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Only regular files have a UnixFS form; devices, FIFOs and sockets do not.
+        let r = if mode & libc::S_IFMT == libc::S_IFREG {
+            name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask))
+        } else {
+            Err(VfsError::NotPermitted("UnixFS has no device, FIFO or socket nodes")) // mknod(2): EPERM
+        };
+        self.entry(r, format_args!("mknod {name:?} in"), parent.0, reply);
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let r = name_str(name).and_then(|n| self.vfs.mkdir(parent.0, n, mode & !umask));
+        self.entry(r, format_args!("mkdir {name:?} in"), parent.0, reply);
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        use std::os::unix::ffi::OsStrExt;
+        let r = name_str(link_name).and_then(|n| self.vfs.symlink(parent.0, n, target.as_os_str().as_bytes()));
+        self.entry(r, format_args!("symlink {link_name:?} in"), parent.0, reply);
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        // link(2): EPERM when the filesystem does not support hard links
+        self.entry(
+            Err(VfsError::NotPermitted("hard links are not supported yet")),
+            format_args!("link {newname:?} to"),
+            ino.0,
+            reply,
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = name_str(name).and_then(|n| self.vfs.remove(parent.0, n, false));
+        self.empty(r, format_args!("unlink {name:?} in"), parent.0, reply);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = name_str(name).and_then(|n| self.vfs.remove(parent.0, n, true));
+        self.empty(r, format_args!("rmdir {name:?} in"), parent.0, reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = if !flags.is_empty() {
+            Err(VfsError::InvalidName("rename flags (RENAME_NOREPLACE/EXCHANGE) are not supported yet".into()))
+        } else {
+            name_str(name).and_then(|n| name_str(newname).and_then(|nn| self.vfs.rename(parent.0, n, newparent.0, nn)))
+        };
+        self.empty(r, format_args!("rename {name:?} to {newname:?} in"), parent.0, reply);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.vfs.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(self.errno(format_args!("write at {offset}"), ino.0, &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let result = (|| {
+            if uid.is_some_and(|u| u != self.uid) || gid.is_some_and(|g| g != self.gid) {
+                return Err(VfsError::NotPermitted(
+                    "UnixFS cannot store an owner: every file belongs to the mounting user",
+                ));
+            }
+            if let Some(len) = size {
+                self.vfs.truncate(ino.0, len)?;
+            }
+            let mtime = mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => t,
+                TimeOrNow::Now => std::time::SystemTime::now(),
+            });
+            if mode.is_some() || mtime.is_some() {
+                self.vfs.set_meta(ino.0, mode, mtime)?;
+            }
+            self.vfs.getattr(ino.0)
+        })();
+        match result {
+            Ok(a) => reply.attr(self.ttl(a.ino), &self.file_attr(&a)),
+            Err(e) => reply.error(self.errno("setattr", ino.0, &e)),
+        }
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.empty(self.commit(), "fsync", ino.0, reply);
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.empty(self.commit(), "fsyncdir", ino.0, reply);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.empty(
+            Err(VfsError::NotSupported("extended attributes (for now)")),
+            format_args!("setxattr {name:?}"),
+            ino.0,
+            reply,
+        );
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.vfs.commit() {
+            log::error!("final commit at unmount failed: {e}");
         }
     }
 
@@ -184,7 +393,7 @@ impl Filesystem for CidFs {
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let (attr, ttl) = match self.vfs.getattr(e.ino) {
-                Ok(a) => (a, ttl(e.ino)),
+                Ok(a) => (a, self.ttl(e.ino)),
                 // An entry we cannot stat (missing block) is still listed; the kernel will
                 // look it up again (TTL 0) and the lookup reports the error.
                 Err(_) => (placeholder(e.ino, e.kind), &Duration::ZERO),

@@ -51,6 +51,8 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Event-loop threads serving requests.
     pub threads: usize,
+    /// Mount read-only (the kernel refuses writes with EROFS before they reach us).
+    pub read_only: bool,
 }
 
 /// A line of /proc/self/mountinfo that matters here.
@@ -151,7 +153,7 @@ pub fn mount(vfs: Arc<Vfs>, opts: &MountOptions) -> Result<BackgroundSession, Mo
     config.mount_options = vec![
         MountOption::FSName("cidfs".into()),
         MountOption::Subtype("cidfs".into()),
-        MountOption::RO,
+        if opts.read_only { MountOption::RO } else { MountOption::RW },
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::NoAtime,

@@ -48,6 +48,16 @@ const SEGMENTS: TableDefinition<u32, (u64, u64, bool)> = TableDefinition::new("s
 const PINS: TableDefinition<&[u8], &str> = TableDefinition::new("pins_v1");
 /// Named roots (the drive root is `drive`): name -> CID. Protected from gc like pins.
 const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots_v1");
+/// The drive's commit log: sequence -> (unix time in seconds, root CID).
+const COMMITS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("commits_v1");
+
+/// One entry of the drive's commit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub seq: u64,
+    pub time: u64,
+    pub root: Cid,
+}
 
 /// Segments roll over before this many bytes: a 512 MiB piece holds 127/128 of that in
 /// payload after Fr32 padding.
@@ -229,6 +239,7 @@ impl Store {
             txn.open_table(SEGMENTS)?;
             txn.open_table(PINS)?;
             txn.open_table(ROOTS)?;
+            txn.open_table(COMMITS)?;
         }
         txn.commit()?;
         let store = Store {
@@ -344,6 +355,7 @@ impl Store {
             pending: HashMap::new(),
             pins: Vec::new(),
             roots: Vec::new(),
+            logged: None,
             touched: HashSet::new(),
             new_segments: Vec::new(),
             sealed: Vec::new(),
@@ -383,6 +395,19 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ROOTS)?;
         t.get(name)?.map(|v| cid_from_key(v.value())).transpose()
+    }
+
+    /// The drive's commit log, oldest first.
+    pub fn commits(&self) -> Result<Vec<Commit>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(COMMITS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (time, root) = v.value();
+            out.push(Commit { seq: k.value(), time, root: cid_from_key(root)? });
+        }
+        Ok(out)
     }
 
     /// Every named root.
@@ -479,6 +504,7 @@ pub struct Batch<'s> {
     pending: HashMap<Cid, Location>,
     pins: Vec<(Cid, String)>,
     roots: Vec<(String, Cid)>,
+    logged: Option<Cid>,
     touched: HashSet<u32>,
     new_segments: Vec<u32>,
     /// Segments filled during this batch (sealed at commit).
@@ -531,6 +557,11 @@ impl Batch<'_> {
     /// Points the named root at `cid` when the batch commits.
     pub fn set_root(&mut self, name: &str, cid: Cid) {
         self.roots.push((name.to_string(), cid));
+    }
+
+    /// Appends `root` to the drive's commit log when the batch commits.
+    pub fn log_commit(&mut self, root: Cid) {
+        self.logged = Some(root);
     }
 
     /// Blocks newly written by this batch.
@@ -636,6 +667,12 @@ impl Batch<'_> {
             let mut roots = txn.open_table(ROOTS)?;
             for (name, cid) in &self.roots {
                 roots.insert(name.as_str(), key(cid).as_slice())?;
+            }
+            if let Some(root) = &self.logged {
+                let mut log = txn.open_table(COMMITS)?;
+                let seq = log.last()?.map_or(1, |(k, _)| k.value() + 1);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                log.insert(seq, (now, key(root).as_slice()))?;
             }
         }
         txn.commit()?;

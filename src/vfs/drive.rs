@@ -151,7 +151,8 @@ impl Vfs {
         Ok(d)
     }
 
-    pub(super) fn is_drive(&self, ino: u64) -> bool {
+    /// Whether `ino` is a node of the drive (mutable), rather than content under a CID.
+    pub fn is_drive(&self, ino: u64) -> bool {
         self.drive.as_ref().is_some_and(|d| d.lock().expect("lock poisoned").nodes.contains_key(&ino))
     }
 

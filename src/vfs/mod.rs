@@ -123,6 +123,10 @@ pub enum VfsError {
     Io(std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("not supported: {0}")]
+    NotSupported(&'static str),
+    #[error("not permitted: {0}")]
+    NotPermitted(&'static str),
 }
 
 impl VfsError {
@@ -144,6 +148,8 @@ impl VfsError {
             VfsError::NotEmpty => libc::ENOTEMPTY,
             VfsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             VfsError::Store(e) => e.errno(),
+            VfsError::NotSupported(_) => libc::ENOTSUP,
+            VfsError::NotPermitted(_) => libc::EPERM,
         }
     }
 }

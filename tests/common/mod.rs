@@ -162,7 +162,10 @@ impl Cli {
     pub fn mount(&self, name: &str, extra: &[&str]) -> Mounted {
         assert!(Path::new("/dev/fuse").exists(), "mount tests need /dev/fuse (and root, as in CI)");
         let dir = self.path(name);
-        std::fs::create_dir_all(&dir).unwrap();
+        // (a stale mount left by kill -9 fails stat with ENOTCONN: it exists)
+        if std::fs::symlink_metadata(&dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
         let log = self.path(&format!("{name}.log"));
         let mut child = self
             .cmd()
@@ -190,8 +193,17 @@ impl Mounted {
 }
 
 impl Drop for Mounted {
+    /// Unmounts and lets the mount process finish (its final commit), killing it only if
+    /// it does not exit in time.
     fn drop(&mut self) {
         let _ = nix_umount(&self.dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
