@@ -444,3 +444,52 @@ fn editor_and_log_patterns_work() {
     let status = Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
     assert!(!status.success(), "UnixFS has no FIFOs");
 }
+
+#[test]
+fn rsync_git_and_sqlite_work_on_the_drive() {
+    let cli = Cli::new();
+    let src = sample(&cli);
+    for i in 0..50 {
+        cli.write(&format!("tree/many/f{i}.txt"), format!("file {i}\n").as_bytes());
+    }
+    let m = cli.mount("mnt", &[]);
+    // rsync in (temp file + rename per file), then a checksum dry run finds nothing to do
+    let dst = format!("{}/", m.dir.join("backup").display());
+    run_ok(Command::new("rsync").arg("-a").arg(format!("{}/", src.display())).arg(&dst));
+    let dry = run_ok(
+        Command::new("rsync")
+            .args(["-a", "--checksum", "--dry-run", "--itemize-changes"])
+            .arg(format!("{}/", src.display()))
+            .arg(&dst),
+    );
+    assert_eq!(dry.trim(), "", "rsync sees differences: {dry}");
+    assert!(same_tree(&src, &m.dir.join("backup")));
+
+    // git: clone a repository into the drive, fsck it
+    let repo = cli.path("repo");
+    run_ok(Command::new("git").arg("init").arg("-q").arg(&repo));
+    fs::write(repo.join("README"), b"hello git\n").unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        run_ok(Command::new("git").arg("-C").arg(dir).args(["-c", "user.name=t", "-c", "user.email=t@t"]).args(args))
+    };
+    git(&repo, &["add", "README"]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    run_ok(Command::new("git").args(["clone", "-q"]).arg(&repo).arg(m.dir.join("clone")));
+    git(&m.dir.join("clone"), &["fsck", "--strict"]);
+    git(&m.dir.join("clone"), &["gc", "-q"]);
+    assert_eq!(fs::read(m.dir.join("clone/README")).unwrap(), b"hello git\n");
+
+    // sqlite: a journaled database written with fsync, then checked
+    let db = m.dir.join("data.db");
+    let sql = "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL; CREATE TABLE t(x); \
+               WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<2000) INSERT INTO t SELECT i FROM c;";
+    run_ok(Command::new("sqlite3").arg(&db).arg(sql));
+    let check = run_ok(Command::new("sqlite3").arg(&db).arg("PRAGMA integrity_check; SELECT count(*) FROM t;"));
+    assert_eq!(check.split_whitespace().collect::<Vec<_>>(), vec!["ok", "2000"]);
+    drop(m);
+    let m = cli.mount("mnt", &[]);
+    let check =
+        run_ok(Command::new("sqlite3").arg(m.dir.join("data.db")).arg("PRAGMA integrity_check; SELECT sum(x) FROM t;"));
+    assert_eq!(check.split_whitespace().collect::<Vec<_>>(), vec!["ok", "2001000"]);
+    git(&m.dir.join("clone"), &["fsck", "--strict"]);
+}

@@ -199,10 +199,12 @@ impl Store {
         Ok(report)
     }
 
-    /// What gc keeps: every pin and every named root.
+    /// What gc keeps: every pin, every named root, and every commit of the drive's log
+    /// (a snapshot stays readable until it is pruned from the log).
     pub fn gc_roots(&self) -> Result<Vec<Cid>, StoreError> {
         let mut roots: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
         roots.extend(self.roots()?.into_iter().map(|(_, c)| c));
+        roots.extend(self.commits()?.into_iter().map(|c| c.root));
         roots.sort();
         roots.dedup();
         Ok(roots)
