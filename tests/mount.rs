@@ -493,3 +493,34 @@ fn rsync_git_and_sqlite_work_on_the_drive() {
     assert_eq!(check.split_whitespace().collect::<Vec<_>>(), vec!["ok", "2001000"]);
     git(&m.dir.join("clone"), &["fsck", "--strict"]);
 }
+
+#[test]
+fn every_commit_is_a_read_only_snapshot() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let write_synced = |name: &str, data: &[u8]| {
+        let mut f = fs::File::create(m.dir.join(name)).unwrap();
+        f.write_all(data).unwrap();
+        f.sync_all().unwrap();
+    };
+    write_synced("doc.txt", b"first draft\n");
+    write_synced("doc.txt", b"second draft\n");
+    let snaps = m.dir.join(".snapshots");
+    let mut names: Vec<String> =
+        fs::read_dir(&snaps).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let seqs: Vec<&String> = names.iter().filter(|n| n.parse::<u64>().is_ok()).collect();
+    assert!(seqs.len() >= 2, "{names:?}");
+    assert!(names.contains(&"latest".to_string()));
+    let latest = fs::read_link(snaps.join("latest")).unwrap();
+    assert_eq!(fs::read(snaps.join("latest/doc.txt")).unwrap(), b"second draft\n");
+    let contents: Vec<Vec<u8>> = seqs.iter().map(|s| fs::read(snaps.join(s).join("doc.txt")).unwrap()).collect();
+    assert!(contents.contains(&b"first draft\n".to_vec()), "an earlier snapshot keeps the first draft");
+    assert_eq!(latest.to_str().unwrap(), seqs.iter().map(|s| s.parse::<u64>().unwrap()).max().unwrap().to_string());
+    assert_eq!(fs::write(snaps.join("latest/doc.txt"), b"x").unwrap_err().raw_os_error(), Some(libc::EROFS));
+    assert_eq!(fs::create_dir(snaps.join("new")).unwrap_err().raw_os_error(), Some(libc::EROFS));
+    let top: Vec<String> =
+        fs::read_dir(&m.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(top, vec!["doc.txt"], ".snapshots and .ipfs are not listed");
+}

@@ -60,14 +60,20 @@ pub fn foreground(
     let cap_store = store.clone();
     let capacity = Box::new(move || capacity(&cap_store));
     let writable = !ipfs && !read_only;
-    let vfs = Arc::new(match mode {
-        RootMode::Drive(root) if writable => {
-            let spill = store.root().join("tmp");
-            std::fs::create_dir_all(&spill).map_err(super::io_error(&spill))?;
-            Vfs::writable(store.clone(), root, Arc::new(StoreDrive(store.clone())), spill, capacity)
+    let log_store = store.clone();
+    let commits =
+        Box::new(move || log_store.commits().unwrap_or_default().into_iter().map(|c| (c.seq, c.root)).collect());
+    let vfs = Arc::new(
+        match mode {
+            RootMode::Drive(root) if writable => {
+                let spill = store.root().join("tmp");
+                std::fs::create_dir_all(&spill).map_err(super::io_error(&spill))?;
+                Vfs::writable(store.clone(), root, Arc::new(StoreDrive(store.clone())), spill, capacity)
+            }
+            mode => Vfs::new(store.clone(), mode, capacity),
         }
-        mode => Vfs::new(store.clone(), mode, capacity),
-    });
+        .with_snapshots(commits),
+    );
     let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };
     let session = mount::mount(vfs.clone(), &opts)?;
     log::info!("mounted {what} at {}", mountpoint.display());

@@ -66,7 +66,7 @@ impl CidFs {
 
 impl CidFs {
     fn ttl(&self, ino: u64) -> &'static Duration {
-        if ino == ROOT_INO || self.vfs.is_drive(ino) { &DRIVE_TTL } else { &TTL }
+        if ino != ROOT_INO && self.vfs.is_immutable(ino) { &TTL } else { &DRIVE_TTL }
     }
 
     fn entry(&self, r: Result<Attr, VfsError>, op: impl std::fmt::Display, parent: u64, reply: ReplyEntry) {

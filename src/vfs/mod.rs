@@ -37,6 +37,10 @@ use crate::unixfs::{self, Node, Nodes, UnixfsError, dag_json, dir, file};
 pub const ROOT_INO: u64 = 1;
 /// Name of the hidden directory that reaches any CID.
 pub const IPFS_DIR: &str = ".ipfs";
+/// Name of the hidden directory of past commits of the drive.
+pub const SNAPSHOTS_DIR: &str = ".snapshots";
+/// The entry of [`SNAPSHOTS_DIR`] that points at the newest commit.
+pub const LATEST: &str = "latest";
 /// Modification time shown for nodes that store none (the Unix epoch).
 pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
 /// Name of the extended attribute holding a node's CID (Kubo's name).
@@ -170,6 +174,10 @@ enum Target {
     IpfsDir,
     /// A node of the drive tree (see [`drive`]), by its serial number.
     Drive(u64),
+    /// `/.snapshots`: one read-only directory per commit, by sequence number.
+    Snapshots,
+    /// `/.snapshots/latest`: a symlink to the newest sequence number.
+    Latest,
     Node(Cid),
     /// A map, list or scalar at `path` inside the dag-cbor block `cid`.
     Value {
@@ -196,6 +204,8 @@ pub struct Vfs {
     capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
     /// The drive tree (drive mode only).
     drive: Option<Mutex<drive::Drive>>,
+    /// The drive's commits, oldest first, as (sequence, root) (drive mode only).
+    snapshots: Option<Box<dyn Fn() -> Vec<(u64, Cid)> + Send + Sync>>,
 }
 
 impl Vfs {
@@ -240,7 +250,26 @@ impl Vfs {
             next_handle: AtomicU64::new(1),
             capacity,
             drive,
+            snapshots: None,
         }
+    }
+
+    /// Serves `/.snapshots` from `commits` (drive mode).
+    pub fn with_snapshots(mut self, commits: Box<dyn Fn() -> Vec<(u64, Cid)> + Send + Sync>) -> Vfs {
+        if self.drive.is_some() {
+            self.snapshots = Some(commits);
+        }
+        self
+    }
+
+    /// Whether what `ino` shows can never change (content under a CID), so the kernel may
+    /// cache it for long.
+    pub fn is_immutable(&self, ino: u64) -> bool {
+        matches!(self.target(ino), Ok(Target::Node(_) | Target::Value { .. } | Target::IpfsDir))
+    }
+
+    fn commits(&self) -> Vec<(u64, Cid)> {
+        self.snapshots.as_ref().map(|f| f()).unwrap_or_default()
     }
 
     fn target(&self, ino: u64) -> Result<Target, VfsError> {
@@ -309,6 +338,25 @@ impl Vfs {
             let ino = self.ino_for(Target::IpfsDir, parent, name);
             return self.attr_of(ino, &Target::IpfsDir);
         }
+        if matches!(parent_t, Target::Root) && name == SNAPSHOTS_DIR && self.snapshots.is_some() {
+            let ino = self.ino_for(Target::Snapshots, parent, name);
+            return self.attr_of(ino, &Target::Snapshots);
+        }
+        if matches!(parent_t, Target::Snapshots) {
+            let target = if name == LATEST {
+                Target::Latest
+            } else {
+                let seq: u64 = name.parse().map_err(|_| VfsError::NotFound(name.to_string()))?;
+                let (_, root) = self
+                    .commits()
+                    .into_iter()
+                    .find(|(s, _)| *s == seq)
+                    .ok_or_else(|| VfsError::NotFound(name.to_string()))?;
+                Target::Node(root)
+            };
+            let ino = self.ino_for(target.clone(), parent, name);
+            return self.attr_of(ino, &target);
+        }
         if self.is_drive(parent) {
             return self.drive_lookup(parent, name);
         }
@@ -328,7 +376,7 @@ impl Vfs {
                     child_of_value(&cid, &path, &v, name)?
                 }
                 Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
-                Target::Drive(_) => unreachable!("drive nodes are handled above"),
+                Target::Drive(_) | Target::Snapshots | Target::Latest => unreachable!("handled above"),
             }
         };
         let ino = self.ino_for(child.clone(), parent, name);
@@ -365,6 +413,19 @@ impl Vfs {
             },
             Target::IpfsDir => Ok(dir(0o555, DEFAULT_MTIME)),
             Target::Drive(_) => self.drive_attr(ino),
+            Target::Snapshots => Ok(dir(0o555, DEFAULT_MTIME)),
+            Target::Latest => {
+                let size = self.commits().last().map_or(0, |(s, _)| s.to_string().len() as u64);
+                Ok(Attr {
+                    ino,
+                    kind: FileKind::Symlink,
+                    size,
+                    perm: 0o777,
+                    mtime: DEFAULT_MTIME,
+                    nlink: 1,
+                    blksize: 4096,
+                })
+            }
             Target::Node(cid) => {
                 let node = self.node(cid)?;
                 let meta = node.meta();
@@ -444,6 +505,26 @@ impl Vfs {
             }
             Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
             Target::Drive(_) => return Err(VfsError::StaleInode(ino)),
+            Target::Latest => return Err(VfsError::NotADirectory),
+            Target::Snapshots => {
+                let commits = self.commits();
+                for (seq, root) in &commits {
+                    let name = seq.to_string();
+                    out.push(DirEntry {
+                        ino: self.ino_for(Target::Node(*root), ino, &name),
+                        name,
+                        kind: FileKind::Directory,
+                    });
+                }
+                if !commits.is_empty() {
+                    out.push(DirEntry {
+                        ino: self.ino_for(Target::Latest, ino, LATEST),
+                        name: LATEST.into(),
+                        kind: FileKind::Symlink,
+                    });
+                }
+                return Ok(out);
+            }
         };
         let node = self.node(&cid)?;
         match node.as_ref() {
@@ -537,6 +618,9 @@ impl Vfs {
             return self.drive_readlink(ino);
         }
         match self.target(ino)? {
+            Target::Latest => {
+                self.commits().last().map(|(s, _)| s.to_string().into_bytes()).ok_or(VfsError::NotFound(LATEST.into()))
+            }
             Target::Node(cid) => match self.node(&cid)?.as_ref() {
                 Node::Symlink { target, .. } => Ok(target.to_vec()),
                 _ => Err(VfsError::NotASymlink),
@@ -565,7 +649,7 @@ impl Vfs {
             return self.drive_cid(ino);
         }
         Ok(match self.target(ino)? {
-            Target::Root | Target::Drive(_) => None,
+            Target::Root | Target::Drive(_) | Target::Snapshots | Target::Latest => None,
             Target::Node(cid) => Some(cid),
             Target::IpfsDir | Target::Value { .. } => None,
         })
