@@ -158,6 +158,9 @@ impl VfsError {
     }
 }
 
+/// The drive's commits, oldest first, as (sequence, root CID).
+pub type CommitLog = Box<dyn Fn() -> Vec<(u64, Cid)> + Send + Sync>;
+
 /// What the mount root is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RootMode {
@@ -204,8 +207,8 @@ pub struct Vfs {
     capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
     /// The drive tree (drive mode only).
     drive: Option<Mutex<drive::Drive>>,
-    /// The drive's commits, oldest first, as (sequence, root) (drive mode only).
-    snapshots: Option<Box<dyn Fn() -> Vec<(u64, Cid)> + Send + Sync>>,
+    /// The drive's commits (drive mode only).
+    snapshots: Option<CommitLog>,
 }
 
 impl Vfs {
@@ -255,7 +258,7 @@ impl Vfs {
     }
 
     /// Serves `/.snapshots` from `commits` (drive mode).
-    pub fn with_snapshots(mut self, commits: Box<dyn Fn() -> Vec<(u64, Cid)> + Send + Sync>) -> Vfs {
+    pub fn with_snapshots(mut self, commits: CommitLog) -> Vfs {
         if self.drive.is_some() {
             self.snapshots = Some(commits);
         }
