@@ -220,3 +220,236 @@ fn the_ipfs_namespace_stays_read_only_on_a_writable_drive() {
     assert_eq!(vfs.create(r, "y", 0o644).unwrap_err().errno(), libc::EROFS);
     assert_eq!(vfs.mkdir(ipfs, "y", 0o755).unwrap_err().errno(), libc::EROFS);
 }
+
+/// Model-based test: random operations on the drive, compared with a plain in-memory tree.
+mod model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum R {
+        File(Vec<u8>),
+        Dir(BTreeMap<String, R>),
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(Vec<String>, String),
+        Mkdir(Vec<String>, String),
+        Write(Vec<String>, u64, Vec<u8>),
+        Truncate(Vec<String>, u64),
+        Unlink(Vec<String>, String),
+        Rmdir(Vec<String>, String),
+        Rename(Vec<String>, String, Vec<String>, String),
+        Commit,
+        Remount,
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c".to_string())]
+    }
+
+    fn dir() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(name(), 0..2)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (dir(), name()).prop_map(|(d, n)| Op::Create(d, n)),
+            2 => (dir(), name()).prop_map(|(d, n)| Op::Mkdir(d, n)),
+            4 => (prop::collection::vec(name(), 1..3), 0u64..600_000, prop::collection::vec(any::<u8>(), 0..3000)).prop_map(|(p, o, d)| Op::Write(p, o, d)),
+            1 => (prop::collection::vec(name(), 1..3), 0u64..600_000).prop_map(|(p, l)| Op::Truncate(p, l)),
+            1 => (dir(), name()).prop_map(|(d, n)| Op::Unlink(d, n)),
+            1 => (dir(), name()).prop_map(|(d, n)| Op::Rmdir(d, n)),
+            2 => (dir(), name(), dir(), name()).prop_map(|(a, b, c, d)| Op::Rename(a, b, c, d)),
+            1 => Just(Op::Commit),
+            1 => Just(Op::Remount),
+        ]
+    }
+
+    /// The reference: a directory tree in memory, with POSIX's answers.
+    fn get<'a>(root: &'a mut R, path: &[String]) -> Result<&'a mut R, i32> {
+        let mut cur = root;
+        for p in path {
+            cur = match cur {
+                R::Dir(m) => m.get_mut(p).ok_or(libc::ENOENT)?,
+                R::File(_) => return Err(libc::ENOTDIR),
+            };
+        }
+        Ok(cur)
+    }
+
+    fn dir_of<'a>(root: &'a mut R, path: &[String]) -> Result<&'a mut BTreeMap<String, R>, i32> {
+        match get(root, path)? {
+            R::Dir(m) => Ok(m),
+            R::File(_) => Err(libc::ENOTDIR),
+        }
+    }
+
+    fn apply_ref(root: &mut R, op: &Op) -> Result<(), i32> {
+        match op {
+            Op::Create(d, n) | Op::Mkdir(d, n) => {
+                let m = dir_of(root, d)?;
+                if m.contains_key(n) {
+                    return Err(libc::EEXIST);
+                }
+                m.insert(
+                    n.clone(),
+                    if matches!(op, Op::Create(..)) { R::File(vec![]) } else { R::Dir(BTreeMap::new()) },
+                );
+                Ok(())
+            }
+            Op::Write(p, off, data) => match get(root, p)? {
+                R::File(f) => {
+                    let end = *off as usize + data.len();
+                    if data.is_empty() {
+                        return Ok(());
+                    }
+                    if f.len() < end {
+                        f.resize(end, 0);
+                    }
+                    f[*off as usize..end].copy_from_slice(data);
+                    Ok(())
+                }
+                R::Dir(_) => Err(libc::EISDIR),
+            },
+            Op::Truncate(p, len) => match get(root, p)? {
+                R::File(f) => {
+                    f.resize(*len as usize, 0);
+                    Ok(())
+                }
+                R::Dir(_) => Err(libc::EISDIR),
+            },
+            Op::Unlink(d, n) | Op::Rmdir(d, n) => {
+                let m = dir_of(root, d)?;
+                match (m.get(n), matches!(op, Op::Rmdir(..))) {
+                    (None, _) => Err(libc::ENOENT),
+                    (Some(R::Dir(_)), false) => Err(libc::EISDIR),
+                    (Some(R::File(_)), true) => Err(libc::ENOTDIR),
+                    (Some(R::Dir(c)), true) if !c.is_empty() => Err(libc::ENOTEMPTY),
+                    _ => {
+                        m.remove(n);
+                        Ok(())
+                    }
+                }
+            }
+            Op::Rename(sd, sn, td, tn) => {
+                // both parents resolve before the source entry is looked up
+                dir_of(root, sd)?;
+                dir_of(root, td)?;
+                let src = dir_of(root, sd)?.get(sn).cloned().ok_or(libc::ENOENT)?;
+                let src_is_dir = matches!(src, R::Dir(_));
+                let mut src_path = sd.clone();
+                src_path.push(sn.clone());
+                let target_dir = dir_of(root, td)?;
+                if src_is_dir && td.len() >= src_path.len() && td[..src_path.len()] == src_path[..] {
+                    return Err(libc::EINVAL);
+                }
+                if sd == td && sn == tn {
+                    return Ok(());
+                }
+                match (target_dir.get(tn), src_is_dir) {
+                    (Some(R::Dir(_)), false) => return Err(libc::EISDIR),
+                    (Some(R::File(_)), true) => return Err(libc::ENOTDIR),
+                    (Some(R::Dir(c)), true) if !c.is_empty() => return Err(libc::ENOTEMPTY),
+                    _ => {}
+                }
+                dir_of(root, sd)?.remove(sn);
+                dir_of(root, td)?.insert(tn.clone(), src);
+                Ok(())
+            }
+            Op::Commit | Op::Remount => Ok(()),
+        }
+    }
+
+    fn resolve(vfs: &Vfs, path: &[String]) -> Result<u64, i32> {
+        let mut ino = ROOT_INO;
+        for p in path {
+            ino = vfs.lookup(ino, OsStr::new(p)).map_err(|e| e.errno())?.ino;
+        }
+        Ok(ino)
+    }
+
+    fn apply_vfs(vfs: &Vfs, op: &Op) -> Result<(), i32> {
+        let e = |e: VfsError| e.errno();
+        match op {
+            Op::Create(d, n) => vfs.create(resolve(vfs, d)?, n, 0o644).map(|_| ()).map_err(e),
+            Op::Mkdir(d, n) => vfs.mkdir(resolve(vfs, d)?, n, 0o755).map(|_| ()).map_err(e),
+            Op::Write(p, off, data) => {
+                let ino = resolve(vfs, p)?;
+                if vfs.getattr(ino).map_err(e)?.kind == FileKind::Directory {
+                    return Err(libc::EISDIR); // the kernel refuses to open a directory for writing
+                }
+                if data.is_empty() {
+                    return Ok(());
+                }
+                vfs.write(ino, *off, data).map(|_| ()).map_err(e)
+            }
+            Op::Truncate(p, len) => {
+                let ino = resolve(vfs, p)?;
+                vfs.truncate(ino, *len).map_err(e)
+            }
+            Op::Unlink(d, n) => vfs.remove(resolve(vfs, d)?, n, false).map_err(e),
+            Op::Rmdir(d, n) => vfs.remove(resolve(vfs, d)?, n, true).map_err(e),
+            Op::Rename(sd, sn, td, tn) => {
+                // like the kernel: each parent path resolves to a directory, source first
+                let dir = |p: &[String]| -> Result<u64, i32> {
+                    let ino = resolve(vfs, p)?;
+                    if vfs.getattr(ino).map_err(e)?.kind != FileKind::Directory {
+                        return Err(libc::ENOTDIR);
+                    }
+                    Ok(ino)
+                };
+                let s = dir(sd)?;
+                let t = dir(td)?;
+                vfs.rename(s, sn, t, tn).map_err(e)
+            }
+            Op::Commit => vfs.commit().map(|_| ()).map_err(e),
+            Op::Remount => Ok(()),
+        }
+    }
+
+    /// The whole tree as the vfs shows it.
+    fn snapshot(vfs: &Vfs, ino: u64) -> R {
+        let attr = vfs.getattr(ino).unwrap();
+        if attr.kind == FileKind::File {
+            return R::File(vfs.read(ino, 0, u32::MAX).unwrap().concat());
+        }
+        let mut m = BTreeMap::new();
+        for e in vfs.list(ino).unwrap().into_iter().skip(2) {
+            let child = vfs.lookup(ino, OsStr::new(&e.name)).unwrap().ino;
+            m.insert(e.name, snapshot(vfs, child));
+        }
+        R::Dir(m)
+    }
+
+    proptest! {
+        // 64 cases in the suite; PROPTEST_CASES=5000 for a longer hunt.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn the_drive_behaves_like_a_plain_tree(ops in prop::collection::vec(op(), 1..40)) {
+            let store = Arc::new(MemStore::default());
+            let mut vfs = mount(&store);
+            let mut reference = R::Dir(BTreeMap::new());
+            for (i, op) in ops.iter().enumerate() {
+                if let Op::Remount = op {
+                    vfs.commit().unwrap();
+                    vfs = mount(&store);
+                }
+                let want = apply_ref(&mut reference, op);
+                let got = apply_vfs(&vfs, op);
+                prop_assert_eq!(got, want, "step {}: {:?}", i, op);
+            }
+            prop_assert_eq!(snapshot(&vfs, ROOT_INO), reference.clone());
+            vfs.commit().unwrap();
+            prop_assert_eq!(snapshot(&mount(&store), ROOT_INO), reference);
+        }
+    }
+}
