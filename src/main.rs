@@ -167,8 +167,12 @@ enum Command {
     },
     /// Unmount a cidfs mount.
     Unmount { mountpoint: PathBuf },
-    /// List the drive's commits: sequence, unix time, root CID.
-    Log,
+    /// List the drive's commits: sequence, time, root CID, size; or prune old ones.
+    Log {
+        /// Keep only the newest N commits (older snapshots become collectable by gc).
+        #[arg(long, value_name = "N")]
+        prune: Option<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -372,10 +376,16 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads } => {
             commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads)?;
         }
-        Command::Log => {
+        Command::Log { prune: Some(keep) } => {
+            let store = commands::open_store()?;
+            let n = store.prune_commits(keep.max(1))?;
+            print(&format!("pruned {n} commits; run `cidfs gc` to reclaim their space"));
+        }
+        Command::Log { prune: None } => {
             let store = commands::open_store()?;
             for c in store.commits()? {
-                print(&format!("{}\t{}\t{}", c.seq, c.time, c.root));
+                let size = repo::dag_size(&store, &c.root).map_or_else(|| "-".to_string(), repo::human_bytes);
+                print(&format!("{}\t{}\t{}\t{}", c.seq, repo::format_time(c.time), c.root, size));
             }
         }
         Command::Unmount { mountpoint } => {

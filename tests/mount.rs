@@ -524,3 +524,31 @@ fn every_commit_is_a_read_only_snapshot() {
         fs::read_dir(&m.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(top, vec!["doc.txt"], ".snapshots and .ipfs are not listed");
 }
+
+#[test]
+fn snapshots_keep_deleted_data_until_pruned() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let data = common::noise(700_000, 80);
+    {
+        let m = cli.mount("mnt", &[]);
+        let mut f = fs::File::create(m.dir.join("old.bin")).unwrap();
+        f.write_all(&data).unwrap();
+        f.sync_all().unwrap();
+        fs::remove_file(m.dir.join("old.bin")).unwrap();
+        fs::File::create(m.dir.join("keep.txt")).unwrap().sync_all().unwrap();
+    }
+    let log = cli.ok(&["log"]);
+    assert!(log.lines().count() >= 2, "{log}");
+    let first = log.lines().next().unwrap();
+    assert_eq!(first.split('\t').count(), 4, "seq, time, root, size: {first}");
+    assert!(cli.ok(&["gc"]).starts_with("removed 0 blocks"), "the deleted file lives on in a snapshot");
+    let out = cli.ok(&["log", "--prune", "1"]);
+    assert!(out.starts_with("pruned "), "{out}");
+    assert_eq!(cli.ok(&["log"]).lines().count(), 1);
+    let gc = cli.ok(&["gc"]);
+    assert!(!gc.starts_with("removed 0 blocks"), "{gc}");
+    cli.ok(&["verify"]);
+    let m = cli.mount("mnt", &[]);
+    assert!(m.dir.join("keep.txt").exists() && !m.dir.join("old.bin").exists());
+}

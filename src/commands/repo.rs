@@ -33,6 +33,31 @@ pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, CliError> {
     Ok(report)
 }
 
+/// The cumulative size of the DAG under `cid` as its root block records it (block bytes
+/// plus its links' sizes), without walking the DAG.
+pub fn dag_size(store: &Store, cid: &Cid) -> Option<u64> {
+    let data = store.get(cid).ok()??;
+    let node = ipld_dagpb::PbNode::from_bytes(data.clone()).ok()?;
+    Some(data.len() as u64 + node.links.iter().map(|l| l.size.unwrap_or(0)).sum::<u64>())
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn format_time(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// Human-readable byte counts (binary units).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -47,6 +72,13 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_time(1_795_720_509), "2026-11-26 19:15:09");
+        assert_eq!(super::format_time(951_782_400), "2000-02-29 00:00:00");
+    }
+
     #[test]
     fn human_bytes() {
         assert_eq!(super::human_bytes(5), "5 B");

@@ -410,6 +410,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Drops all but the newest `keep` commits from the log (their snapshots become
+    /// collectable by `gc` unless still reachable otherwise). Returns how many were dropped.
+    pub fn prune_commits(&self, keep: usize) -> Result<usize, StoreError> {
+        let _writer = self.writer.lock().expect("lock poisoned");
+        let txn = self.db.begin_write()?;
+        let dropped = {
+            let mut log = txn.open_table(COMMITS)?;
+            let seqs: Vec<u64> = log.iter()?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+            let drop_n = seqs.len().saturating_sub(keep);
+            for seq in &seqs[..drop_n] {
+                log.remove(*seq)?;
+            }
+            drop_n
+        };
+        txn.commit()?;
+        Ok(dropped)
+    }
+
     /// Every named root.
     pub fn roots(&self) -> Result<Vec<(String, Cid)>, StoreError> {
         let txn = self.db.begin_read()?;
