@@ -552,3 +552,58 @@ fn snapshots_keep_deleted_data_until_pruned() {
     let m = cli.mount("mnt", &[]);
     assert!(m.dir.join("keep.txt").exists() && !m.dir.join("old.bin").exists());
 }
+
+#[test]
+fn restic_and_borg_back_up_into_the_drive_and_restore_byte_for_byte() {
+    let cli = Cli::new();
+    let src = sample(&cli);
+    let m = cli.mount("mnt", &[]);
+    let restic = |args: &[&str]| {
+        let repo = m.dir.join("restic");
+        run_ok(
+            Command::new("restic")
+                .arg("-q")
+                .arg("-r")
+                .arg(&repo)
+                .args(args)
+                .env("RESTIC_PASSWORD", "test")
+                .env("RESTIC_CACHE_DIR", cli.path("restic-cache")),
+        )
+    };
+    restic(&["init"]);
+    restic(&["backup", src.to_str().unwrap()]);
+    restic(&["check", "--read-data"]);
+    restic(&["restore", "latest", "--target", cli.path("restic-out").to_str().unwrap()]);
+    assert!(same_tree(&src, &cli.path("restic-out").join(src.strip_prefix("/").unwrap())));
+
+    let borg = |args: &[&str], dir: &Path| {
+        run_ok(
+            Command::new("borg")
+                .args(args)
+                .current_dir(dir)
+                .env("BORG_PASSPHRASE", "")
+                .env("BORG_BASE_DIR", cli.path("borg-home")),
+        )
+    };
+    let repo = m.dir.join("borg");
+    let repo = repo.to_str().unwrap();
+    borg(&["init", "-e", "none", repo], cli.work.path());
+    borg(&["create", &format!("{repo}::one"), src.to_str().unwrap()], cli.work.path());
+    borg(&["check", "--verify-data", repo], cli.work.path());
+    fs::create_dir(cli.path("borg-out")).unwrap();
+    borg(&["extract", &format!("{repo}::one")], &cli.path("borg-out"));
+    assert!(same_tree(&src, &cli.path("borg-out").join(src.strip_prefix("/").unwrap())));
+    drop(m);
+    // and the repositories are still sound after a remount
+    let m = cli.mount("mnt", &[]);
+    let repo = m.dir.join("borg");
+    borg(&["check", repo.to_str().unwrap()], cli.work.path());
+    run_ok(
+        Command::new("restic")
+            .args(["-q", "-r"])
+            .arg(m.dir.join("restic"))
+            .arg("check")
+            .env("RESTIC_PASSWORD", "test")
+            .env("RESTIC_CACHE_DIR", cli.path("restic-cache")),
+    );
+}

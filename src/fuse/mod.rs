@@ -15,7 +15,10 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{BsdFileFlags, RenameFlags, ReplyCreate, ReplyWrite, TimeOrNow, WriteFlags};
+use fuser::{
+    BsdFileFlags, IoctlFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyCreate, ReplyIoctl, ReplyPoll,
+    ReplyWrite, TimeOrNow, WriteFlags,
+};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
@@ -335,6 +338,35 @@ impl Filesystem for CidFs {
             ino.0,
             reply,
         );
+    }
+
+    /// No ioctls: the standard answer, without fuser's per-call warning.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
+    /// Regular files are always ready; ENOSYS tells the kernel to stop asking.
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOSYS));
     }
 
     fn destroy(&mut self) {
