@@ -164,6 +164,9 @@ enum Command {
         /// Threads serving filesystem requests.
         #[arg(long, default_value_t = 4)]
         threads: usize,
+        /// Most bytes the store may hold (e.g. 500G); writes past it fail with ENOSPC.
+        #[arg(long, value_parser = commands::mount::parse_size)]
+        cap: Option<u64>,
     },
     /// Unmount a cidfs mount.
     Unmount { mountpoint: PathBuf },
@@ -364,17 +367,18 @@ fn run(command: Command) -> Result<(), CliError> {
                 print(&format!("drive:     {drive}"));
             }
         }
-        Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads } => {
+        Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads, cap } => {
             let mut args = vec!["mount".to_string(), mountpoint.display().to_string(), format!("--threads={threads}")];
             args.extend(ipfs.then(|| "--ipfs".to_string()));
             args.extend(read_only.then(|| "--read-only".to_string()));
+            args.extend(cap.map(|c| format!("--cap={c}")));
             args.extend(allow_other.then(|| "--allow-other".to_string()));
             let home = cidfs::store::Store::default_home();
             let log = commands::mount::background(&args, &home)?;
             eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
         }
-        Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads } => {
-            commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads)?;
+        Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads, cap } => {
+            commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads, cap)?;
         }
         Command::Log { prune: Some(keep) } => {
             let store = commands::open_store()?;

@@ -443,6 +443,11 @@ fn editor_and_log_patterns_work() {
     assert_eq!(fs::remove_dir(d.join("full")).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
     let status = Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
     assert!(!status.success(), "UnixFS has no FIFOs");
+    // a shared writable mmap, msync'd and fsync'd
+    let script = "import mmap,os,sys\np=sys.argv[1]\nopen(p,'wb').write(bytes(8192))\nfd=os.open(p,os.O_RDWR)\n\
+                  m=mmap.mmap(fd,8192,mmap.MAP_SHARED)\nm[100:105]=b'hello'\nm.flush()\nos.fsync(fd)\nm.close()\nos.close(fd)";
+    run_ok(Command::new("python3").arg("-c").arg(script).arg(d.join("mapped.bin")));
+    assert_eq!(&fs::read(d.join("mapped.bin")).unwrap()[100..105], b"hello");
 }
 
 #[test]
@@ -606,4 +611,26 @@ fn restic_and_borg_back_up_into_the_drive_and_restore_byte_for_byte() {
             .env("RESTIC_PASSWORD", "test")
             .env("RESTIC_CACHE_DIR", cli.path("restic-cache")),
     );
+}
+
+#[test]
+fn the_capacity_cap_refuses_writes_with_enospc_and_df_shows_it() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &["--cap", "4M"]);
+    let mut f = fs::File::create(m.dir.join("fits.bin")).unwrap();
+    f.write_all(&common::noise(1 << 20, 90)).unwrap();
+    f.sync_all().unwrap();
+    let mut g = fs::File::create(m.dir.join("too-big.bin")).unwrap();
+    let err = g.write_all(&common::noise(8 << 20, 91)).and_then(|_| g.sync_all()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let df = run_ok(Command::new("df").arg("-k").arg(&m.dir));
+    let total_k: u64 = df.lines().nth(1).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(total_k, 4096, "{df}");
+    drop((f, g));
+    drop(m);
+    let m = cli.mount("mnt", &[]);
+    assert_eq!(fs::read(m.dir.join("fits.bin")).unwrap(), common::noise(1 << 20, 90), "committed data is intact");
+    drop(m);
+    cli.ok(&["verify"]);
 }

@@ -40,6 +40,7 @@ pub fn foreground(
     read_only: bool,
     allow_other: bool,
     threads: usize,
+    cap: Option<u64>,
 ) -> Result<(), CliError> {
     // Block the signals before fuser starts its threads, so they all inherit the mask and
     // the signals wait for us in sigtimedwait below.
@@ -58,7 +59,7 @@ pub fn foreground(
         RootMode::Drive(None) => "an empty drive".to_string(),
     };
     let cap_store = store.clone();
-    let capacity = Box::new(move || capacity(&cap_store));
+    let capacity = Box::new(move || capacity(&cap_store, cap));
     let writable = !ipfs && !read_only;
     let log_store = store.clone();
     let commits =
@@ -113,15 +114,44 @@ pub fn foreground(
     r
 }
 
-fn capacity(store: &crate::store::Store) -> Capacity {
+/// Space as the mount reports it: the disk holding the store, or the configured cap
+/// (then used = the store's segment bytes), whichever leaves less.
+fn capacity(store: &crate::store::Store, cap: Option<u64>) -> Capacity {
     let files = store.block_count().unwrap_or(0);
-    match nix::sys::statvfs::statvfs(store.root()) {
+    let disk = match nix::sys::statvfs::statvfs(store.root()) {
         Ok(s) => {
             let frag = s.fragment_size();
             Capacity { total_bytes: s.blocks() * frag, free_bytes: s.blocks_available() * frag, files }
         }
-        Err(_) => Capacity { files, ..Default::default() },
+        Err(_) => Capacity { files, total_bytes: u64::MAX, free_bytes: u64::MAX },
+    };
+    match cap {
+        Some(cap) => {
+            let used = store.disk_usage().unwrap_or(0);
+            Capacity { total_bytes: cap, free_bytes: cap.saturating_sub(used).min(disk.free_bytes), files }
+        }
+        None => disk,
     }
+}
+
+/// Parses a size like `500M`, `2G`, `1048576` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s:?}: unknown size suffix (use K, M, G or T)")),
+            };
+            (&s[..i], mult)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Starts the mount as a detached child and returns once it is ready.
@@ -167,4 +197,19 @@ pub fn background(args: &[String], home: &Path) -> Result<PathBuf, CliError> {
 
 pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
     Ok(mount::unmount(mountpoint)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 }

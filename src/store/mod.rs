@@ -454,6 +454,16 @@ impl Store {
         Ok(s)
     }
 
+    /// Bytes the store's segment files hold (cheap: one row per segment).
+    pub fn disk_usage(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut total = 0;
+        for row in txn.open_table(SEGMENTS)?.iter()? {
+            total += row?.1.value().0;
+        }
+        Ok(total)
+    }
+
     /// Every block in the store with its location.
     pub fn blocks(&self) -> Result<Vec<(Cid, Location)>, StoreError> {
         let txn = self.db.begin_read()?;

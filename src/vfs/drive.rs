@@ -82,6 +82,8 @@ pub(super) struct Drive {
     /// None: a read-only drive.
     store: Option<Arc<dyn DriveStore>>,
     pub(super) changed: bool,
+    /// Bytes held in spill files (not yet committed), counted against the capacity.
+    spill_bytes: u64,
 }
 
 impl Drive {
@@ -93,7 +95,7 @@ impl Drive {
         };
         nodes.insert(ROOT_INO, root_node);
         let parents = [(ROOT_INO, ROOT_INO)].into();
-        Drive { nodes, parents, spill_dir, store, changed: false }
+        Drive { nodes, parents, spill_dir, store, changed: false, spill_bytes: 0 }
     }
 }
 
@@ -439,9 +441,20 @@ impl Vfs {
         d.changed = true;
     }
 
+    /// Refuses growth past the store's capacity (`ENOSPC`), counting uncommitted bytes.
+    fn reserve(&self, d: &mut Drive, bytes: u64) -> Result<(), VfsError> {
+        let free = self.statfs().free_bytes;
+        if d.spill_bytes.saturating_add(bytes) > free {
+            return Err(VfsError::NoSpace);
+        }
+        d.spill_bytes += bytes;
+        Ok(())
+    }
+
     /// Writes `data` at `offset` (past the end leaves a hole that reads as zeros).
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, VfsError> {
         let mut d = self.drive_mut()?;
+        self.reserve(&mut d, data.len() as u64)?;
         let (file, size) = self.make_spill(&mut d, ino)?;
         file.write_all_at(data, offset).map_err(VfsError::Io)?;
         let end = offset + data.len() as u64;
@@ -452,7 +465,8 @@ impl Vfs {
     /// Sets a file's length (growing reads as zeros).
     pub fn truncate(&self, ino: u64, len: u64) -> Result<(), VfsError> {
         let mut d = self.drive_mut()?;
-        let (file, _) = self.make_spill(&mut d, ino)?;
+        let (file, size) = self.make_spill(&mut d, ino)?;
+        self.reserve(&mut d, len.saturating_sub(size))?;
         file.set_len(len).map_err(VfsError::Io)?;
         Self::set_size(&mut d, ino, len);
         Ok(())
@@ -567,6 +581,7 @@ impl Vfs {
             Ok(link.cid)
         })?;
         d.changed = false;
+        d.spill_bytes = 0;
         Ok(root)
     }
 

@@ -61,7 +61,8 @@ impl DriveStore for MemStore {
 
 fn mount(store: &Arc<MemStore>) -> Vfs {
     let root = *store.root.lock().unwrap();
-    Vfs::writable(store.clone(), root, store.clone(), std::env::temp_dir(), Box::new(Capacity::default))
+    let space = || Capacity { total_bytes: u64::MAX, free_bytes: u64::MAX, files: 0 };
+    Vfs::writable(store.clone(), root, store.clone(), std::env::temp_dir(), Box::new(space))
 }
 
 fn read_all(vfs: &Vfs, ino: u64) -> Vec<u8> {
@@ -196,6 +197,22 @@ fn symlinks_modes_and_mtimes_persist() {
     assert_eq!(again.readlink(ino(&again, ROOT_INO, "l")).unwrap(), b"target/path");
     let a = again.lookup(ROOT_INO, OsStr::new("f")).unwrap();
     assert_eq!((a.perm, a.mtime), (0o751, when));
+}
+
+#[test]
+fn writes_past_the_capacity_fail_with_enospc_and_keep_what_was_committed() {
+    let store = Arc::new(MemStore::default());
+    let root = *store.root.lock().unwrap();
+    let space = || Capacity { total_bytes: 1 << 20, free_bytes: 1 << 20, files: 0 };
+    let vfs = Vfs::writable(store.clone(), root, store.clone(), std::env::temp_dir(), Box::new(space));
+    let f = vfs.create(ROOT_INO, "f", 0o644).unwrap().ino;
+    vfs.write(f, 0, &[7u8; 600_000]).unwrap();
+    vfs.commit().unwrap();
+    let g = vfs.create(ROOT_INO, "g", 0o644).unwrap().ino;
+    vfs.write(g, 0, &[1u8; 500_000]).unwrap();
+    assert_eq!(vfs.write(g, 500_000, &[1u8; 600_000]).unwrap_err().errno(), libc::ENOSPC);
+    assert_eq!(vfs.truncate(g, 5 << 20).unwrap_err().errno(), libc::ENOSPC);
+    assert_eq!(read_all(&vfs, f).len(), 600_000);
 }
 
 #[test]

@@ -131,6 +131,8 @@ pub enum VfsError {
     NotSupported(&'static str),
     #[error("not permitted: {0}")]
     NotPermitted(&'static str),
+    #[error("no space left: the store's capacity is reached")]
+    NoSpace,
 }
 
 impl VfsError {
@@ -154,6 +156,7 @@ impl VfsError {
             VfsError::Store(e) => e.errno(),
             VfsError::NotSupported(_) => libc::ENOTSUP,
             VfsError::NotPermitted(_) => libc::EPERM,
+            VfsError::NoSpace => libc::ENOSPC,
         }
     }
 }
