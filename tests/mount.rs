@@ -634,3 +634,45 @@ fn the_capacity_cap_refuses_writes_with_enospc_and_df_shows_it() {
     drop(m);
     cli.ok(&["verify"]);
 }
+
+#[test]
+fn kill_9_during_a_write_workload_loses_nothing_that_was_fsynced() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let mut durable: Vec<usize> = Vec::new();
+    let mut next = 0usize;
+    for (round, delay_ms) in [40u64, 90, 150, 220, 310, 60].into_iter().enumerate() {
+        let mut m = cli.mount("mnt", &[]);
+        let dir = m.dir.clone();
+        let start = next;
+        let writer = std::thread::spawn(move || {
+            let mut done = Vec::new();
+            for i in start..start + 10_000 {
+                let write = || -> std::io::Result<()> {
+                    let mut f = fs::File::create(dir.join(format!("f{i}")))?;
+                    f.write_all(&common::noise(20_000 + i * 37 % 50_000, i as u64))?;
+                    f.sync_all()
+                };
+                if write().is_err() {
+                    break; // the mount is gone
+                }
+                done.push(i);
+            }
+            done
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        m.child.kill().unwrap();
+        m.child.wait().unwrap();
+        let done = writer.join().unwrap();
+        next = done.last().map_or(next, |l| l + 1) + 1;
+        durable.extend(done);
+        let again = cli.mount("mnt", &[]);
+        for i in &durable {
+            let got = fs::read(again.dir.join(format!("f{i}"))).unwrap_or_else(|e| panic!("round {round}: f{i}: {e}"));
+            assert_eq!(got, common::noise(20_000 + i * 37 % 50_000, *i as u64), "round {round}: f{i}");
+        }
+        drop(again);
+        cli.ok(&["verify"]);
+    }
+    assert!(durable.len() > 10, "the workload made progress: {}", durable.len());
+}
