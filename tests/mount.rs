@@ -676,3 +676,32 @@ fn kill_9_during_a_write_workload_loses_nothing_that_was_fsynced() {
     }
     assert!(durable.len() > 10, "the workload made progress: {}", durable.len());
 }
+
+#[test]
+fn o_direct_locks_fallocate_xattrs_and_chown_behave_as_documented() {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let p = m.dir.join("f");
+    fs::write(&p, vec![b'x'; 4096]).unwrap();
+    // O_DIRECT opens and reads
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&p).unwrap();
+    drop(f);
+    let f = fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    // flock and POSIX locks are kept by the kernel (local to this machine)
+    // SAFETY: plain syscalls on an open descriptor.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // fallocate(2) is not supported (glibc's posix_fallocate then writes zeros instead)
+    // SAFETY: as above.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 1 << 20) };
+    assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EOPNOTSUPP)));
+    // user xattrs: not yet; owners: UnixFS has none
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+    assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENOTSUP)));
+    let err = std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    std::os::unix::fs::chown(&p, Some(nix::unistd::getuid().as_raw()), None).unwrap();
+}
