@@ -705,3 +705,14 @@ fn o_direct_locks_fallocate_xattrs_and_chown_behave_as_documented() {
     assert_eq!(err.raw_os_error(), Some(libc::EPERM));
     std::os::unix::fs::chown(&p, Some(nix::unistd::getuid().as_raw()), None).unwrap();
 }
+
+#[test]
+fn thousands_of_new_files_do_not_exhaust_file_descriptors() {
+    let cli = Cli::new();
+    let m = cli.mount_with("mnt", &[], Some(300));
+    for i in 0..2000 {
+        fs::write(m.dir.join(format!("f{i}")), format!("{i}")).unwrap_or_else(|e| panic!("file {i}: {e}"));
+    }
+    assert_eq!(fs::read_dir(&m.dir).unwrap().count(), 2000);
+    assert_eq!(fs::read(m.dir.join("f1999")).unwrap(), b"1999");
+}

@@ -50,6 +50,7 @@ pub fn foreground(
     }
     signals.thread_block().map_err(|e| CliError::failure(format!("blocking signals: {e}")))?;
 
+    raise_open_files_limit();
     let mountpoint = mount::prepare_mountpoint(mountpoint)?;
     let store = Arc::new(open_store()?);
     let mode = if ipfs { RootMode::Ipfs } else { RootMode::Drive(store.root_cid(DRIVE_ROOT)?) };
@@ -112,6 +113,17 @@ pub fn foreground(
         session.umount_and_join().map_err(|e| CliError::failure(format!("unmounting {}: {e}", mountpoint.display())));
     vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
     r
+}
+
+/// A mount holds descriptors for segments and uncommitted files: use all we may.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        log::debug!("could not raise the open files limit: {e}");
+    }
 }
 
 /// Space as the mount reports it: the disk holding the store, or the configured cap

@@ -31,6 +31,10 @@ use crate::unixfs::{Metadata, Node, Nodes, dir, file};
 /// Longest name a drive entry may have, in bytes.
 pub const NAME_MAX: usize = 255;
 
+/// Open spill files that trigger an early commit (each holds a file descriptor until the
+/// commit turns its file into blocks): extracting a big tarball must not run out of them.
+const MAX_OPEN_SPILLS: usize = 256;
+
 /// Where commits go: blocks into the store and the new root, durably, in one batch.
 pub trait DriveStore: Send + Sync {
     /// Runs `build` with a sink for new blocks; `build` returns the new drive root, which
@@ -84,6 +88,8 @@ pub(super) struct Drive {
     pub(super) changed: bool,
     /// Bytes held in spill files (not yet committed), counted against the capacity.
     spill_bytes: u64,
+    /// Spill files opened since the last commit.
+    open_spills: usize,
 }
 
 impl Drive {
@@ -95,7 +101,7 @@ impl Drive {
         };
         nodes.insert(ROOT_INO, root_node);
         let parents = [(ROOT_INO, ROOT_INO)].into();
-        Drive { nodes, parents, spill_dir, store, changed: false, spill_bytes: 0 }
+        Drive { nodes, parents, spill_dir, store, changed: false, spill_bytes: 0, open_spills: 0 }
     }
 }
 
@@ -377,8 +383,12 @@ impl Vfs {
     }
 
     fn spill(&self) -> Result<Arc<File>, VfsError> {
-        let d = self.drive_mut()?;
+        if self.drive_mut()?.open_spills >= MAX_OPEN_SPILLS {
+            self.commit()?;
+        }
+        let mut d = self.drive_mut()?;
         let f = tempfile::tempfile_in(&d.spill_dir).map_err(VfsError::Io)?;
+        d.open_spills += 1;
         Ok(Arc::new(f))
     }
 
@@ -414,6 +424,7 @@ impl Vfs {
             Some(DNode::File { content: content @ Content::Base { .. }, base, .. }) => {
                 let Content::Base { cid, size } = *content else { unreachable!() };
                 let f = Arc::new(tempfile::tempfile_in(&spill_dir).map_err(VfsError::Io)?);
+                d.open_spills += 1;
                 if let Node::File(node) = Nodes::node(self, &cid)?.as_ref() {
                     let mut pos = 0u64;
                     file::read_range(self, &cid, node, 0, size, &mut |b| {
@@ -582,6 +593,7 @@ impl Vfs {
         })?;
         d.changed = false;
         d.spill_bytes = 0;
+        d.open_spills = 0;
         Ok(root)
     }
 

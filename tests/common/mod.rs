@@ -160,6 +160,11 @@ pub struct Mounted {
 impl Cli {
     /// Mounts the store at `work/<name>` (created empty) and waits until it is ready.
     pub fn mount(&self, name: &str, extra: &[&str]) -> Mounted {
+        self.mount_with(name, extra, None)
+    }
+
+    /// Like [`mount`](Self::mount), with the mount process's open files limited to `nofile`.
+    pub fn mount_with(&self, name: &str, extra: &[&str], nofile: Option<u32>) -> Mounted {
         assert!(Path::new("/dev/fuse").exists(), "mount tests need /dev/fuse (and root, as in CI)");
         let dir = self.path(name);
         // (a stale mount left by kill -9 fails stat with ENOTCONN: it exists)
@@ -167,8 +172,16 @@ impl Cli {
             std::fs::create_dir_all(&dir).unwrap();
         }
         let log = self.path(&format!("{name}.log"));
-        let mut child = self
-            .cmd()
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(env!("CARGO_BIN_EXE_cidfs"));
+                c.env("CIDFS_HOME", self.home.path()).current_dir(self.work.path()).env_remove("RUST_LOG");
+                c
+            }
+            None => self.cmd(),
+        };
+        let mut child = cmd
             .arg("mount")
             .arg(&dir)
             .args(extra)
