@@ -91,7 +91,7 @@ pub fn foreground(
     loop {
         // Changes nobody fsync'd become durable within COMMIT_INTERVAL.
         if writable && last_commit.elapsed() >= COMMIT_INTERVAL {
-            if let Err(e) = vfs.commit() {
+            if let Err(e) = vfs.commit_closed() {
                 log::error!("committing the drive: {e} (will retry)");
             }
             last_commit = std::time::Instant::now();

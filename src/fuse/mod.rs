@@ -198,7 +198,11 @@ impl Filesystem for CidFs {
     ) {
         // Only regular files have a UnixFS form; devices, FIFOs and sockets do not.
         let r = if mode & libc::S_IFMT == libc::S_IFREG {
-            name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask))
+            let r = name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask));
+            if let Ok(a) = &r {
+                self.vfs.released_writer(a.ino); // mknod opens no handle
+            }
+            r
         } else {
             Err(VfsError::NotPermitted("UnixFS has no device, FIFO or socket nodes")) // mknod(2): EPERM
         };
@@ -393,8 +397,25 @@ impl Filesystem for CidFs {
         }
     }
 
-    /// Nothing is ever buffered for writing on a read-only mount.
+    /// Nothing is buffered here: writes reach the drive as they come.
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    /// A closed write handle lets the next periodic commit include the file.
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            self.vfs.released_writer(ino.0);
+        }
         reply.ok();
     }
 

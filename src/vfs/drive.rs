@@ -56,10 +56,14 @@ pub(super) enum DNode {
         meta: Metadata,
         base: Option<LinkInfo>,
     },
+    /// `base`: the link to this exact content, if committed; `committed`: the last
+    /// committed version, even if changed since (what a background commit keeps while the
+    /// file is still open for writing).
     File {
         content: Content,
         meta: Metadata,
         base: Option<LinkInfo>,
+        committed: Option<LinkInfo>,
     },
     Symlink {
         target: Vec<u8>,
@@ -90,6 +94,8 @@ pub(super) struct Drive {
     spill_bytes: u64,
     /// Spill files opened since the last commit.
     open_spills: usize,
+    /// Open write handles per file: background commits leave such files for later.
+    writers: std::collections::HashMap<u64, usize>,
 }
 
 impl Drive {
@@ -101,7 +107,8 @@ impl Drive {
         };
         nodes.insert(ROOT_INO, root_node);
         let parents = [(ROOT_INO, ROOT_INO)].into();
-        Drive { nodes, parents, spill_dir, store, changed: false, spill_bytes: 0, open_spills: 0 }
+        let writers = std::collections::HashMap::new();
+        Drive { nodes, parents, spill_dir, store, changed: false, spill_bytes: 0, open_spills: 0, writers }
     }
 }
 
@@ -187,7 +194,9 @@ impl Vfs {
                 }
                 DNode::Dir { entries, meta: *meta, base }
             }
-            Node::File(f) => DNode::File { content: Content::Base { cid, size: f.size }, meta: f.meta, base },
+            Node::File(f) => {
+                DNode::File { content: Content::Base { cid, size: f.size }, meta: f.meta, base, committed: base }
+            }
             Node::Symlink { target, meta } => DNode::Symlink { target: target.to_vec(), meta: *meta, base },
             Node::Cbor(_) => DNode::Foreign { cid, tsize },
         };
@@ -263,7 +272,7 @@ impl Vfs {
                 blksize: 4096,
             },
             // Committed content: its attributes come from its DAG (chunk size, metadata).
-            DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta } => {
+            DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta, .. } => {
                 let (cid, meta) = (*cid, *meta);
                 drop(d);
                 let mut a = self.attr_of(ino, &Target::Node(cid))?;
@@ -396,7 +405,10 @@ impl Vfs {
     pub fn create(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, VfsError> {
         let file = self.spill()?;
         let meta = Metadata { mode: Some(mode & 0o7777), mtime: Some(now()) };
-        self.insert_new(parent, name, DNode::File { content: Content::Spill { file, size: 0 }, meta, base: None })
+        let node = DNode::File { content: Content::Spill { file, size: 0 }, meta, base: None, committed: None };
+        let attr = self.insert_new(parent, name, node)?;
+        self.opened_for_write(attr.ino);
+        Ok(attr)
     }
 
     pub fn mkdir(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, VfsError> {
@@ -576,9 +588,40 @@ impl Vfs {
         Ok(())
     }
 
+    /// A handle opened `ino` for writing.
+    pub fn opened_for_write(&self, ino: u64) {
+        if let Some(drive) = &self.drive {
+            *drive.lock().expect("lock poisoned").writers.entry(ino).or_default() += 1;
+        }
+    }
+
+    /// A write handle on `ino` was closed.
+    pub fn released_writer(&self, ino: u64) {
+        if let Some(drive) = &self.drive {
+            let mut d = drive.lock().expect("lock poisoned");
+            if let Some(n) = d.writers.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    d.writers.remove(&ino);
+                }
+            }
+        }
+    }
+
     /// Makes every change durable: new blocks and the new drive root, in one transaction.
-    /// Returns the root CID (unchanged if nothing changed).
+    /// Returns the root CID (unchanged if nothing changed). This is what `fsync` runs.
     pub fn commit(&self) -> Result<Option<Cid>, VfsError> {
+        self.commit_with(true)
+    }
+
+    /// The periodic commit: like [`commit`](Self::commit), but files still open for
+    /// writing keep their last committed version (a file being streamed is committed once,
+    /// when it is closed or fsync'd, not re-imported every second while it grows).
+    pub fn commit_closed(&self) -> Result<Option<Cid>, VfsError> {
+        self.commit_with(false)
+    }
+
+    fn commit_with(&self, force: bool) -> Result<Option<Cid>, VfsError> {
         let Some(drive) = &self.drive else { return Ok(None) };
         let mut d = drive.lock().expect("lock poisoned");
         if !d.changed {
@@ -586,29 +629,38 @@ impl Vfs {
         }
         let Some(store) = d.store.clone() else { return Ok(None) };
         let mut root = None;
+        let mut skipped = false;
         store.commit(&mut |sink| {
-            let link = self.flush(&mut d, ROOT_INO, sink)?;
+            let link = self.flush(&mut d, ROOT_INO, sink, force, &mut skipped)?.expect("the root is a directory");
             root = Some(link.cid);
             Ok(link.cid)
         })?;
-        d.changed = false;
+        d.changed = skipped;
         d.spill_bytes = 0;
         d.open_spills = 0;
         Ok(root)
     }
 
-    /// Writes out a node if it changed; returns how its parent links to it.
+    /// Writes out a node if it changed; returns how its parent links to it (`None`: a new
+    /// file still being written, left out of a background commit).
     fn flush(
         &self,
         d: &mut Drive,
         ino: u64,
         sink: &mut dyn BlockSink<Error = StoreError>,
-    ) -> Result<LinkInfo, VfsError> {
+        force: bool,
+        skipped: &mut bool,
+    ) -> Result<Option<LinkInfo>, VfsError> {
         let opts = ImportOptions::default();
+        let writing = d.writers.contains_key(&ino);
         let node = d.nodes.get(&ino).ok_or(VfsError::StaleInode(ino))?;
         let link = match node {
             DNode::Lazy { cid, tsize } | DNode::Foreign { cid, tsize } => {
-                return Ok(LinkInfo { cid: *cid, tsize: *tsize, filesize: 0 });
+                return Ok(Some(LinkInfo { cid: *cid, tsize: *tsize, filesize: 0 }));
+            }
+            DNode::File { base: None, committed, .. } if writing && !force => {
+                *skipped = true;
+                return Ok(*committed);
             }
             DNode::Dir { entries, meta, base, .. } => {
                 let (entries, meta, base) = (entries.clone(), *meta, *base);
@@ -616,16 +668,18 @@ impl Vfs {
                 let mut changed = base.is_none();
                 for (name, child) in entries {
                     let before = self.base_of(d, child);
-                    let link = self.flush(d, child, sink)?;
-                    changed |= before.map(|b| b.cid) != Some(link.cid);
-                    builder.insert(name, link);
+                    let link = self.flush(d, child, sink, force, skipped)?;
+                    changed |= before.map(|b| b.cid) != link.map(|l| l.cid);
+                    if let Some(link) = link {
+                        builder.insert(name, link);
+                    }
                 }
                 match (changed, base) {
-                    (false, Some(b)) => return Ok(b),
+                    (false, Some(b)) => return Ok(Some(b)),
                     _ => builder.finish(&opts, sink).map_err(VfsError::Store)?,
                 }
             }
-            DNode::File { base: Some(b), .. } | DNode::Symlink { base: Some(b), .. } => return Ok(*b),
+            DNode::File { base: Some(b), .. } | DNode::Symlink { base: Some(b), .. } => return Ok(Some(*b)),
             DNode::File { content, meta, .. } => {
                 let meta = *meta;
                 match content {
@@ -653,16 +707,21 @@ impl Vfs {
         };
         match d.nodes.get_mut(&ino) {
             Some(DNode::Dir { base, .. }) | Some(DNode::Symlink { base, .. }) => *base = Some(link),
-            Some(DNode::File { base, content, .. }) => {
-                let size = match content {
-                    Content::Base { size, .. } | Content::Spill { size, .. } => *size,
-                };
-                *content = Content::Base { cid: link.cid, size };
+            Some(DNode::File { base, committed, content, .. }) => {
+                // A file still open for writing keeps its spill file: the next write goes
+                // on there instead of copying the committed content back out.
+                if !writing {
+                    let size = match content {
+                        Content::Base { size, .. } | Content::Spill { size, .. } => *size,
+                    };
+                    *content = Content::Base { cid: link.cid, size };
+                }
                 *base = Some(link);
+                *committed = Some(link);
             }
             _ => {}
         }
-        Ok(link)
+        Ok(Some(link))
     }
 
     fn base_of(&self, d: &Drive, ino: u64) -> Option<LinkInfo> {

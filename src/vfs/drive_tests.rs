@@ -216,6 +216,35 @@ fn writes_past_the_capacity_fail_with_enospc_and_keep_what_was_committed() {
 }
 
 #[test]
+fn periodic_commits_leave_files_open_for_writing_for_later() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let done = vfs.create(ROOT_INO, "done.txt", 0o644).unwrap().ino;
+    vfs.write(done, 0, b"v1").unwrap();
+    vfs.released_writer(done);
+    let open = vfs.create(ROOT_INO, "open.txt", 0o644).unwrap().ino;
+    vfs.write(open, 0, b"streaming").unwrap();
+    vfs.commit_closed().unwrap();
+    let seen = mount(&store);
+    assert!(seen.lookup(ROOT_INO, OsStr::new("done.txt")).is_ok());
+    assert_eq!(seen.lookup(ROOT_INO, OsStr::new("open.txt")).unwrap_err().errno(), libc::ENOENT, "still being written");
+    // a committed file reopened and changed keeps its committed version meanwhile
+    vfs.opened_for_write(done);
+    vfs.write(done, 0, b"v2").unwrap();
+    vfs.commit_closed().unwrap();
+    let seen = mount(&store);
+    assert_eq!(read_all(&seen, ino(&seen, ROOT_INO, "done.txt")), b"v1");
+    // closing (or an fsync) brings everything in
+    vfs.released_writer(done);
+    vfs.released_writer(open);
+    vfs.commit_closed().unwrap();
+    let seen = mount(&store);
+    assert_eq!(read_all(&seen, ino(&seen, ROOT_INO, "done.txt")), b"v2");
+    assert_eq!(read_all(&seen, ino(&seen, ROOT_INO, "open.txt")), b"streaming");
+    assert_eq!(vfs.commit_closed().unwrap(), None, "nothing left");
+}
+
+#[test]
 fn a_read_only_drive_refuses_changes() {
     let store = Arc::new(MemStore::default());
     let vfs = Vfs::new(store.clone(), RootMode::Drive(None), Box::new(Capacity::default));

@@ -642,9 +642,16 @@ impl Vfs {
         if !write {
             return Ok(());
         }
-        match self.drive.as_ref().map(|d| d.lock().expect("lock poisoned")) {
-            Some(d) if d.is_writable_file(ino) => Ok(()),
-            Some(d) if d.nodes.contains_key(&ino) && d.is_writable() => Err(VfsError::IsADirectory),
+        let writable = self.drive.as_ref().map(|d| {
+            let d = d.lock().expect("lock poisoned");
+            (d.is_writable_file(ino), d.nodes.contains_key(&ino) && d.is_writable())
+        });
+        match writable {
+            Some((true, _)) => {
+                self.opened_for_write(ino);
+                Ok(())
+            }
+            Some((false, true)) => Err(VfsError::IsADirectory),
             _ => Err(VfsError::ReadOnly),
         }
     }
