@@ -4,18 +4,16 @@
 //! are skipped unless `--hidden` is given, and mode/mtime are stored only when asked for
 //! (`--preserve-mode`, `--preserve-mtime`), so default CIDs equal Kubo's.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
 
 use indicatif::ProgressBar;
 
 use super::{CliError, StoreSink, drive, io_error, progress};
-use crate::importer::file::{Chunk, Leaf, encode_leaf, import_symlink};
-use crate::importer::{DirBuilder, FileImporter, ImportOptions, LinkInfo};
+use crate::importer::file::{ReadError, import_reader, import_symlink};
+use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::Store;
 use crate::unixfs::Metadata;
 use crate::unixfs::pb::UnixTime;
@@ -110,70 +108,15 @@ impl Adder<'_, '_> {
         Ok(link)
     }
 
-    /// Reads the file in chunks and hashes leaves on worker threads while this thread reads
-    /// and stores, keeping leaves in file order. Small files skip the threads.
     fn add_file(&mut self, path: &Path, meta: Metadata) -> Result<LinkInfo, CliError> {
-        let opts = &self.opts.import;
-        let size = opts.chunk_size;
         let mut f = File::open(path).map_err(io_error(path))?;
-        let mut importer = FileImporter::new(opts, meta);
-        let sink = &mut self.sink;
-        let bar = &self.bar;
-        let read_chunk = |f: &mut File| -> Result<Option<Chunk>, CliError> {
-            let mut c = Chunk::with_capacity(size);
-            let n = c.fill_from(f, size).map_err(io_error(path))?;
-            bar.inc(n as u64);
-            Ok((n > 0).then_some(c))
-        };
         let len = f.metadata().map_err(io_error(path))?.len();
-        if len <= 2 * size as u64 {
-            while let Some(c) = read_chunk(&mut f)? {
-                importer.push_leaf(encode_leaf(opts, c), sink)?;
+        let bar = &self.bar;
+        import_reader(&self.opts.import, meta, &mut f, Some(len), &mut self.sink, &mut |n| bar.inc(n)).map_err(|e| {
+            match e {
+                ReadError::Read(e) => io_error(path)(e),
+                ReadError::Sink(e) => e.into(),
             }
-            return Ok(importer.finish(sink)?);
-        }
-        let hashers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
-        let window = 4 * hashers;
-        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Chunk)>(window);
-        let job_rx = Mutex::new(job_rx);
-        std::thread::scope(|s| {
-            let (done_tx, done_rx) = mpsc::channel::<(u64, Leaf)>();
-            for _ in 0..hashers {
-                let (job_rx, done_tx) = (&job_rx, done_tx.clone());
-                s.spawn(move || {
-                    while let Ok((seq, chunk)) = job_rx.lock().expect("lock poisoned").recv() {
-                        if done_tx.send((seq, encode_leaf(opts, chunk))).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(done_tx);
-            let (mut sent, mut pushed, mut eof) = (0u64, 0u64, false);
-            let mut ready = BTreeMap::new();
-            loop {
-                while !eof && sent - pushed < window as u64 {
-                    match read_chunk(&mut f)? {
-                        Some(c) => {
-                            eof = c.len() < size;
-                            job_tx.send((sent, c)).expect("hashers outlive the job queue");
-                            sent += 1;
-                        }
-                        None => eof = true,
-                    }
-                }
-                if eof && pushed == sent {
-                    break;
-                }
-                let (seq, leaf) = done_rx.recv().expect("hashers outlive the job queue");
-                ready.insert(seq, leaf);
-                while let Some(leaf) = ready.remove(&pushed) {
-                    importer.push_leaf(leaf, sink)?;
-                    pushed += 1;
-                }
-            }
-            drop(job_tx);
-            Ok(importer.finish(sink)?)
         })
     }
 

@@ -280,6 +280,89 @@ pub(crate) fn dag_pb(data: Data, links: Vec<PbLink>) -> Vec<u8> {
     PbNode { links, data: Some(data.to_bytes().into()) }.into_bytes()
 }
 
+/// Why [`import_reader`] stopped.
+#[derive(Debug)]
+pub enum ReadError<E> {
+    /// Reading the input failed.
+    Read(io::Error),
+    /// The sink refused a block.
+    Sink(E),
+}
+
+/// Imports everything `input` yields as one file. Leaves are hashed on worker threads
+/// while this thread reads chunks and stores finished leaves, in file order, so hashing
+/// (the costly part) runs on every core; `progress` hears of every byte read. Inputs of at
+/// most two chunks (`len_hint`) skip the threads.
+pub fn import_reader<S: BlockSink + ?Sized>(
+    opts: &ImportOptions,
+    meta: Metadata,
+    input: &mut dyn Read,
+    len_hint: Option<u64>,
+    sink: &mut S,
+    progress: &mut dyn FnMut(u64),
+) -> Result<LinkInfo, ReadError<S::Error>> {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, mpsc};
+
+    let size = opts.chunk_size;
+    let mut importer = FileImporter::new(opts, meta);
+    let mut read_chunk = |input: &mut dyn Read| -> Result<Option<Chunk>, ReadError<S::Error>> {
+        let mut c = Chunk::with_capacity(size);
+        let n = c.fill_from(input, size).map_err(ReadError::Read)?;
+        progress(n as u64);
+        Ok((n > 0).then_some(c))
+    };
+    if len_hint.is_some_and(|len| len <= 2 * size as u64) {
+        while let Some(c) = read_chunk(input)? {
+            importer.push_leaf(encode_leaf(opts, c), sink).map_err(ReadError::Sink)?;
+        }
+        return importer.finish(sink).map_err(ReadError::Sink);
+    }
+    let hashers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let window = 4 * hashers;
+    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Chunk)>(window);
+    let job_rx = Mutex::new(job_rx);
+    std::thread::scope(|s| {
+        let (done_tx, done_rx) = mpsc::channel::<(u64, Leaf)>();
+        for _ in 0..hashers {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            s.spawn(move || {
+                while let Ok((seq, chunk)) = job_rx.lock().expect("lock poisoned").recv() {
+                    if done_tx.send((seq, encode_leaf(opts, chunk))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let (mut sent, mut pushed, mut eof) = (0u64, 0u64, false);
+        let mut ready = BTreeMap::new();
+        loop {
+            while !eof && sent - pushed < window as u64 {
+                match read_chunk(input)? {
+                    Some(c) => {
+                        eof = c.len() < size;
+                        job_tx.send((sent, c)).expect("hashers outlive the job queue");
+                        sent += 1;
+                    }
+                    None => eof = true,
+                }
+            }
+            if eof && pushed == sent {
+                break;
+            }
+            let (seq, leaf) = done_rx.recv().expect("hashers outlive the job queue");
+            ready.insert(seq, leaf);
+            while let Some(leaf) = ready.remove(&pushed) {
+                importer.push_leaf(leaf, sink).map_err(ReadError::Sink)?;
+                pushed += 1;
+            }
+        }
+        drop(job_tx);
+        importer.finish(sink).map_err(ReadError::Sink)
+    })
+}
+
 /// Imports a whole in-memory file (convenience for small inputs and tests).
 pub fn import_bytes<S: BlockSink + ?Sized>(
     opts: &ImportOptions,
@@ -345,6 +428,23 @@ mod tests {
         let mut c = Chunk::with_capacity(100);
         c.fill_from(&mut r, 100).unwrap();
         assert_eq!(c.data(), &(8..20).collect::<Vec<u8>>()[..]);
+    }
+
+    #[test]
+    fn the_threaded_reader_import_equals_byte_pushing() {
+        let opts = ImportOptions { chunk_size: 1000, max_links: 3, ..Default::default() };
+        let data: Vec<u8> = (0..25_500u32).map(|i| (i % 251) as u8).collect();
+        let mut a = Vec::new();
+        let want = import_bytes(&opts, Metadata::default(), &data, &mut a).unwrap();
+        for hint in [None, Some(data.len() as u64), Some(1)] {
+            let mut b = Vec::new();
+            let mut read = 0;
+            let got =
+                import_reader(&opts, Metadata::default(), &mut &data[..], hint, &mut b, &mut |n| read += n).unwrap();
+            assert_eq!(got, want, "{hint:?}");
+            assert_eq!(a, b, "same blocks in the same order");
+            assert_eq!(read, data.len() as u64);
+        }
     }
 
     #[test]

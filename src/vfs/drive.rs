@@ -22,8 +22,8 @@ use bytes::Bytes;
 use cid::Cid;
 
 use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
-use crate::importer::file::{Chunk, encode_leaf, import_symlink};
-use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
+use crate::importer::file::{ReadError, import_reader, import_symlink};
+use crate::importer::{BlockSink, DirBuilder, ImportOptions, LinkInfo};
 use crate::store::StoreError;
 use crate::unixfs::pb::UnixTime;
 use crate::unixfs::{Metadata, Node, Nodes, dir, file};
@@ -690,6 +690,7 @@ impl Vfs {
                             &opts,
                             meta,
                             &mut ContentReader::Dag { vfs: self, cid, pos: 0, size },
+                            size,
                             sink,
                         )?
                     }
@@ -697,7 +698,7 @@ impl Vfs {
                         let mut f = file.try_clone().map_err(VfsError::Io)?;
                         f.seek(SeekFrom::Start(0)).map_err(VfsError::Io)?;
                         let size = *size;
-                        self.import_content(&opts, meta, &mut ContentReader::File(f.take(size)), sink)?
+                        self.import_content(&opts, meta, &mut ContentReader::File(f.take(size)), size, sink)?
                     }
                 }
             }
@@ -738,18 +739,13 @@ impl Vfs {
         opts: &ImportOptions,
         meta: Metadata,
         input: &mut ContentReader<'_>,
+        size: u64,
         sink: &mut dyn BlockSink<Error = StoreError>,
     ) -> Result<LinkInfo, VfsError> {
-        let mut importer = FileImporter::new(opts, meta);
-        loop {
-            let mut c = Chunk::with_capacity(opts.chunk_size);
-            let n = c.fill_from(input, opts.chunk_size).map_err(VfsError::Io)?;
-            if n == 0 {
-                break;
-            }
-            importer.push_leaf(encode_leaf(opts, c), sink).map_err(VfsError::Store)?;
-        }
-        importer.finish(sink).map_err(VfsError::Store)
+        import_reader(opts, meta, input, Some(size), sink, &mut |_| {}).map_err(|e| match e {
+            ReadError::Read(e) => VfsError::Io(e),
+            ReadError::Sink(e) => VfsError::Store(e),
+        })
     }
 }
 
