@@ -15,11 +15,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
 use std::time::Instant;
+use support::{mount, peak_rss_kib, sh};
 
 use cid::Version;
 use cidfs::block::{Block, RAW};
@@ -37,11 +40,6 @@ impl BlockSink for Sink<'_, '_> {
     }
 }
 
-fn sh(cmd: &mut Command) {
-    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(st.success(), "{cmd:?} failed");
-}
-
 fn drop_caches() {
     sh(&mut Command::new("sync"));
     std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches needs root");
@@ -56,40 +54,6 @@ fn dd(path: &Path) -> f64 {
 
 fn best(n: usize, mut f: impl FnMut() -> f64) -> f64 {
     (0..n).map(|_| f()).fold(f64::MAX, f64::min)
-}
-
-struct Mount {
-    child: Child,
-    dir: PathBuf,
-}
-
-fn mount(home: &Path, dir: &Path) -> Mount {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
-        .arg("mount")
-        .arg(dir)
-        .env("CIDFS_HOME", home)
-        .env("CIDFS_MOUNT_NOTIFY", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "cidfs mount failed");
-    Mount { child, dir: dir.to_path_buf() }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Stores a directory holding `name` -> a file made by `build` as the drive root.

@@ -13,22 +13,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
 use std::time::Instant;
-
-fn sh(cmd: &mut Command) {
-    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(st.success(), "{cmd:?} failed");
-}
-
-fn timed(cmd: &mut Command) -> f64 {
-    let t = Instant::now();
-    sh(cmd);
-    t.elapsed().as_secs_f64()
-}
+use support::{mount, peak_rss_kib, sh, timed};
 
 fn dd_to(src: &Path, dst: &Path) -> f64 {
     let _ = std::fs::remove_file(dst);
@@ -37,40 +30,6 @@ fn dd_to(src: &Path, dst: &Path) -> f64 {
         "conv=fsync",
         "status=none",
     ]))
-}
-
-struct Mount {
-    child: Child,
-    dir: PathBuf,
-}
-
-fn mount(home: &Path, dir: &Path) -> Mount {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
-        .arg("mount")
-        .arg(dir)
-        .env("CIDFS_HOME", home)
-        .env("CIDFS_MOUNT_NOTIFY", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "cidfs mount failed");
-    Mount { child, dir: dir.to_path_buf() }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn main() {

@@ -1,0 +1,56 @@
+//! What the mount benchmarks share: running commands, a cidfs mount in a child process,
+//! and its peak RSS.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+pub fn sh(cmd: &mut Command) {
+    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(st.success(), "{cmd:?} failed");
+}
+
+/// Seconds `cmd` takes.
+pub fn timed(cmd: &mut Command) -> f64 {
+    let t = Instant::now();
+    sh(cmd);
+    t.elapsed().as_secs_f64()
+}
+
+/// `cidfs mount` of the store `home` at `dir`, served by a child process until dropped.
+pub struct Mount {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+pub fn mount(home: &Path, dir: &Path) -> Mount {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
+        .arg("mount")
+        .arg(dir)
+        .env("CIDFS_HOME", home)
+        .env("CIDFS_MOUNT_NOTIFY", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "cidfs mount failed");
+    Mount { child, dir: dir.to_path_buf() }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Peak resident memory of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
