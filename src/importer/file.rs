@@ -184,6 +184,17 @@ impl<'a> FileImporter<'a> {
         self.put_leaf(leaf, sink)
     }
 
+    /// Adds the next leaf as a link to a block that is already stored (an unchanged chunk
+    /// of a file being re-committed). Not for files that may end up one leaf long: their
+    /// only leaf may need the file's metadata, which a stored leaf cannot get.
+    pub fn push_stored_leaf<S: BlockSink + ?Sized>(&mut self, link: LinkInfo, sink: &mut S) -> Result<(), S::Error> {
+        self.leaves += 1;
+        if let Some(first) = self.first.take() {
+            self.put_leaf(first, sink)?;
+        }
+        self.push_link(0, link, sink)
+    }
+
     fn put_leaf<S: BlockSink + ?Sized>(&mut self, leaf: Leaf, sink: &mut S) -> Result<(), S::Error> {
         let info = LinkInfo { cid: *leaf.block.cid(), tsize: leaf.block.data().len() as u64, filesize: leaf.filesize };
         sink.put(leaf.block)?;

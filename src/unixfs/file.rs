@@ -108,7 +108,7 @@ mod tests {
         let cid = Cid::default();
         FileNode {
             data: Bytes::from(vec![0u8; inline]),
-            children: sizes.iter().map(|s| FileChild { cid, size: *s }).collect(),
+            children: sizes.iter().map(|s| FileChild { cid, size: *s, tsize: 0 }).collect(),
             size: inline as u64 + sizes.iter().sum::<u64>(),
             meta: Metadata::default(),
         }

@@ -26,7 +26,10 @@ pub struct Metadata {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileChild {
     pub cid: Cid,
+    /// File bytes below this child.
     pub size: u64,
+    /// The link's cumulative block size (dag-pb `Tsize`; 0 if absent).
+    pub tsize: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,8 +161,12 @@ fn decode_dag_pb(data: &Bytes) -> Result<Node, DecodeError> {
             {
                 return Err(DecodeError::SizeMismatch { claimed, actual });
             }
-            let children =
-                pb.links.iter().zip(&d.blocksizes).map(|(l, s)| FileChild { cid: l.cid, size: *s }).collect();
+            let children = pb
+                .links
+                .iter()
+                .zip(&d.blocksizes)
+                .map(|(l, s)| FileChild { cid: l.cid, size: *s, tsize: l.size.unwrap_or(0) })
+                .collect();
             Ok(Node::File(FileNode { data: inline, children, size: actual, meta }))
         }
         DataType::Directory => Ok(Node::Directory { links: links(), meta }),

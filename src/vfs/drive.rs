@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,8 +22,8 @@ use bytes::Bytes;
 use cid::Cid;
 
 use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
-use crate::importer::file::{ReadError, import_reader, import_symlink};
-use crate::importer::{BlockSink, DirBuilder, ImportOptions, LinkInfo};
+use crate::importer::file::{Chunk, ReadError, encode_leaf, import_reader, import_symlink};
+use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
 use crate::store::StoreError;
 use crate::unixfs::pb::UnixTime;
 use crate::unixfs::{Metadata, Node, Nodes, dir, file};
@@ -78,8 +78,53 @@ pub(super) enum DNode {
 }
 
 pub(super) enum Content {
-    Base { cid: Cid, size: u64 },
-    Spill { file: Arc<File>, size: u64 },
+    Base {
+        cid: Cid,
+        size: u64,
+    },
+    /// Changed since the last commit: written bytes live in `file`; with an overlay, the
+    /// chunks nobody wrote are still read from the committed DAG.
+    Spill {
+        file: Arc<File>,
+        size: u64,
+        overlay: Option<Box<Overlay>>,
+    },
+}
+
+/// Chunk-granular copy-on-write over a committed file: reopening a 1 GiB file copies
+/// nothing, writing 4 KiB copies one 256 KiB chunk into the spill file, and the commit
+/// re-hashes only the written chunks (the others keep their leaf links).
+#[derive(Clone, Debug)]
+pub(super) struct Overlay {
+    base: Cid,
+    chunk: u64,
+    /// The committed leaves: chunk `i` is `leaves[i]` (all full but the last).
+    leaves: Arc<Vec<LinkInfo>>,
+    /// Chunks whose bytes live in the spill file.
+    dirty: std::collections::BTreeSet<u64>,
+}
+
+impl Overlay {
+    fn in_base(&self, i: u64) -> bool {
+        (i as usize) < self.leaves.len() && !self.dirty.contains(&i)
+    }
+}
+
+/// Reads `dst.len()` bytes at `pos`, zeros past the end of `f` (spill files are sparse).
+fn read_at_zero_fill(f: &File, dst: &mut [u8], pos: u64) -> Result<(), VfsError> {
+    let mut done = 0;
+    while done < dst.len() {
+        match f.read_at(&mut dst[done..], pos + done as u64) {
+            Ok(0) => {
+                dst[done..].fill(0);
+                return Ok(());
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(VfsError::Io(e)),
+        }
+    }
+    Ok(())
 }
 
 pub(super) struct Drive {
@@ -339,7 +384,9 @@ impl Vfs {
             self.resolve(&mut d, ino)?;
             match d.nodes.get(&ino) {
                 Some(DNode::File { content: Content::Base { cid, .. }, .. }) => Ok(*cid),
-                Some(DNode::File { content: Content::Spill { file, size }, .. }) => Err((file.clone(), *size)),
+                Some(DNode::File { content: Content::Spill { file, size, overlay }, .. }) => {
+                    Err((file.clone(), *size, overlay.clone()))
+                }
                 Some(DNode::Foreign { cid, .. }) => {
                     let cid = *cid;
                     drop(d);
@@ -352,14 +399,9 @@ impl Vfs {
         };
         match content {
             Ok(cid) => self.read_node(&cid, offset, size),
-            Err((file, len)) => {
-                let end = offset.saturating_add(u64::from(size)).min(len);
-                if offset >= end {
-                    return Ok(vec![]);
-                }
-                let mut buf = vec![0u8; (end - offset) as usize];
-                file.read_exact_at(&mut buf, offset).map_err(VfsError::Io)?;
-                Ok(vec![Bytes::from(buf)])
+            Err((file, len, overlay)) => {
+                let want = u64::from(size).min(len.saturating_sub(offset));
+                Ok(vec![Bytes::from(self.spill_read(&file, len, overlay.as_deref(), offset, want)?)])
             }
         }
     }
@@ -405,7 +447,8 @@ impl Vfs {
     pub fn create(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, VfsError> {
         let file = self.spill()?;
         let meta = Metadata { mode: Some(mode & 0o7777), mtime: Some(now()) };
-        let node = DNode::File { content: Content::Spill { file, size: 0 }, meta, base: None, committed: None };
+        let node =
+            DNode::File { content: Content::Spill { file, size: 0, overlay: None }, meta, base: None, committed: None };
         let attr = self.insert_new(parent, name, node)?;
         self.opened_for_write(attr.ino);
         Ok(attr)
@@ -429,7 +472,7 @@ impl Vfs {
         self.resolve(d, ino)?;
         let spill_dir = d.spill_dir.clone();
         match d.nodes.get_mut(&ino) {
-            Some(DNode::File { content: Content::Spill { file, size }, base, .. }) => {
+            Some(DNode::File { content: Content::Spill { file, size, .. }, base, .. }) => {
                 *base = None;
                 Ok((file.clone(), *size))
             }
@@ -437,6 +480,14 @@ impl Vfs {
                 let Content::Base { cid, size } = *content else { unreachable!() };
                 let f = Arc::new(tempfile::tempfile_in(&spill_dir).map_err(VfsError::Io)?);
                 d.open_spills += 1;
+                if let Some(leaves) = self.base_leaves(&cid, size) {
+                    let chunk = ImportOptions::default().chunk_size as u64;
+                    let overlay = Overlay { base: cid, chunk, leaves: Arc::new(leaves), dirty: Default::default() };
+                    f.set_len(size).map_err(VfsError::Io)?;
+                    *content = Content::Spill { file: f.clone(), size, overlay: Some(Box::new(overlay)) };
+                    *base = None;
+                    return Ok((f, size));
+                }
                 if let Node::File(node) = Nodes::node(self, &cid)?.as_ref() {
                     let mut pos = 0u64;
                     file::read_range(self, &cid, node, 0, size, &mut |b| {
@@ -445,7 +496,7 @@ impl Vfs {
                         Ok(())
                     })?;
                 }
-                *content = Content::Spill { file: f.clone(), size };
+                *content = Content::Spill { file: f.clone(), size, overlay: None };
                 *base = None;
                 Ok((f, size))
             }
@@ -479,6 +530,17 @@ impl Vfs {
         let mut d = self.drive_mut()?;
         self.reserve(&mut d, data.len() as u64)?;
         let (file, size) = self.make_spill(&mut d, ino)?;
+        if let Some(o) = overlay_of(&mut d, ino) {
+            let end = offset + data.len() as u64;
+            if end > size && !size.is_multiple_of(o.chunk) {
+                self.materialize(&file, o, size / o.chunk)?; // the partial last chunk grows
+            }
+            if !data.is_empty() {
+                for i in offset / o.chunk..=(end - 1) / o.chunk {
+                    self.materialize(&file, o, i)?;
+                }
+            }
+        }
         file.write_all_at(data, offset).map_err(VfsError::Io)?;
         let end = offset + data.len() as u64;
         Self::set_size(&mut d, ino, size.max(end));
@@ -490,6 +552,17 @@ impl Vfs {
         let mut d = self.drive_mut()?;
         let (file, size) = self.make_spill(&mut d, ino)?;
         self.reserve(&mut d, len.saturating_sub(size))?;
+        if let Some(o) = overlay_of(&mut d, ino) {
+            if len < size {
+                if !len.is_multiple_of(o.chunk) {
+                    self.materialize(&file, o, len / o.chunk)?; // cut inside a chunk
+                }
+                let keep = ((len / o.chunk) as usize).min(o.leaves.len());
+                Arc::make_mut(&mut o.leaves).truncate(keep);
+            } else if len > size && !size.is_multiple_of(o.chunk) {
+                self.materialize(&file, o, size / o.chunk)?;
+            }
+        }
         file.set_len(len).map_err(VfsError::Io)?;
         Self::set_size(&mut d, ino, len);
         Ok(())
@@ -653,6 +726,7 @@ impl Vfs {
     ) -> Result<Option<LinkInfo>, VfsError> {
         let opts = ImportOptions::default();
         let writing = d.writers.contains_key(&ino);
+        let mut next_overlay = None;
         let node = d.nodes.get(&ino).ok_or(VfsError::StaleInode(ino))?;
         let link = match node {
             DNode::Lazy { cid, tsize } | DNode::Foreign { cid, tsize } => {
@@ -694,11 +768,24 @@ impl Vfs {
                             sink,
                         )?
                     }
-                    Content::Spill { file, size } => {
-                        let mut f = file.try_clone().map_err(VfsError::Io)?;
-                        f.seek(SeekFrom::Start(0)).map_err(VfsError::Io)?;
-                        let size = *size;
-                        self.import_content(&opts, meta, &mut ContentReader::File(f.take(size)), size, sink)?
+                    Content::Spill { file, size, overlay } => {
+                        let (file, size, overlay) = (file.clone(), *size, overlay.clone());
+                        match overlay {
+                            Some(o) if size > o.chunk => {
+                                let (link, leaves) = self.import_overlay(&opts, meta, &file, size, &o, sink)?;
+                                next_overlay = Some(Overlay {
+                                    base: link.cid,
+                                    chunk: o.chunk,
+                                    leaves: Arc::new(leaves),
+                                    dirty: Default::default(),
+                                });
+                                link
+                            }
+                            overlay => {
+                                let mut input = ContentReader::Spill { vfs: self, file, size, overlay, pos: 0 };
+                                self.import_content(&opts, meta, &mut input, size, sink)?
+                            }
+                        }
                     }
                 }
             }
@@ -716,6 +803,11 @@ impl Vfs {
                         Content::Base { size, .. } | Content::Spill { size, .. } => *size,
                     };
                     *content = Content::Base { cid: link.cid, size };
+                } else if let (Content::Spill { file, overlay, .. }, Some(next)) = (content, next_overlay) {
+                    // Every chunk is committed: the spill starts over, empty, on the new base.
+                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    file.set_len(0).and_then(|_| file.set_len(len)).map_err(VfsError::Io)?;
+                    *overlay = Some(Box::new(next));
                 }
                 *base = Some(link);
                 *committed = Some(link);
@@ -734,6 +826,140 @@ impl Vfs {
         }
     }
 
+    /// Reads `[off, off + len)` of a changed file: dirty chunks from the spill file, the
+    /// others from the committed DAG.
+    fn spill_read(
+        &self,
+        file: &File,
+        size: u64,
+        overlay: Option<&Overlay>,
+        off: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, VfsError> {
+        let end = off.saturating_add(len).min(size);
+        if off >= end {
+            return Ok(vec![]);
+        }
+        let mut out = vec![0u8; (end - off) as usize];
+        let Some(o) = overlay else {
+            read_at_zero_fill(file, &mut out, off)?;
+            return Ok(out);
+        };
+        let mut pos = off;
+        while pos < end {
+            let i = pos / o.chunk;
+            let stop = ((i + 1) * o.chunk).min(end);
+            let dst = &mut out[(pos - off) as usize..(stop - off) as usize];
+            if o.in_base(i) {
+                let mut n = 0;
+                for part in self.read_node(&o.base, pos, (stop - pos) as u32)? {
+                    dst[n..n + part.len()].copy_from_slice(&part);
+                    n += part.len();
+                }
+            } else {
+                read_at_zero_fill(file, dst, pos)?;
+            }
+            pos = stop;
+        }
+        Ok(out)
+    }
+
+    /// Copies chunk `i` from the committed DAG into the spill file (before a partial write).
+    fn materialize(&self, file: &File, o: &mut Overlay, i: u64) -> Result<(), VfsError> {
+        if o.in_base(i) {
+            let leaf = o.leaves[i as usize];
+            let mut pos = i * o.chunk;
+            for part in self.read_node(&o.base, pos, leaf.filesize as u32)? {
+                file.write_all_at(&part, pos).map_err(VfsError::Io)?;
+                pos += part.len() as u64;
+            }
+        }
+        o.dirty.insert(i);
+        Ok(())
+    }
+
+    /// The leaves of a committed file, if it is laid out as this drive's importer lays out
+    /// files (default options: full chunks but the last), so chunks can be reused by index.
+    fn base_leaves(&self, cid: &Cid, size: u64) -> Option<Vec<LinkInfo>> {
+        let opts = ImportOptions::default();
+        let chunk = opts.chunk_size as u64;
+        if size <= chunk {
+            return None;
+        }
+        let root = Nodes::node(self, cid).ok()?;
+        let Node::File(root_file) = root.as_ref() else { return None };
+        // depth: follow the first children down to a leaf
+        let mut depth = 0;
+        let mut cur = root.clone();
+        loop {
+            let Node::File(f) = cur.as_ref() else { return None };
+            if f.children.is_empty() {
+                break;
+            }
+            if !f.data.is_empty() {
+                return None;
+            }
+            let next = Nodes::node(self, &f.children[0].cid).ok()?;
+            cur = next;
+            depth += 1;
+        }
+        let mut leaves = Vec::new();
+        fn collect(vfs: &Vfs, f: &crate::unixfs::FileNode, level: usize, out: &mut Vec<LinkInfo>) -> Option<()> {
+            for c in &f.children {
+                if level == 1 {
+                    out.push(LinkInfo { cid: c.cid, tsize: c.tsize, filesize: c.size });
+                } else {
+                    let n = Nodes::node(vfs, &c.cid).ok()?;
+                    let Node::File(child) = n.as_ref() else { return None };
+                    collect(vfs, child, level - 1, out)?;
+                }
+            }
+            Some(())
+        }
+        collect(self, root_file, depth, &mut leaves)?;
+        let count = size.div_ceil(chunk) as usize;
+        let uniform = leaves.len() == count
+            && leaves[..count - 1].iter().all(|l| l.filesize == chunk)
+            && leaves
+                .iter()
+                .all(|l| l.cid.version() == opts.cid_version && l.cid.codec() == crate::block::DAG_PB && l.tsize > 0);
+        uniform.then_some(leaves)
+    }
+
+    /// Re-commits a changed file whose unchanged chunks keep their leaves; returns the
+    /// file's link and its leaves.
+    fn import_overlay(
+        &self,
+        opts: &ImportOptions,
+        meta: Metadata,
+        file: &File,
+        size: u64,
+        o: &Overlay,
+        sink: &mut dyn BlockSink<Error = StoreError>,
+    ) -> Result<(LinkInfo, Vec<LinkInfo>), VfsError> {
+        let mut importer = FileImporter::new(opts, meta);
+        let mut leaves = Vec::new();
+        for i in 0..size.div_ceil(o.chunk) {
+            let len = o.chunk.min(size - i * o.chunk);
+            if o.in_base(i) && o.leaves[i as usize].filesize == len {
+                let leaf = o.leaves[i as usize];
+                importer.push_stored_leaf(leaf, sink).map_err(VfsError::Store)?;
+                leaves.push(leaf);
+            } else {
+                let mut c = Chunk::with_capacity(len as usize);
+                c.extend(&self.spill_read(file, size, Some(o), i * o.chunk, len)?);
+                let leaf = encode_leaf(opts, c);
+                leaves.push(LinkInfo {
+                    cid: *leaf.block.cid(),
+                    tsize: leaf.block.data().len() as u64,
+                    filesize: leaf.filesize,
+                });
+                importer.push_leaf(leaf, sink).map_err(VfsError::Store)?;
+            }
+        }
+        Ok((importer.finish(sink).map_err(VfsError::Store)?, leaves))
+    }
+
     fn import_content(
         &self,
         opts: &ImportOptions,
@@ -749,16 +975,31 @@ impl Vfs {
     }
 }
 
-/// File bytes to import: a spill file, or committed content being re-imported.
+/// The overlay of a drive file being changed, if it has one.
+fn overlay_of(d: &mut Drive, ino: u64) -> Option<&mut Overlay> {
+    match d.nodes.get_mut(&ino) {
+        Some(DNode::File { content: Content::Spill { overlay: Some(o), .. }, .. }) => Some(o.as_mut()),
+        _ => None,
+    }
+}
+
+/// File bytes to import: a changed file, or committed content being re-imported.
 enum ContentReader<'a> {
-    File(std::io::Take<File>),
+    Spill { vfs: &'a Vfs, file: Arc<File>, size: u64, overlay: Option<Box<Overlay>>, pos: u64 },
     Dag { vfs: &'a Vfs, cid: Cid, pos: u64, size: u64 },
 }
 
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            ContentReader::File(f) => f.read(buf),
+            ContentReader::Spill { vfs, file, size, overlay, pos } => {
+                let want = (buf.len() as u64).min(size.saturating_sub(*pos));
+                let bytes =
+                    vfs.spill_read(file, *size, overlay.as_deref(), *pos, want).map_err(std::io::Error::other)?;
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                *pos += bytes.len() as u64;
+                Ok(bytes.len())
+            }
             ContentReader::Dag { vfs, cid, pos, size } => {
                 let want = (buf.len() as u64).min(size.saturating_sub(*pos)) as u32;
                 if want == 0 {

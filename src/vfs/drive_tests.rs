@@ -21,10 +21,13 @@ struct MemStore {
     root: Mutex<Option<Cid>>,
     /// Blocks that each commit added (not already held).
     added: Mutex<Vec<usize>>,
+    /// Blocks fetched.
+    gets: Mutex<usize>,
 }
 
 impl Blocks for MemStore {
     fn get(&self, cid: &Cid) -> Result<Bytes, FetchError> {
+        *self.gets.lock().unwrap() += 1;
         self.blocks.lock().unwrap().get(cid).cloned().ok_or(FetchError::NotFound(*cid))
     }
     fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
@@ -102,9 +105,13 @@ fn an_edit_in_the_middle_stores_only_the_path_to_the_root() {
     vfs.commit().unwrap();
     let vfs = mount(&store);
     let f = ino(&vfs, ROOT_INO, "big.bin");
+    *store.gets.lock().unwrap() = 0;
     vfs.write(f, 5 * 262_144 + 1000, b"CHANGED!").unwrap();
     vfs.commit().unwrap();
     assert_eq!(*store.added.lock().unwrap().last().unwrap(), 3, "one leaf, the file root, the drive root");
+    // and the edit read only what it touched: not the other nine leaves
+    let reads = std::mem::take(&mut *store.gets.lock().unwrap());
+    assert!(reads < 8, "an 8-byte edit fetched {reads} blocks");
     let mut want = data.clone();
     want[5 * 262_144 + 1000..5 * 262_144 + 1008].copy_from_slice(b"CHANGED!");
     let again = mount(&store);
