@@ -837,31 +837,47 @@ impl Vfs {
         len: u64,
     ) -> Result<Vec<u8>, VfsError> {
         let end = off.saturating_add(len).min(size);
+        let mut out = vec![0u8; end.saturating_sub(off) as usize];
+        self.spill_read_into(file, size, overlay, off, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `dst` from offset `off` of a changed file (clipped at its size; returns the
+    /// bytes filled), without an intermediate buffer.
+    fn spill_read_into(
+        &self,
+        file: &File,
+        size: u64,
+        overlay: Option<&Overlay>,
+        off: u64,
+        dst: &mut [u8],
+    ) -> Result<usize, VfsError> {
+        let end = off.saturating_add(dst.len() as u64).min(size);
         if off >= end {
-            return Ok(vec![]);
+            return Ok(0);
         }
-        let mut out = vec![0u8; (end - off) as usize];
+        let n = (end - off) as usize;
         let Some(o) = overlay else {
-            read_at_zero_fill(file, &mut out, off)?;
-            return Ok(out);
+            read_at_zero_fill(file, &mut dst[..n], off)?;
+            return Ok(n);
         };
         let mut pos = off;
         while pos < end {
             let i = pos / o.chunk;
             let stop = ((i + 1) * o.chunk).min(end);
-            let dst = &mut out[(pos - off) as usize..(stop - off) as usize];
+            let part_dst = &mut dst[(pos - off) as usize..(stop - off) as usize];
             if o.in_base(i) {
-                let mut n = 0;
+                let mut k = 0;
                 for part in self.read_node(&o.base, pos, (stop - pos) as u32)? {
-                    dst[n..n + part.len()].copy_from_slice(&part);
-                    n += part.len();
+                    part_dst[k..k + part.len()].copy_from_slice(&part);
+                    k += part.len();
                 }
             } else {
-                read_at_zero_fill(file, dst, pos)?;
+                read_at_zero_fill(file, part_dst, pos)?;
             }
             pos = stop;
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// Copies chunk `i` from the committed DAG into the spill file (before a partial write).
@@ -993,12 +1009,10 @@ impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             ContentReader::Spill { vfs, file, size, overlay, pos } => {
-                let want = (buf.len() as u64).min(size.saturating_sub(*pos));
-                let bytes =
-                    vfs.spill_read(file, *size, overlay.as_deref(), *pos, want).map_err(std::io::Error::other)?;
-                buf[..bytes.len()].copy_from_slice(&bytes);
-                *pos += bytes.len() as u64;
-                Ok(bytes.len())
+                let n =
+                    vfs.spill_read_into(file, *size, overlay.as_deref(), *pos, buf).map_err(std::io::Error::other)?;
+                *pos += n as u64;
+                Ok(n)
             }
             ContentReader::Dag { vfs, cid, pos, size } => {
                 let want = (buf.len() as u64).min(size.saturating_sub(*pos)) as u32;
