@@ -212,8 +212,9 @@ impl Vfs {
     }
 
     /// Whether `ino` is a node of the drive (mutable), rather than content under a CID.
+    /// Asks the inode table, not the drive: content reads must not wait on a commit.
     pub fn is_drive(&self, ino: u64) -> bool {
-        self.drive.as_ref().is_some_and(|d| d.lock().expect("lock poisoned").nodes.contains_key(&ino))
+        self.drive.is_some() && (ino == ROOT_INO || matches!(self.target(ino), Ok(Target::Drive(_))))
     }
 
     fn new_drive_ino(&self, parent: u64, name: &str) -> u64 {

@@ -324,14 +324,6 @@ impl Vfs {
         Ok(v.clone())
     }
 
-    /// The directory a root-like target shows, if it is a DAG.
-    fn root_dir(&self) -> Option<Cid> {
-        match &self.mode {
-            RootMode::Drive(cid) => *cid,
-            RootMode::Ipfs => None,
-        }
-    }
-
     fn is_ipfs_namespace(&self, t: &Target) -> bool {
         matches!(t, Target::IpfsDir) || (matches!(t, Target::Root) && self.mode == RootMode::Ipfs)
     }
@@ -372,16 +364,12 @@ impl Vfs {
         } else {
             match parent_t {
                 Target::Root if name == IPFS_DIR => Target::IpfsDir,
-                Target::Root => match self.root_dir() {
-                    Some(cid) => self.child_of_node(&cid, name)?,
-                    None => return Err(VfsError::NotFound(name.to_string())),
-                },
                 Target::Node(cid) => self.child_of_node(&cid, name)?,
                 Target::Value { cid, path } => {
                     let v = self.value_at(&cid, &path)?;
                     child_of_value(&cid, &path, &v, name)?
                 }
-                Target::IpfsDir => unreachable!("handled as the ipfs namespace"),
+                Target::Root | Target::IpfsDir => unreachable!("the ipfs namespace or a drive node"),
                 Target::Drive(_) | Target::Snapshots | Target::Latest => unreachable!("handled above"),
             }
         };
@@ -413,10 +401,8 @@ impl Vfs {
     fn attr_of(&self, ino: u64, t: &Target) -> Result<Attr, VfsError> {
         let dir = |perm, mtime| Attr { ino, kind: FileKind::Directory, size: 0, perm, mtime, nlink: 2, blksize: 4096 };
         match t {
-            Target::Root => match self.root_dir() {
-                Some(cid) => self.attr_of(ino, &Target::Node(cid)),
-                None => Ok(dir(0o555, DEFAULT_MTIME)),
-            },
+            // (in drive mode the root is a drive node; this is the --ipfs root)
+            Target::Root => Ok(dir(0o555, DEFAULT_MTIME)),
             Target::IpfsDir => Ok(dir(0o555, DEFAULT_MTIME)),
             Target::Drive(_) => self.drive_attr(ino),
             Target::Snapshots => Ok(dir(0o555, DEFAULT_MTIME)),
@@ -499,10 +485,7 @@ impl Vfs {
         ];
         let cid = match &t {
             _ if self.is_ipfs_namespace(&t) => return Ok(out), // any CID, none listed
-            Target::Root => match self.root_dir() {
-                Some(cid) => cid,
-                None => return Ok(out),
-            },
+            Target::Root => return Ok(out),
             Target::Node(cid) => *cid,
             Target::Value { cid, path } => {
                 let v = self.value_at(cid, path)?;
