@@ -12,10 +12,13 @@ use super::{CliError, StoreSink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{Batch, Store};
 use crate::unixfs::{self, Node, dir};
-use crate::vfs::{DriveStore, VfsError};
+use crate::vfs::{CommitBuild, DriveStore, VfsError};
 
 /// Name of the store root that holds the drive.
 pub const DRIVE_ROOT: &str = "drive";
+/// The store root naming the drive's POSIX sidecar (owners, xattrs, hard links; see
+/// [`crate::vfs::posix`]).
+pub const DRIVE_POSIX_ROOT: &str = "drive.posix";
 
 /// The name an added path gets in the drive: its base name.
 pub fn base_name(path: &Path) -> Result<String, CliError> {
@@ -56,15 +59,11 @@ pub fn link(store: &Store, batch: &mut Batch<'_>, entries: Vec<(String, LinkInfo
 pub struct StoreDrive(pub Arc<Store>);
 
 impl DriveStore for StoreDrive {
-    fn commit(
-        &self,
-        build: &mut dyn FnMut(
-            &mut dyn crate::importer::BlockSink<Error = crate::store::StoreError>,
-        ) -> Result<Cid, VfsError>,
-    ) -> Result<(), VfsError> {
+    fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError> {
         let mut batch = self.0.batch();
-        let root = build(&mut StoreSink { batch: &mut batch })?;
+        let (root, side) = build(&mut StoreSink { batch: &mut batch })?;
         batch.set_root(DRIVE_ROOT, root);
+        batch.set_root(DRIVE_POSIX_ROOT, side);
         batch.log_commit(root);
         batch.commit()?;
         log::info!("committed drive root {root}");

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use super::drive::{DRIVE_ROOT, StoreDrive};
+use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use super::{CliError, open_store};
 use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::vfs::{Capacity, RootMode, Vfs};
@@ -74,6 +74,7 @@ pub fn foreground(
             }
             mode => Vfs::new(store.clone(), mode, capacity),
         }
+        .with_posix_sidecar(store.root_cid(DRIVE_POSIX_ROOT)?)
         .with_snapshots(commits),
     );
     let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };

@@ -51,15 +51,15 @@ impl CidFs {
             ino: INodeNo(a.ino),
             size: a.size,
             blocks: a.blocks(),
-            atime: a.mtime,
+            atime: a.atime.unwrap_or(a.mtime),
             mtime: a.mtime,
             ctime: a.mtime,
             crtime: a.mtime,
             kind: file_type(a.kind),
             perm: a.perm,
             nlink: a.nlink,
-            uid: self.uid,
-            gid: self.gid,
+            uid: a.uid.unwrap_or(self.uid),
+            gid: a.gid.unwrap_or(self.gid),
             rdev: 0,
             blksize: a.blksize,
             flags: 0,
@@ -220,14 +220,9 @@ impl Filesystem for CidFs {
         self.entry(r, format_args!("symlink {link_name:?} in"), parent.0, reply);
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        // link(2): EPERM when the filesystem does not support hard links
-        self.entry(
-            Err(VfsError::NotPermitted("hard links are not supported yet")),
-            format_args!("link {newname:?} to"),
-            ino.0,
-            reply,
-        );
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = name_str(newname).and_then(|n| self.vfs.link(ino.0, newparent.0, n));
+        self.entry(r, format_args!("link {newname:?} to"), ino.0, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -278,13 +273,13 @@ impl Filesystem for CidFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         _fh: Option<FileHandle>,
@@ -295,20 +290,30 @@ impl Filesystem for CidFs {
         reply: ReplyAttr,
     ) {
         let result = (|| {
-            if uid.is_some_and(|u| u != self.uid) || gid.is_some_and(|g| g != self.gid) {
-                return Err(VfsError::NotPermitted(
-                    "UnixFS cannot store an owner: every file belongs to the mounting user",
-                ));
+            if uid.is_some() || gid.is_some() {
+                let now = self.file_attr(&self.vfs.getattr(ino.0)?);
+                if !may_chown(req, now.uid, now.gid, uid, gid) {
+                    return Err(VfsError::NotPermitted("only root may give a file away (chown(2))"));
+                }
+                let uid = uid.map(|u| Some(u).filter(|u| *u != self.uid));
+                let gid = gid.map(|g| Some(g).filter(|g| *g != self.gid));
+                self.vfs.set_owner(ino.0, uid, gid)?;
             }
             if let Some(len) = size {
                 self.vfs.truncate(ino.0, len)?;
             }
-            let mtime = mtime.map(|t| match t {
+            let time = |t: TimeOrNow| match t {
                 TimeOrNow::SpecificTime(t) => t,
                 TimeOrNow::Now => std::time::SystemTime::now(),
-            });
+            };
+            let mtime = mtime.map(time);
             if mode.is_some() || mtime.is_some() {
                 self.vfs.set_meta(ino.0, mode, mtime)?;
+            }
+            if let Some(atime) = atime.map(time) {
+                // stored only when it differs from the mtime (shown when none is stored)
+                let mtime = self.vfs.getattr(ino.0)?.mtime;
+                self.vfs.set_atime(ino.0, Some(atime).filter(|a| *a != mtime))?;
             }
             self.vfs.getattr(ino.0)
         })();
@@ -331,17 +336,19 @@ impl Filesystem for CidFs {
         _req: &Request,
         ino: INodeNo,
         name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.empty(
-            Err(VfsError::NotSupported("extended attributes (for now)")),
-            format_args!("setxattr {name:?}"),
-            ino.0,
-            reply,
-        );
+        let (create, replace) = (flags & libc::XATTR_CREATE != 0, flags & libc::XATTR_REPLACE != 0);
+        let r = xattr_name(name).and_then(|n| self.vfs.set_xattr(ino.0, n, value, create, replace));
+        self.empty(r, format_args!("setxattr {name:?}"), ino.0, reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = xattr_name(name).and_then(|n| self.vfs.remove_xattr(ino.0, n));
+        self.empty(r, format_args!("removexattr {name:?}"), ino.0, reply);
     }
 
     /// No ioctls: the standard answer, without fuser's per-call warning.
@@ -472,8 +479,10 @@ impl Filesystem for CidFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         // `ls -l` asks every file for security.* and ACL attributes; the kernel cannot cache
-        // the answers, so answer names we never have without any work.
-        if name != crate::vfs::CID_XATTR {
+        // the answers, so answer names we never have without any work: only drive nodes
+        // store attributes, and never system.* ones.
+        let stored = self.vfs.is_drive(ino.0) && !name.as_encoded_bytes().starts_with(b"system.");
+        if name != crate::vfs::CID_XATTR && !stored {
             return reply.error(Errno::from_i32(libc::ENODATA));
         }
         match self.vfs.getxattr(ino.0, name) {
@@ -490,6 +499,21 @@ impl Filesystem for CidFs {
     }
 }
 
+/// chown(2) rules, as Linux applies them (the kernel checks too, with
+/// `default_permissions`): root may set anything; the owner may keep the owner and set the
+/// group to their own group (supplementary groups are not consulted); nobody else may.
+fn may_chown(req: &Request, uid_now: u32, gid_now: u32, uid: Option<u32>, gid: Option<u32>) -> bool {
+    if req.uid() == 0 {
+        return true;
+    }
+    let owner = req.uid() == uid_now;
+    uid.is_none_or(|u| owner && u == uid_now) && gid.is_none_or(|g| owner && (g == gid_now || g == req.gid()))
+}
+
+fn xattr_name(name: &OsStr) -> Result<&str, VfsError> {
+    name.to_str().ok_or_else(|| VfsError::InvalidName(name.to_string_lossy().into_owned()))
+}
+
 /// xattr protocol: size 0 asks for the length; a too-small buffer is `ERANGE`.
 fn reply_xattr(value: Vec<u8>, size: u32, reply: ReplyXattr) {
     if size == 0 {
@@ -502,5 +526,16 @@ fn reply_xattr(value: Vec<u8>, size: u32, reply: ReplyXattr) {
 }
 
 fn placeholder(ino: u64, kind: FileKind) -> Attr {
-    Attr { ino, kind, size: 0, perm: 0o444, mtime: crate::vfs::DEFAULT_MTIME, nlink: 1, blksize: 4096 }
+    Attr {
+        ino,
+        kind,
+        size: 0,
+        perm: 0o444,
+        mtime: crate::vfs::DEFAULT_MTIME,
+        nlink: 1,
+        blksize: 4096,
+        uid: None,
+        gid: None,
+        atime: None,
+    }
 }

@@ -11,7 +11,7 @@
 //! root durable through the [`DriveStore`] in one transaction. Unchanged subtrees keep
 //! their CIDs and are not touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cid::Cid;
 
+use super::posix::{self, Extras, Side, SideEntry};
 use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
 use crate::importer::file::{Chunk, ReadError, encode_leaf, import_reader, import_symlink};
 use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
@@ -37,13 +38,14 @@ const MAX_OPEN_SPILLS: usize = 256;
 
 /// Where commits go: blocks into the store and the new root, durably, in one batch.
 pub trait DriveStore: Send + Sync {
-    /// Runs `build` with a sink for new blocks; `build` returns the new drive root, which
-    /// becomes durable together with the blocks before this returns.
-    fn commit(
-        &self,
-        build: &mut dyn FnMut(&mut dyn BlockSink<Error = StoreError>) -> Result<Cid, VfsError>,
-    ) -> Result<(), VfsError>;
+    /// Runs `build` with a sink for new blocks; `build` returns the new drive root and
+    /// its POSIX sidecar (see [`posix`]), which become durable together with the blocks
+    /// before this returns.
+    fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError>;
 }
+
+/// What a commit runs: writes blocks into the sink, returns (drive root, sidecar root).
+pub type CommitBuild<'a> = dyn FnMut(&mut dyn BlockSink<Error = StoreError>) -> Result<(Cid, Cid), VfsError> + 'a;
 
 pub(super) enum DNode {
     /// Not looked at yet: the entry's CID and the size its parent's link records.
@@ -141,6 +143,16 @@ pub(super) struct Drive {
     open_spills: usize,
     /// Open write handles per file: background commits leave such files for later.
     writers: std::collections::HashMap<u64, usize>,
+    /// What UnixFS cannot hold (owner, atime, xattrs), per inode with any (see [`posix`]).
+    extras: HashMap<u64, Extras>,
+    /// The committed sidecar of each directory (loaded or lazy) that has one.
+    sides: HashMap<u64, Cid>,
+    /// Directories whose sidecar must be rebuilt at the next commit.
+    side_dirty: HashSet<u64>,
+    /// Every name of each inode that has more than one (hard links): (directory, name).
+    links: HashMap<u64, Vec<(u64, String)>>,
+    /// The hard-link groups in the last committed root sidecar.
+    groups: Vec<Vec<String>>,
 }
 
 impl Drive {
@@ -153,7 +165,21 @@ impl Drive {
         nodes.insert(ROOT_INO, root_node);
         let parents = [(ROOT_INO, ROOT_INO)].into();
         let writers = std::collections::HashMap::new();
-        Drive { nodes, parents, spill_dir, store, changed: false, spill_bytes: 0, open_spills: 0, writers }
+        Drive {
+            nodes,
+            parents,
+            spill_dir,
+            store,
+            changed: false,
+            spill_bytes: 0,
+            open_spills: 0,
+            writers,
+            extras: HashMap::new(),
+            sides: HashMap::new(),
+            side_dirty: HashSet::new(),
+            links: HashMap::new(),
+            groups: Vec::new(),
+        }
     }
 }
 
@@ -238,6 +264,16 @@ impl Vfs {
                     d.nodes.insert(child, DNode::Lazy { cid: l.cid, tsize: l.tsize.unwrap_or(0) });
                     entries.insert(l.name, child);
                 }
+                let groups = self.load_side(d, ino, &entries)?;
+                if !groups.is_empty() {
+                    d.nodes.insert(ino, DNode::Dir { entries: entries.clone(), meta: *meta, base });
+                    for child in entries.values() {
+                        d.parents.insert(*child, ino);
+                    }
+                    self.load_links(d, &groups)?;
+                    d.groups = groups;
+                    return Ok(());
+                }
                 DNode::Dir { entries, meta: *meta, base }
             }
             Node::File(f) => {
@@ -274,6 +310,7 @@ impl Vfs {
                 meta.mtime = Some(now());
             }
         }
+        d.side_dirty.insert(ino);
         d.changed = true;
     }
 
@@ -297,7 +334,23 @@ impl Vfs {
         self.drive_attr(ino)
     }
 
+    /// Attributes of a drive node: from its content and UnixFS metadata, then what the
+    /// sidecar adds (owner, atime, the number of names).
     pub(super) fn drive_attr(&self, ino: u64) -> Result<Attr, VfsError> {
+        let mut a = self.drive_content_attr(ino)?;
+        let d = self.drive()?;
+        if let Some(x) = d.extras.get(&ino) {
+            a.uid = x.uid;
+            a.gid = x.gid;
+            a.atime = x.atime.map(|t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
+        }
+        if let Some(names) = d.links.get(&ino) {
+            a.nlink = names.len() as u32;
+        }
+        Ok(a)
+    }
+
+    fn drive_content_attr(&self, ino: u64) -> Result<Attr, VfsError> {
         let mut d = self.drive()?;
         self.resolve(&mut d, ino)?;
         let writable = d.is_writable();
@@ -316,6 +369,9 @@ impl Vfs {
                 mtime: mtime(meta),
                 nlink: 2,
                 blksize: 4096,
+                uid: None,
+                gid: None,
+                atime: None,
             },
             // Committed content: its attributes come from its DAG (chunk size, metadata).
             DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta, .. } => {
@@ -337,6 +393,9 @@ impl Vfs {
                     mtime: mtime(meta),
                     nlink: 1,
                     blksize: 262_144,
+                    uid: None,
+                    gid: None,
+                    atime: None,
                 }
             }
             DNode::Symlink { target, meta, .. } => Attr {
@@ -347,6 +406,9 @@ impl Vfs {
                 mtime: mtime(meta),
                 nlink: 1,
                 blksize: 4096,
+                uid: None,
+                gid: None,
+                atime: None,
             },
             DNode::Foreign { cid, .. } => {
                 let cid = *cid;
@@ -617,6 +679,7 @@ impl Vfs {
             (false, false) => {}
         }
         self.children(&mut d, parent)?.remove(name);
+        Self::forget_name(&mut d, ino, parent, name);
         Self::touch_dir(&mut d, parent);
         Ok(())
     }
@@ -641,9 +704,10 @@ impl Vfs {
                 }
             }
         }
-        if let Some(&existing) = self.children(&mut d, new_parent)?.get(new_name) {
+        let replaced = self.children(&mut d, new_parent)?.get(new_name).copied();
+        if let Some(existing) = replaced {
             if existing == ino {
-                return Ok(());
+                return Ok(()); // POSIX: two names of one file, nothing to do
             }
             self.resolve(&mut d, existing)?;
             let dst_dir = matches!(d.nodes.get(&existing), Some(DNode::Dir { .. }));
@@ -656,7 +720,19 @@ impl Vfs {
         }
         self.children(&mut d, parent)?.remove(name);
         self.children(&mut d, new_parent)?.insert(new_name.to_string(), ino);
-        d.parents.insert(ino, new_parent);
+        if let Some(existing) = replaced {
+            Self::forget_name(&mut d, existing, new_parent, new_name);
+        }
+        match d.links.get_mut(&ino) {
+            Some(names) => {
+                for n in names.iter_mut().filter(|(p, n)| *p == parent && n == name) {
+                    *n = (new_parent, new_name.to_string());
+                }
+            }
+            None => {
+                d.parents.insert(ino, new_parent);
+            }
+        }
         Self::touch_dir(&mut d, parent);
         Self::touch_dir(&mut d, new_parent);
         Ok(())
@@ -702,12 +778,22 @@ impl Vfs {
             return Ok(None);
         }
         let Some(store) = d.store.clone() else { return Ok(None) };
+        // A changed file with several names changes every directory that names it.
+        let relinked: Vec<u64> = d.links.keys().copied().filter(|i| self.base_of(&d, *i).is_none()).collect();
+        for ino in relinked {
+            for (dir, _) in d.links[&ino].clone() {
+                if let Some(DNode::Dir { base, .. }) = d.nodes.get_mut(&dir) {
+                    *base = None;
+                }
+            }
+        }
         let mut root = None;
         let mut skipped = false;
         store.commit(&mut |sink| {
             let link = self.flush(&mut d, ROOT_INO, sink, force, &mut skipped)?.expect("the root is a directory");
             root = Some(link.cid);
-            Ok(link.cid)
+            let side = d.sides.get(&ROOT_INO).copied().unwrap_or_else(|| *posix::empty_side().cid());
+            Ok((link.cid, side))
         })?;
         d.changed = skipped;
         d.spill_bytes = 0;
@@ -741,12 +827,29 @@ impl Vfs {
                 let (entries, meta, base) = (entries.clone(), *meta, *base);
                 let mut builder = DirBuilder::new(meta);
                 let mut changed = base.is_none();
+                let mut side_changed = d.side_dirty.remove(&ino);
                 for (name, child) in entries {
                     let before = self.base_of(d, child);
+                    let side_before = d.sides.get(&child).copied();
                     let link = self.flush(d, child, sink, force, skipped)?;
                     changed |= before.map(|b| b.cid) != link.map(|l| l.cid);
+                    side_changed |= side_before != d.sides.get(&child).copied();
                     if let Some(link) = link {
                         builder.insert(name, link);
+                    }
+                }
+                let groups = if ino == ROOT_INO { Self::link_groups(d) } else { Vec::new() };
+                if side_changed || groups != d.groups {
+                    let side = Self::build_side(d, ino, groups.clone());
+                    if side == Side::default() {
+                        d.sides.remove(&ino);
+                    } else {
+                        let block = posix::encode(&side);
+                        d.sides.insert(ino, *block.cid());
+                        sink.put(block).map_err(VfsError::Store)?;
+                    }
+                    if ino == ROOT_INO {
+                        d.groups = groups;
                     }
                 }
                 match (changed, base) {
@@ -1031,4 +1134,327 @@ impl Read for ContentReader<'_> {
             }
         }
     }
+}
+
+/// Hard links, owners, atime and extended attributes: what UnixFS cannot store (see
+/// [`posix`]).
+impl Vfs {
+    /// Gives the drive its POSIX sidecar (the store's `drive.posix` root; see [`posix`]),
+    /// before anything is looked up.
+    pub fn with_posix_sidecar(self, side: Option<Cid>) -> Vfs {
+        if let (Some(drive), Some(side)) = (&self.drive, side) {
+            let mut d = drive.lock().expect("lock poisoned");
+            if matches!(d.nodes.get(&ROOT_INO), Some(DNode::Lazy { .. })) {
+                d.sides.insert(ROOT_INO, side);
+            }
+        }
+        self
+    }
+
+    /// Loads the sidecar of directory `ino` (if it has one) into the extras of its
+    /// `entries`; returns the hard-link groups it lists (the root's only).
+    fn load_side(
+        &self,
+        d: &mut Drive,
+        ino: u64,
+        entries: &BTreeMap<String, u64>,
+    ) -> Result<Vec<Vec<String>>, VfsError> {
+        let Some(cid) = d.sides.get(&ino).copied() else { return Ok(Vec::new()) };
+        let node = Nodes::node(self, &cid)?;
+        let side = match node.as_ref() {
+            Node::Cbor(v) => posix::decode(v),
+            _ => Err("not dag-cbor".to_string()),
+        }
+        .map_err(|reason| VfsError::BadSidecar { cid, reason })?;
+        for (name, entry) in side.entries {
+            let child = match entries.get(&name) {
+                Some(&child) => child,
+                None if name.is_empty() && ino == ROOT_INO => ROOT_INO, // the root's own
+                None => continue,
+            };
+            if !entry.extras.is_empty() {
+                d.extras.insert(child, entry.extras);
+            }
+            if let Some(sub) = entry.sub {
+                d.sides.insert(child, sub);
+            }
+        }
+        Ok(side.groups)
+    }
+
+    /// Joins the names of each hard-link group into one inode (loading every member).
+    fn load_links(&self, d: &mut Drive, groups: &[Vec<String>]) -> Result<(), VfsError> {
+        for group in groups {
+            let mut members: Vec<(u64, String, u64)> = Vec::new();
+            for path in group {
+                match self.walk_path(d, path) {
+                    Ok(Some(m)) => members.push(m),
+                    Ok(None) => log::warn!("hard-link group: {path} is not in the drive; skipped"),
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(&(_, _, canonical)) = members.first() else { continue };
+            self.resolve(d, canonical)?;
+            if !matches!(d.nodes.get(&canonical), Some(DNode::File { .. } | DNode::Symlink { .. })) || members.len() < 2
+            {
+                continue;
+            }
+            for (dir, name, ino) in &members[1..] {
+                if let Some(DNode::Dir { entries, .. }) = d.nodes.get_mut(dir) {
+                    entries.insert(name.clone(), canonical);
+                }
+                if *ino != canonical {
+                    d.nodes.remove(ino);
+                    d.extras.remove(ino);
+                    d.parents.remove(ino);
+                }
+            }
+            d.links.insert(canonical, members.into_iter().map(|(dir, name, _)| (dir, name)).collect());
+        }
+        Ok(())
+    }
+
+    /// Finds `a/b/c` from the drive root: (directory, name, inode), or None if absent.
+    fn walk_path(&self, d: &mut Drive, path: &str) -> Result<Option<(u64, String, u64)>, VfsError> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut dir = ROOT_INO;
+        for (i, part) in parts.iter().enumerate() {
+            let Ok(entries) = self.children(d, dir) else { return Ok(None) };
+            let Some(&ino) = entries.get(*part) else { return Ok(None) };
+            if i + 1 == parts.len() {
+                return Ok(Some((dir, part.to_string(), ino)));
+            }
+            self.resolve(d, ino)?;
+            dir = ino;
+        }
+        Ok(None)
+    }
+
+    /// Every (directory, name) of `ino`: one, none once unlinked, more when hard-linked.
+    fn names_of(d: &Drive, ino: u64) -> Vec<(u64, String)> {
+        if let Some(names) = d.links.get(&ino) {
+            return names.clone();
+        }
+        let Some(&parent) = d.parents.get(&ino) else { return Vec::new() };
+        match d.nodes.get(&parent) {
+            Some(DNode::Dir { entries, .. }) if parent != ino => {
+                entries.iter().filter(|(_, i)| **i == ino).map(|(n, _)| (parent, n.clone())).take(1).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Forgets one name of `ino` (it was unlinked or replaced).
+    fn forget_name(d: &mut Drive, ino: u64, dir: u64, name: &str) {
+        if let Some(names) = d.links.get_mut(&ino) {
+            names.retain(|(p, n)| !(*p == dir && n == name));
+            if names.len() <= 1 {
+                if let Some((p, _)) = names.first() {
+                    d.parents.insert(ino, *p);
+                }
+                d.links.remove(&ino);
+            }
+        }
+    }
+
+    /// The paths of every hard-link group, as the root sidecar lists them.
+    fn link_groups(d: &Drive) -> Vec<Vec<String>> {
+        let mut memo: HashMap<u64, String> = HashMap::new();
+        let mut groups: Vec<Vec<String>> = d
+            .links
+            .values()
+            .map(|names| {
+                let mut paths: Vec<String> = names
+                    .iter()
+                    .filter_map(|(dir, name)| {
+                        let base = Self::dir_path(d, *dir, &mut memo)?;
+                        Some(if base.is_empty() { name.clone() } else { format!("{base}/{name}") })
+                    })
+                    .collect();
+                paths.sort();
+                paths
+            })
+            .filter(|g| g.len() > 1)
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    /// The path of a loaded directory from the drive root ("" for the root), if it is
+    /// still in the tree.
+    fn dir_path(d: &Drive, dir: u64, memo: &mut HashMap<u64, String>) -> Option<String> {
+        if dir == ROOT_INO {
+            return Some(String::new());
+        }
+        if let Some(p) = memo.get(&dir) {
+            return Some(p.clone());
+        }
+        let parent = *d.parents.get(&dir)?;
+        let Some(DNode::Dir { entries, .. }) = d.nodes.get(&parent) else { return None };
+        let name = entries.iter().find(|(_, i)| **i == dir)?.0.clone();
+        let base = Self::dir_path(d, parent, memo)?;
+        let path = if base.is_empty() { name } else { format!("{base}/{name}") };
+        memo.insert(dir, path.clone());
+        Some(path)
+    }
+
+    /// The sidecar of directory `ino` from its entries' extras and sub-sidecars.
+    fn build_side(d: &Drive, ino: u64, groups: Vec<Vec<String>>) -> Side {
+        let mut side = Side { groups, ..Default::default() };
+        if let Some(x) = d.extras.get(&ino).filter(|_| ino == ROOT_INO) {
+            side.entries.insert(String::new(), SideEntry { extras: x.clone(), sub: None });
+        }
+        if let Some(DNode::Dir { entries, .. }) = d.nodes.get(&ino) {
+            for (name, child) in entries {
+                let extras = d.extras.get(child).cloned().unwrap_or_default();
+                let sub = d.sides.get(child).copied();
+                if !extras.is_empty() || sub.is_some() {
+                    side.entries.insert(name.clone(), SideEntry { extras, sub });
+                }
+            }
+        }
+        side
+    }
+
+    /// Changes the extras of `ino` with `change`; its directories' sidecars are rebuilt
+    /// at the next commit.
+    fn change_extras<T>(
+        &self,
+        ino: u64,
+        change: impl FnOnce(&mut Extras) -> Result<T, VfsError>,
+    ) -> Result<T, VfsError> {
+        let mut d = self.drive_mut()?;
+        self.resolve(&mut d, ino)?;
+        match d.nodes.get(&ino) {
+            Some(DNode::Dir { .. } | DNode::File { .. } | DNode::Symlink { .. }) => {}
+            Some(_) => return Err(VfsError::ReadOnly),
+            None => return Err(VfsError::ReadOnly), // content under a CID
+        }
+        let mut extras = d.extras.remove(&ino).unwrap_or_default();
+        let before = extras.clone();
+        let out = change(&mut extras);
+        let changed = extras != before;
+        if !extras.is_empty() {
+            d.extras.insert(ino, extras);
+        }
+        if changed {
+            if ino == ROOT_INO {
+                d.side_dirty.insert(ROOT_INO); // the root's own extras sit in its sidecar
+            }
+            for (dir, _) in Self::names_of(&d, ino) {
+                d.side_dirty.insert(dir);
+            }
+            d.changed = true;
+        }
+        out
+    }
+
+    /// The extended attributes stored on a drive node.
+    pub(super) fn drive_xattrs(&self, ino: u64) -> Result<BTreeMap<String, Vec<u8>>, VfsError> {
+        let d = self.drive()?;
+        Ok(d.extras.get(&ino).map(|x| x.xattrs.clone()).unwrap_or_default())
+    }
+
+    /// Sets owner and/or group (`chown`; the caller checked the permission). For each:
+    /// `None` leaves it, `Some(None)` makes it the default (the mounting user's, which is
+    /// not stored), `Some(Some(id))` stores `id`.
+    pub fn set_owner(&self, ino: u64, uid: Option<Option<u32>>, gid: Option<Option<u32>>) -> Result<(), VfsError> {
+        self.change_extras(ino, |x| {
+            if let Some(uid) = uid {
+                x.uid = uid;
+            }
+            if let Some(gid) = gid {
+                x.gid = gid;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the access time (`utimens`; `None`: the same as the mtime, which is what is
+    /// shown when none is stored). Reads never change it: the mount is `noatime`.
+    pub fn set_atime(&self, ino: u64, atime: Option<std::time::SystemTime>) -> Result<(), VfsError> {
+        let t = atime.map(|atime| {
+            let dur = atime.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            UnixTime {
+                seconds: dur.as_secs() as i64,
+                fractional_nanoseconds: Some(dur.subsec_nanos()).filter(|n| *n != 0),
+            }
+        });
+        self.change_extras(ino, |x| {
+            x.atime = t;
+            Ok(())
+        })
+    }
+
+    /// Sets an extended attribute. `create`: fail if it exists (`XATTR_CREATE`);
+    /// `replace`: fail if it does not (`XATTR_REPLACE`).
+    pub fn set_xattr(&self, ino: u64, name: &str, value: &[u8], create: bool, replace: bool) -> Result<(), VfsError> {
+        check_xattr_name(name)?;
+        if value.len() > posix::MAX_XATTR_BYTES {
+            return Err(VfsError::TooBig);
+        }
+        self.change_extras(ino, |x| {
+            match (x.xattrs.contains_key(name), create, replace) {
+                (true, true, _) => return Err(VfsError::Exists(name.to_string())),
+                (false, _, true) => return Err(VfsError::NoAttribute),
+                _ => {}
+            }
+            let old = x.xattrs.get(name).map_or(0, |v| name.len() + v.len());
+            if x.xattr_bytes() - old + name.len() + value.len() > posix::MAX_XATTR_BYTES {
+                return Err(VfsError::NoSpace);
+            }
+            x.xattrs.insert(name.to_string(), value.to_vec());
+            Ok(())
+        })
+    }
+
+    pub fn remove_xattr(&self, ino: u64, name: &str) -> Result<(), VfsError> {
+        check_xattr_name(name)?;
+        self.change_extras(ino, |x| x.xattrs.remove(name).map(|_| ()).ok_or(VfsError::NoAttribute))
+    }
+
+    /// Adds the name `new_name` in `new_parent` for the file or symlink `ino` (`link(2)`).
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &str) -> Result<Attr, VfsError> {
+        check_name(new_name)?;
+        {
+            let mut d = self.drive_mut()?;
+            if !d.nodes.contains_key(&ino) {
+                return Err(if self.is_drive(ino) { VfsError::StaleInode(ino) } else { VfsError::CrossDevice });
+            }
+            self.resolve(&mut d, ino)?;
+            match d.nodes.get(&ino) {
+                Some(DNode::File { .. } | DNode::Symlink { .. }) => {}
+                Some(DNode::Dir { .. }) => return Err(VfsError::NotPermitted("hard links to directories")),
+                _ => return Err(VfsError::NotPermitted("hard links to dag-cbor content")),
+            }
+            let mut names = Self::names_of(&d, ino);
+            if names.is_empty() {
+                return Err(VfsError::NotFound("the file was unlinked".into()));
+            }
+            let entries = self.children(&mut d, new_parent)?;
+            if entries.contains_key(new_name) {
+                return Err(VfsError::Exists(new_name.to_string()));
+            }
+            entries.insert(new_name.to_string(), ino);
+            names.push((new_parent, new_name.to_string()));
+            d.links.insert(ino, names);
+            Self::touch_dir(&mut d, new_parent);
+        }
+        self.drive_attr(ino)
+    }
+}
+
+/// Extended attribute names this drive stores: any but `system.*` (ACLs, which the kernel
+/// would have to enforce) and the `ipfs.*` names it computes.
+fn check_xattr_name(name: &str) -> Result<(), VfsError> {
+    if name.len() > posix::XATTR_NAME_MAX {
+        return Err(VfsError::Range);
+    }
+    if name.starts_with("system.") {
+        return Err(VfsError::NotSupported("system.* extended attributes (POSIX ACLs)"));
+    }
+    if name.starts_with("ipfs.") {
+        return Err(VfsError::NotPermitted("ipfs.* extended attributes are computed from the content"));
+    }
+    Ok(())
 }

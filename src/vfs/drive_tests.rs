@@ -19,6 +19,7 @@ use crate::unixfs::Metadata;
 struct MemStore {
     blocks: Mutex<HashMap<Cid, Bytes>>,
     root: Mutex<Option<Cid>>,
+    side: Mutex<Option<Cid>>,
     /// Blocks that each commit added (not already held).
     added: Mutex<Vec<usize>>,
     /// Blocks fetched.
@@ -27,6 +28,9 @@ struct MemStore {
 
 impl Blocks for MemStore {
     fn get(&self, cid: &Cid) -> Result<Bytes, FetchError> {
+        if let Some(b) = Block::from_identity(cid) {
+            return Ok(b.into_data());
+        }
         *self.gets.lock().unwrap() += 1;
         self.blocks.lock().unwrap().get(cid).cloned().ok_or(FetchError::NotFound(*cid))
     }
@@ -50,14 +54,12 @@ impl BlockSink for Sink<'_> {
 }
 
 impl DriveStore for MemStore {
-    fn commit(
-        &self,
-        build: &mut dyn FnMut(&mut dyn BlockSink<Error = StoreError>) -> Result<Cid, VfsError>,
-    ) -> Result<(), VfsError> {
+    fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError> {
         let mut sink = Sink(self, 0);
-        let root = build(&mut sink)?;
+        let (root, side) = build(&mut sink)?;
         self.added.lock().unwrap().push(sink.1);
         *self.root.lock().unwrap() = Some(root);
+        *self.side.lock().unwrap() = Some(side);
         Ok(())
     }
 }
@@ -65,7 +67,8 @@ impl DriveStore for MemStore {
 fn mount(store: &Arc<MemStore>) -> Vfs {
     let root = *store.root.lock().unwrap();
     let space = || Capacity { total_bytes: u64::MAX, free_bytes: u64::MAX, files: 0 };
-    Vfs::writable(store.clone(), root, store.clone(), std::env::temp_dir(), Box::new(space))
+    let side = *store.side.lock().unwrap();
+    Vfs::writable(store.clone(), root, store.clone(), std::env::temp_dir(), Box::new(space)).with_posix_sidecar(side)
 }
 
 fn read_all(vfs: &Vfs, ino: u64) -> Vec<u8> {
@@ -276,7 +279,9 @@ fn the_ipfs_namespace_stays_read_only_on_a_writable_drive() {
 
 /// Model-based test: random operations on the drive, compared with a plain in-memory tree.
 mod model {
-    use std::collections::BTreeMap;
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::rc::Rc;
 
     use proptest::prelude::*;
 
@@ -284,8 +289,13 @@ mod model {
 
     #[derive(Clone, Debug, PartialEq)]
     enum R {
-        File(Vec<u8>),
+        /// Shared by its hard links.
+        File(Rc<RefCell<Vec<u8>>>),
         Dir(BTreeMap<String, R>),
+    }
+
+    fn file(bytes: Vec<u8>) -> R {
+        R::File(Rc::new(RefCell::new(bytes)))
     }
 
     #[derive(Clone, Debug)]
@@ -297,6 +307,7 @@ mod model {
         Unlink(Vec<String>, String),
         Rmdir(Vec<String>, String),
         Rename(Vec<String>, String, Vec<String>, String),
+        Link(Vec<String>, Vec<String>, String),
         Commit,
         Remount,
     }
@@ -318,6 +329,7 @@ mod model {
             1 => (dir(), name()).prop_map(|(d, n)| Op::Unlink(d, n)),
             1 => (dir(), name()).prop_map(|(d, n)| Op::Rmdir(d, n)),
             2 => (dir(), name(), dir(), name()).prop_map(|(a, b, c, d)| Op::Rename(a, b, c, d)),
+            2 => (prop::collection::vec(name(), 1..3), dir(), name()).prop_map(|(a, b, c)| Op::Link(a, b, c)),
             1 => Just(Op::Commit),
             1 => Just(Op::Remount),
         ]
@@ -349,14 +361,12 @@ mod model {
                 if m.contains_key(n) {
                     return Err(libc::EEXIST);
                 }
-                m.insert(
-                    n.clone(),
-                    if matches!(op, Op::Create(..)) { R::File(vec![]) } else { R::Dir(BTreeMap::new()) },
-                );
+                m.insert(n.clone(), if matches!(op, Op::Create(..)) { file(vec![]) } else { R::Dir(BTreeMap::new()) });
                 Ok(())
             }
             Op::Write(p, off, data) => match get(root, p)? {
                 R::File(f) => {
+                    let mut f = f.borrow_mut();
                     let end = *off as usize + data.len();
                     if data.is_empty() {
                         return Ok(());
@@ -371,7 +381,7 @@ mod model {
             },
             Op::Truncate(p, len) => match get(root, p)? {
                 R::File(f) => {
-                    f.resize(*len as usize, 0);
+                    f.borrow_mut().resize(*len as usize, 0);
                     Ok(())
                 }
                 R::Dir(_) => Err(libc::EISDIR),
@@ -405,6 +415,7 @@ mod model {
                     return Ok(());
                 }
                 match (target_dir.get(tn), src_is_dir) {
+                    (Some(R::File(t)), false) if matches!(&src, R::File(s) if Rc::ptr_eq(s, t)) => return Ok(()),
                     (Some(R::Dir(_)), false) => return Err(libc::EISDIR),
                     (Some(R::File(_)), true) => return Err(libc::ENOTDIR),
                     (Some(R::Dir(c)), true) if !c.is_empty() => return Err(libc::ENOTEMPTY),
@@ -414,8 +425,69 @@ mod model {
                 dir_of(root, td)?.insert(tn.clone(), src);
                 Ok(())
             }
+            Op::Link(p, td, tn) => {
+                let src = get(root, p)?.clone();
+                let target = dir_of(root, td)?;
+                if target.contains_key(tn) {
+                    return Err(libc::EEXIST);
+                }
+                if let R::Dir(_) = src {
+                    return Err(libc::EPERM);
+                }
+                target.insert(tn.clone(), src);
+                Ok(())
+            }
             Op::Commit | Op::Remount => Ok(()),
         }
+    }
+
+    /// Which paths name the same file (groups of two or more).
+    fn link_groups_ref(root: &R) -> BTreeSet<Vec<String>> {
+        fn walk(r: &R, path: &str, out: &mut Vec<(usize, String)>) {
+            match r {
+                R::File(f) => out.push((Rc::as_ptr(f) as usize, path.to_string())),
+                R::Dir(m) => m.iter().for_each(|(n, c)| walk(c, &format!("{path}/{n}"), out)),
+            }
+        }
+        let mut all = Vec::new();
+        walk(root, "", &mut all);
+        group(all)
+    }
+
+    fn group<K: Ord>(all: Vec<(K, String)>) -> BTreeSet<Vec<String>> {
+        let mut by: BTreeMap<K, Vec<String>> = BTreeMap::new();
+        for (k, p) in all {
+            by.entry(k).or_default().push(p);
+        }
+        by.into_values()
+            .filter(|g| g.len() > 1)
+            .map(|mut g| {
+                g.sort();
+                g
+            })
+            .collect()
+    }
+
+    /// Which paths share an inode in the vfs, checking each one's `st_nlink`.
+    fn link_groups_vfs(vfs: &Vfs) -> BTreeSet<Vec<String>> {
+        fn walk(vfs: &Vfs, ino: u64, path: &str, out: &mut Vec<(u64, String)>) {
+            for e in vfs.list(ino).unwrap().into_iter().skip(2) {
+                let a = vfs.lookup(ino, OsStr::new(&e.name)).unwrap();
+                let p = format!("{path}/{}", e.name);
+                match a.kind {
+                    FileKind::Directory => walk(vfs, a.ino, &p, out),
+                    _ => out.push((a.ino, p)),
+                }
+            }
+        }
+        let mut all = Vec::new();
+        walk(vfs, ROOT_INO, "", &mut all);
+        let groups = group(all.clone());
+        for (ino, p) in all {
+            let want = groups.iter().find(|g| g.contains(&p)).map_or(1, |g| g.len());
+            assert_eq!(vfs.getattr(ino).unwrap().nlink as usize, want, "st_nlink of {p}");
+        }
+        groups
     }
 
     fn resolve(vfs: &Vfs, path: &[String]) -> Result<u64, i32> {
@@ -460,6 +532,18 @@ mod model {
                 let t = dir(td)?;
                 vfs.rename(s, sn, t, tn).map_err(e)
             }
+            Op::Link(p, td, tn) => {
+                // like the kernel: the source resolves, then the new parent, then the name
+                let src = resolve(vfs, p)?;
+                let t = resolve(vfs, td)?;
+                if vfs.getattr(t).map_err(e)?.kind != FileKind::Directory {
+                    return Err(libc::ENOTDIR);
+                }
+                if vfs.lookup(t, OsStr::new(tn)).is_ok() {
+                    return Err(libc::EEXIST);
+                }
+                vfs.link(src, t, tn).map(|_| ()).map_err(e)
+            }
             Op::Commit => vfs.commit().map(|_| ()).map_err(e),
             Op::Remount => Ok(()),
         }
@@ -469,7 +553,7 @@ mod model {
     fn snapshot(vfs: &Vfs, ino: u64) -> R {
         let attr = vfs.getattr(ino).unwrap();
         if attr.kind == FileKind::File {
-            return R::File(vfs.read(ino, 0, u32::MAX).unwrap().concat());
+            return file(vfs.read(ino, 0, u32::MAX).unwrap().concat());
         }
         let mut m = BTreeMap::new();
         for e in vfs.list(ino).unwrap().into_iter().skip(2) {
@@ -480,9 +564,9 @@ mod model {
     }
 
     proptest! {
-        // 64 cases in the suite; PROPTEST_CASES=5000 for a longer hunt.
+        // 256 cases in the suite; PROPTEST_CASES=5000 for a longer hunt.
         #![proptest_config(ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
             failure_persistence: None,
             ..ProptestConfig::default()
         })]
@@ -501,8 +585,149 @@ mod model {
                 prop_assert_eq!(got, want, "step {}: {:?}", i, op);
             }
             prop_assert_eq!(snapshot(&vfs, ROOT_INO), reference.clone());
+            prop_assert_eq!(link_groups_vfs(&vfs), link_groups_ref(&reference));
             vfs.commit().unwrap();
-            prop_assert_eq!(snapshot(&mount(&store), ROOT_INO), reference);
+            let again = mount(&store);
+            prop_assert_eq!(snapshot(&again, ROOT_INO), reference.clone());
+            prop_assert_eq!(link_groups_vfs(&again), link_groups_ref(&reference));
         }
     }
+}
+
+#[test]
+fn hard_links_share_one_inode_and_survive_remounts_and_renames() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let dir = vfs.mkdir(ROOT_INO, "d", 0o755).unwrap().ino;
+    let f = vfs.create(ROOT_INO, "a", 0o644).unwrap().ino;
+    vfs.write(f, 0, b"one").unwrap();
+    let linked = vfs.link(f, dir, "b").unwrap();
+    assert_eq!((linked.ino, linked.nlink), (f, 2));
+    assert_eq!(vfs.getattr(f).unwrap().nlink, 2);
+    vfs.write(ino(&vfs, dir, "b"), 0, b"two").unwrap();
+    assert_eq!(read_all(&vfs, f), b"two", "one file, two names");
+    vfs.commit().unwrap();
+    // both directories name the new content
+    let file_cid = vfs.cid_of(f).unwrap();
+    assert_eq!(vfs.cid_of(ino(&vfs, dir, "b")).unwrap(), file_cid);
+
+    let again = mount(&store);
+    let dir2 = ino(&again, ROOT_INO, "d");
+    let (a, b) = (ino(&again, ROOT_INO, "a"), ino(&again, dir2, "b"));
+    assert_eq!(a, b, "the link is one inode after a remount");
+    assert_eq!(again.getattr(a).unwrap().nlink, 2);
+    again.write(b, 3, b"!").unwrap();
+    again.commit().unwrap();
+    let root_before = again.cid_of(ROOT_INO).unwrap();
+    assert_eq!(again.cid_of(a).unwrap(), again.cid_of(b).unwrap(), "a change through one name changes both");
+    // renaming a directory on the path keeps the group
+    again.rename(ROOT_INO, "d", ROOT_INO, "e").unwrap();
+    again.commit().unwrap();
+    assert_ne!(again.cid_of(ROOT_INO).unwrap(), root_before);
+
+    let third = mount(&store);
+    let e = ino(&third, ROOT_INO, "e");
+    let (a, b) = (ino(&third, ROOT_INO, "a"), ino(&third, e, "b"));
+    assert_eq!((a, third.getattr(a).unwrap().nlink), (b, 2));
+    assert_eq!(read_all(&third, a), b"two!");
+    // removing a name leaves one; rename over the other name of the same file is a no-op
+    third.rename(e, "b", ROOT_INO, "a").unwrap();
+    assert_eq!(third.getattr(a).unwrap().nlink, 2, "POSIX: renaming a link over its twin does nothing");
+    third.remove(e, "b", false).unwrap();
+    assert_eq!(third.getattr(a).unwrap().nlink, 1);
+    third.commit().unwrap();
+    let fourth = mount(&store);
+    assert_eq!(fourth.getattr(ino(&fourth, ROOT_INO, "a")).unwrap().nlink, 1);
+    assert_eq!(read_all(&fourth, ino(&fourth, ROOT_INO, "a")), b"two!");
+}
+
+#[test]
+fn hard_link_refusals() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let dir = vfs.mkdir(ROOT_INO, "d", 0o755).unwrap().ino;
+    let f = vfs.create(ROOT_INO, "f", 0o644).unwrap().ino;
+    let errno = |r: Result<Attr, VfsError>| r.err().map(|e| e.errno());
+    assert_eq!(errno(vfs.link(dir, ROOT_INO, "d2")), Some(libc::EPERM), "directories");
+    assert_eq!(errno(vfs.link(f, ROOT_INO, "d")), Some(libc::EEXIST));
+    assert_eq!(errno(vfs.link(f, ROOT_INO, &"x".repeat(256))), Some(libc::ENAMETOOLONG));
+    let ipfs = ino(&vfs, ROOT_INO, ".ipfs");
+    assert_eq!(errno(vfs.link(f, ipfs, "x")), Some(libc::EROFS), "into /.ipfs");
+    vfs.commit().unwrap();
+    let cid = vfs.cid_of(dir).unwrap().unwrap();
+    let under_cid = vfs.lookup(ipfs, OsStr::new(&cid.to_string())).unwrap().ino;
+    assert_eq!(errno(vfs.link(under_cid, ROOT_INO, "y")), Some(libc::EXDEV), "from content under a CID");
+    vfs.remove(ROOT_INO, "f", false).unwrap();
+    assert_eq!(errno(vfs.link(f, ROOT_INO, "back")), Some(libc::ENOENT), "an unlinked file");
+}
+
+#[test]
+fn owners_atimes_and_xattrs_live_beside_the_dag_and_persist() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let dir = vfs.mkdir(ROOT_INO, "d", 0o755).unwrap().ino;
+    let sub = vfs.mkdir(dir, "sub", 0o755).unwrap().ino;
+    let f = vfs.create(sub, "f", 0o644).unwrap().ino;
+    vfs.write(f, 0, b"same bytes").unwrap();
+    vfs.commit().unwrap();
+    let plain_cid = vfs.cid_of(f).unwrap();
+    let t = UNIX_EPOCH + Duration::new(1_000_000, 5);
+    vfs.set_owner(f, Some(Some(1234)), Some(Some(99))).unwrap();
+    vfs.set_atime(f, Some(t)).unwrap();
+    vfs.set_xattr(f, "user.note", b"\0binary\xff", false, false).unwrap();
+    vfs.set_xattr(ROOT_INO, "user.root", b"r", false, false).unwrap();
+    vfs.set_xattr(dir, "trusted.t", b"", false, false).unwrap();
+    vfs.commit().unwrap();
+    assert_eq!(vfs.cid_of(f).unwrap(), plain_cid, "the DAG stays what `cidfs add` makes");
+
+    let again = mount(&store);
+    let d = ino(&again, ROOT_INO, "d");
+    let f = ino(&again, ino(&again, d, "sub"), "f");
+    let a = again.getattr(f).unwrap();
+    assert_eq!((a.uid, a.gid, a.atime), (Some(1234), Some(99), Some(t)));
+    assert_eq!(again.getxattr(f, OsStr::new("user.note")).unwrap(), b"\0binary\xff");
+    assert_eq!(again.getxattr(ROOT_INO, OsStr::new("user.root")).unwrap(), b"r");
+    assert_eq!(again.getxattr(d, OsStr::new("trusted.t")).unwrap(), b"");
+    let names = again.listxattr(f).unwrap();
+    assert_eq!(names, format!("{CID_XATTR}\0user.note\0").into_bytes());
+    // XATTR_CREATE / XATTR_REPLACE, removal, and refusals
+    let errno = |r: Result<(), VfsError>| r.err().map(|e| e.errno());
+    assert_eq!(errno(again.set_xattr(f, "user.note", b"x", true, false)), Some(libc::EEXIST));
+    assert_eq!(errno(again.set_xattr(f, "user.new", b"x", false, true)), Some(libc::ENODATA));
+    assert_eq!(errno(again.set_xattr(f, "system.posix_acl_access", b"x", false, false)), Some(libc::ENOTSUP));
+    assert_eq!(errno(again.set_xattr(f, CID_XATTR, b"x", false, false)), Some(libc::EPERM));
+    assert_eq!(errno(again.set_xattr(f, "user.big", &vec![0; 70_000], false, false)), Some(libc::E2BIG));
+    assert_eq!(errno(again.set_xattr(f, &format!("user.{}", "n".repeat(300)), b"", false, false)), Some(libc::ERANGE));
+    for i in 0..3 {
+        again.set_xattr(f, &format!("user.fill{i}"), &vec![0; 20_000], false, false).unwrap();
+    }
+    assert_eq!(errno(again.set_xattr(f, "user.fill3", &vec![0; 20_000], false, false)), Some(libc::ENOSPC));
+    again.remove_xattr(f, "user.note").unwrap();
+    assert_eq!(errno(again.remove_xattr(f, "user.note")), Some(libc::ENODATA));
+    for i in 0..3 {
+        again.remove_xattr(f, &format!("user.fill{i}")).unwrap();
+    }
+    again.set_owner(f, Some(None), Some(None)).unwrap();
+    again.set_atime(f, None).unwrap();
+    again.remove_xattr(ROOT_INO, "user.root").unwrap();
+    again.remove_xattr(d, "trusted.t").unwrap();
+    again.commit().unwrap();
+    assert_eq!(*store.side.lock().unwrap(), Some(*posix::empty_side().cid()), "nothing left to say");
+    let ipfs = ino(&again, ROOT_INO, ".ipfs");
+    assert_eq!(errno(again.set_xattr(ipfs, "user.x", b"", false, false)), Some(libc::EROFS));
+}
+
+#[test]
+fn a_malformed_sidecar_is_eio_naming_its_cid() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    vfs.mkdir(ROOT_INO, "d", 0o755).unwrap();
+    vfs.commit().unwrap();
+    let bad = Block::encode(cid::Version::V1, crate::block::DAG_CBOR, &b"\x82\x01\x02"[..]).unwrap();
+    store.blocks.lock().unwrap().insert(*bad.cid(), bad.data().clone());
+    *store.side.lock().unwrap() = Some(*bad.cid());
+    let again = mount(&store);
+    let err = again.lookup(ROOT_INO, OsStr::new("d")).unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(err.to_string().contains(&bad.cid().to_string()), "{err}");
 }

@@ -69,6 +69,11 @@ pub struct Attr {
     pub nlink: u32,
     /// Preferred I/O size: the file's chunk size.
     pub blksize: u32,
+    /// Owner and group, when set by `chown` (else: the mounting user's).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Access time, when set by `utimens` (else: the mtime).
+    pub atime: Option<SystemTime>,
 }
 
 impl Attr {
@@ -133,6 +138,12 @@ pub enum VfsError {
     NotPermitted(&'static str),
     #[error("no space left: the store's capacity is reached")]
     NoSpace,
+    #[error("hard links cannot cross from content under a CID into the drive")]
+    CrossDevice,
+    #[error("{cid}: malformed POSIX sidecar: {reason}")]
+    BadSidecar { cid: Cid, reason: String },
+    #[error("extended attribute value over {} bytes", posix::MAX_XATTR_BYTES)]
+    TooBig,
 }
 
 impl VfsError {
@@ -157,6 +168,9 @@ impl VfsError {
             VfsError::NotSupported(_) => libc::ENOTSUP,
             VfsError::NotPermitted(_) => libc::EPERM,
             VfsError::NoSpace => libc::ENOSPC,
+            VfsError::CrossDevice => libc::EXDEV,
+            VfsError::BadSidecar { .. } => libc::EIO,
+            VfsError::TooBig => libc::E2BIG,
         }
     }
 }
@@ -399,7 +413,18 @@ impl Vfs {
     }
 
     fn attr_of(&self, ino: u64, t: &Target) -> Result<Attr, VfsError> {
-        let dir = |perm, mtime| Attr { ino, kind: FileKind::Directory, size: 0, perm, mtime, nlink: 2, blksize: 4096 };
+        let dir = |perm, mtime| Attr {
+            ino,
+            kind: FileKind::Directory,
+            size: 0,
+            perm,
+            mtime,
+            nlink: 2,
+            blksize: 4096,
+            uid: None,
+            gid: None,
+            atime: None,
+        };
         match t {
             // (in drive mode the root is a drive node; this is the --ipfs root)
             Target::Root => Ok(dir(0o555, DEFAULT_MTIME)),
@@ -416,6 +441,9 @@ impl Vfs {
                     mtime: DEFAULT_MTIME,
                     nlink: 1,
                     blksize: 4096,
+                    uid: None,
+                    gid: None,
+                    atime: None,
                 })
             }
             Target::Node(cid) => {
@@ -433,6 +461,9 @@ impl Vfs {
                         mtime,
                         nlink: 1,
                         blksize: chunk_size(f),
+                        uid: None,
+                        gid: None,
+                        atime: None,
                     },
                     Node::Directory { .. } | Node::HamtShard(_) | Node::Cbor(Ipld::Map(_) | Ipld::List(_)) => {
                         dir(perm(0o555), mtime)
@@ -445,6 +476,9 @@ impl Vfs {
                         mtime,
                         nlink: 1,
                         blksize: 4096,
+                        uid: None,
+                        gid: None,
+                        atime: None,
                     },
                     Node::Cbor(scalar) => scalar_attr(ino, scalar),
                 })
@@ -651,16 +685,28 @@ impl Vfs {
         })
     }
 
+    /// An extended attribute: `ipfs.cid` (computed), or one stored on a drive node.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, VfsError> {
         if name != CID_XATTR {
-            return Err(VfsError::NoAttribute);
+            if !self.is_drive(ino) {
+                return Err(VfsError::NoAttribute);
+            }
+            let name = name.to_str().ok_or(VfsError::NoAttribute)?;
+            return self.drive_xattrs(ino)?.remove(name).ok_or(VfsError::NoAttribute);
         }
         self.cid_of(ino)?.map(|c| c.to_string().into_bytes()).ok_or(VfsError::NoAttribute)
     }
 
     /// NUL-separated attribute names, as `listxattr` returns them.
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
-        Ok(if self.cid_of(ino)?.is_some() { format!("{CID_XATTR}\0").into_bytes() } else { vec![] })
+        let mut out = if self.cid_of(ino)?.is_some() { format!("{CID_XATTR}\0").into_bytes() } else { vec![] };
+        if self.is_drive(ino) {
+            for name in self.drive_xattrs(ino)?.keys() {
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            }
+        }
+        Ok(out)
     }
 
     #[cfg(test)]
@@ -700,7 +746,18 @@ fn scalar_text(v: &Ipld) -> String {
 
 fn scalar_attr(ino: u64, v: &Ipld) -> Attr {
     let size = scalar_text(v).len() as u64;
-    Attr { ino, kind: FileKind::File, size, perm: 0o444, mtime: DEFAULT_MTIME, nlink: 1, blksize: 4096 }
+    Attr {
+        ino,
+        kind: FileKind::File,
+        size,
+        perm: 0o444,
+        mtime: DEFAULT_MTIME,
+        nlink: 1,
+        blksize: 4096,
+        uid: None,
+        gid: None,
+        atime: None,
+    }
 }
 
 fn slice_text(v: &Ipld, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
@@ -780,7 +837,8 @@ pub fn empty_dir_cid() -> Cid {
 }
 
 mod drive;
-pub use drive::{DriveStore, NAME_MAX};
+pub mod posix;
+pub use drive::{CommitBuild, DriveStore, NAME_MAX};
 
 #[cfg(test)]
 mod drive_tests;
