@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -365,7 +365,7 @@ fn files_copied_into_the_drive_survive_remount_and_verify() {
     )));
     drop(m); // unmount commits whatever is left
     let out = cli.ok(&["verify"]);
-    assert!(out.contains("1 pinned roots"), "{out}");
+    assert!(out.contains("2 pinned roots"), "the drive and its POSIX sidecar: {out}");
     let m = cli.mount("mnt", &[]);
     assert!(same_tree(&src, &m.dir.join("copy")), "after remount");
     assert!(same_tree(&src, &m.dir.join("untar")), "tar extracted into the mount");
@@ -435,8 +435,24 @@ fn editor_and_log_patterns_work() {
     let bytes = fs::read(d.join("sparse")).unwrap();
     assert_eq!(bytes.len(), 1 << 20);
     assert!(bytes[..(1 << 20) - 3].iter().all(|b| *b == 0));
+    // hard links: one file, two names
+    fs::hard_link(d.join("doc.txt"), d.join("hard")).unwrap();
+    assert_eq!(fs::metadata(d.join("hard")).unwrap().nlink(), 2);
+    assert_eq!(fs::read(d.join("hard")).unwrap(), b"version 2\n");
     // refusals that need their own errno
-    assert_eq!(fs::hard_link(d.join("doc.txt"), d.join("hard")).unwrap_err().raw_os_error(), Some(libc::EPERM));
+    assert_eq!(fs::hard_link(d, d.join("dirlink")).unwrap_err().raw_os_error(), Some(libc::EPERM));
+    let renameat2 = |from: &str, to: &str, flags: u32| {
+        let (a, b) = (std::ffi::CString::new(from).unwrap(), std::ffi::CString::new(to).unwrap());
+        // SAFETY: valid C strings; AT_FDCWD with absolute paths.
+        let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+        if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error()) }
+    };
+    let (doc, app) = (d.join("doc.txt").display().to_string(), d.join("app.log").display().to_string());
+    assert_eq!(renameat2(&doc, &app, libc::RENAME_NOREPLACE), Err(Some(libc::EEXIST)));
+    assert_eq!(renameat2(&doc, &app, libc::RENAME_EXCHANGE), Err(Some(libc::EINVAL)));
+    let moved = d.join("moved.txt").display().to_string();
+    renameat2(&doc, &moved, libc::RENAME_NOREPLACE).unwrap();
+    renameat2(&moved, &doc, 0).unwrap();
     assert_eq!(fs::write(d.join("x".repeat(256)), b"x").unwrap_err().raw_os_error(), Some(libc::ENAMETOOLONG));
     fs::create_dir(d.join("full")).unwrap();
     fs::write(d.join("full/x"), b"x").unwrap();
@@ -696,14 +712,142 @@ fn o_direct_locks_fallocate_xattrs_and_chown_behave_as_documented() {
     // SAFETY: as above.
     let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 1 << 20) };
     assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EOPNOTSUPP)));
-    // user xattrs: not yet; owners: UnixFS has none
+    // ACLs (system.*) are not stored; user xattrs are
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // an access ACL granting uid 1000 read (what `setfacl -m u:1000:r` sets)
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in
+        [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 4, u32::MAX)]
+    {
+        acl.extend(tag.to_le_bytes().into_iter().chain(perm.to_le_bytes()).chain(id.to_le_bytes()));
+    }
     // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+    let r =
+        unsafe { libc::setxattr(c.as_ptr(), c"system.posix_acl_access".as_ptr(), acl.as_ptr().cast(), acl.len(), 0) };
     assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENOTSUP)));
-    let err = std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
-    std::os::unix::fs::chown(&p, Some(nix::unistd::getuid().as_raw()), None).unwrap();
+    // SAFETY: as above.
+    let r = unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, libc::XATTR_REPLACE) };
+    assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENODATA)));
+    drop(f);
+    drop(m);
+    // chown: root gives files away; anyone else gets EPERM
+    fs::set_permissions(cli.work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let m = cli.mount("mnt", &["--allow-other"]);
+    let p = m.dir.join("f");
+    std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap();
+    let meta = fs::metadata(&p).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+    let out = as_nobody(&format!("chown 65534 {}", p.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
+    std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+}
+
+/// Files with every POSIX attribute a backup cares about: modes, mtimes, owners, user
+/// xattrs, hard links (also across directories), symlinks.
+fn posix_sample(cli: &Cli) -> std::path::PathBuf {
+    let src = sample(cli);
+    cli.write("tree/owned/by-1234", b"owned\n");
+    cli.write("tree/xattrs.txt", b"has attributes\n");
+    cli.write("tree/many-links", b"linked\n");
+    fs::hard_link(src.join("many-links"), src.join("a/link-2")).unwrap();
+    fs::hard_link(src.join("many-links"), src.join("owned/link-3")).unwrap();
+    fs::hard_link(src.join("hello.txt"), src.join("hello-twin")).unwrap();
+    std::os::unix::fs::chown(src.join("owned/by-1234"), Some(1234), Some(5678)).unwrap();
+    std::os::unix::fs::chown(src.join("owned"), Some(1234), None).unwrap();
+    fs::set_permissions(src.join("owned/by-1234"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    for (name, value) in [("user.comment", &b"hello"[..]), ("user.bin", &[0u8, 255, 10][..])] {
+        run_ok(
+            Command::new("setfattr")
+                .args(["-n", name, "-v"])
+                .arg(format!("0x{}", hex(value)))
+                .arg(src.join("xattrs.txt")),
+        );
+    }
+    run_ok(Command::new("setfattr").args(["-n", "user.dir", "-v", "d"]).arg(src.join("a")));
+    run_ok(Command::new("touch").args(["-h", "-d", "2001-02-03 04:05:06.789"]).arg(src.join("link")));
+    src
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `rsync -aHAX --checksum --dry-run` from `a` to `b`: what it would change.
+fn rsync_differences(a: &Path, b: &Path) -> String {
+    let out = run_ok(
+        Command::new("rsync")
+            .args(["-aHAX", "--checksum", "--dry-run", "--itemize-changes"])
+            .arg(format!("{}/", a.display()))
+            .arg(format!("{}/", b.display())),
+    );
+    out.trim().to_string()
+}
+
+/// (inode groups by path, xattrs by path) of a tree, as `find` and `getfattr` see it.
+fn links_and_xattrs(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let find = run_ok(
+        Command::new("find").arg(".").args(["-type", "f", "-links", "+1", "-printf", "%n %p\n"]).current_dir(dir),
+    );
+    let mut links: Vec<String> = find.lines().map(str::to_string).collect();
+    links.sort();
+    let xattrs = run_ok(Command::new("getfattr").args(["-R", "-d", "-m", "-", "-e", "hex", "."]).current_dir(dir));
+    let mut by_file: Vec<String> =
+        xattrs.split("\n\n").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    by_file.sort();
+    (links, by_file)
+}
+
+#[test]
+fn rsync_ahax_round_trips_hard_links_xattrs_owners_and_modes() {
+    let cli = Cli::new();
+    let src = posix_sample(&cli);
+    let want = links_and_xattrs(&src);
+    assert_eq!(want.0.len(), 5, "the sample has hard links: {want:?}");
+    assert!(
+        want.1.iter().any(|f| f.contains("user.comment")),
+        "the sample has xattrs (needs a filesystem with user xattrs)"
+    );
+    let m = cli.mount("mnt", &[]);
+    let dst = m.dir.join("backup");
+    run_ok(Command::new("rsync").arg("-aHAX").arg(format!("{}/", src.display())).arg(format!("{}/", dst.display())));
+    assert_eq!(rsync_differences(&src, &dst), "", "right after rsync");
+    assert_eq!(links_and_xattrs(&dst), want);
+    drop(m);
+
+    // everything is still there after a remount: it was committed, not just cached
+    let m = cli.mount("mnt", &[]);
+    let dst = m.dir.join("backup");
+    assert_eq!(rsync_differences(&src, &dst), "", "after a remount");
+    assert_eq!(links_and_xattrs(&dst), want);
+    let owned = fs::metadata(dst.join("owned/by-1234")).unwrap();
+    assert_eq!((owned.uid(), owned.gid(), owned.mode() & 0o7777), (1234, 5678, 0o640));
+    // a change through one name shows through the others
+    fs::write(dst.join("a/link-2"), b"changed\n").unwrap();
+    assert_eq!(fs::read(dst.join("owned/link-3")).unwrap(), b"changed\n");
+    fs::write(dst.join("a/link-2"), b"linked\n").unwrap();
+
+    // and back out, byte for byte, with every attribute
+    let out = cli.path("restored");
+    run_ok(Command::new("rsync").arg("-aHAX").arg(format!("{}/", dst.display())).arg(format!("{}/", out.display())));
+    assert_eq!(rsync_differences(&src, &out), "", "restored copy");
+    assert_eq!(links_and_xattrs(&out), want);
+    assert!(same_tree(&src, &out));
+    // tar with xattrs through the mount, too
+    let tarball = cli.path("t.tar");
+    run_ok(
+        Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=user.*", "-cf"])
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&dst)
+            .arg("."),
+    );
+    let untar = cli.path("untar");
+    fs::create_dir(&untar).unwrap();
+    run_ok(
+        Command::new("tar").args(["--xattrs", "--xattrs-include=user.*", "-xpf"]).arg(&tarball).arg("-C").arg(&untar),
+    );
+    assert_eq!(links_and_xattrs(&untar), want);
 }
 
 #[test]
@@ -715,4 +859,25 @@ fn thousands_of_new_files_do_not_exhaust_file_descriptors() {
     }
     assert_eq!(fs::read_dir(&m.dir).unwrap().count(), 2000);
     assert_eq!(fs::read(m.dir.join("f1999")).unwrap(), b"1999");
+}
+
+#[test]
+fn adding_over_a_name_drops_what_was_said_about_the_old_content() {
+    let cli = Cli::new();
+    let src = sample(&cli);
+    let m = cli.mount("mnt", &[]);
+    run_ok(Command::new("cp").arg("-a").arg(&src).arg(m.dir.join("tree")));
+    run_ok(Command::new("setfattr").args(["-n", "user.old", "-v", "1"]).arg(m.dir.join("tree")));
+    fs::hard_link(m.dir.join("tree/hello.txt"), m.dir.join("tree/a/twin")).unwrap();
+    run_ok(Command::new("setfattr").args(["-n", "user.keep", "-v", "1"]).arg(m.dir.join("tree/a")));
+    drop(m);
+    // a new tree under the same name: none of the old attributes or links apply to it
+    cli.write("other/tree/hello.txt", b"new\n");
+    cli.write("other/tree/a/twin", b"not a link\n");
+    cli.ok(&["add", "-Q", cli.path("other/tree").to_str().unwrap()]);
+    let m = cli.mount("mnt", &[]);
+    assert_eq!(getxattr(&m.dir.join("tree"), "user.old").unwrap_err().raw_os_error(), Some(libc::ENODATA));
+    assert_eq!(getxattr(&m.dir.join("tree/a"), "user.keep").unwrap_err().raw_os_error(), Some(libc::ENODATA));
+    assert_eq!(fs::metadata(m.dir.join("tree/hello.txt")).unwrap().nlink(), 1);
+    assert_eq!(fs::read(m.dir.join("tree/a/twin")).unwrap(), b"not a link\n");
 }

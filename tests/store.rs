@@ -178,8 +178,9 @@ fn kill_9_during_add_loses_nothing_committed_and_keeps_nothing_partial() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let out = cli.ok(&["verify"]);
-        assert!(out.contains("1 pinned roots") || out.contains("2 pinned roots"), "{out}");
+        // verify fails on any missing or corrupt block; the add either committed whole
+        // (it can finish before the kill on a fast run) or left nothing
+        cli.ok(&["verify"]);
         assert_eq!(cli.cmd().args(["cat", &small_cid]).output().unwrap().stdout, fs::read(&small).unwrap());
     }
     // The store is still writable and the big file adds cleanly afterwards.

@@ -12,7 +12,7 @@ use super::{CliError, StoreSink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{Batch, Store};
 use crate::unixfs::{self, Node, dir};
-use crate::vfs::{CommitBuild, DriveStore, VfsError};
+use crate::vfs::{CommitBuild, DriveStore, VfsError, posix};
 
 /// Name of the store root that holds the drive.
 pub const DRIVE_ROOT: &str = "drive";
@@ -42,13 +42,24 @@ pub fn link(store: &Store, batch: &mut Batch<'_>, entries: Vec<(String, LinkInfo
             d.insert(l.name, LinkInfo { cid: l.cid, tsize: l.tsize.unwrap_or(0), filesize: 0 });
         }
     }
-    for (name, link) in entries {
-        if !dir::is_safe_name(&name) || name == crate::vfs::IPFS_DIR {
+    for (name, link) in &entries {
+        if !dir::is_safe_name(name) || name == crate::vfs::IPFS_DIR {
             return Err(CliError::failure(format!("{name:?} cannot be a name in the drive")));
         }
-        d.insert(name, link);
+        d.insert(name.clone(), *link);
     }
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
     let root = d.finish(&ImportOptions::default(), &mut StoreSink { batch })?;
+    if let Some(side_cid) = store.root_cid(DRIVE_POSIX_ROOT)? {
+        let side = match unixfs::load(store, &side_cid)? {
+            Node::Cbor(v) => posix::decode(&v),
+            _ => Err("not dag-cbor".into()),
+        }
+        .map_err(|e| CliError::failure(format!("drive sidecar {side_cid}: {e}; run `cidfs verify`")))?;
+        let kept = posix::encode(&posix::without_root_names(&side, &names));
+        batch.put(&kept)?;
+        batch.set_root(DRIVE_POSIX_ROOT, *kept.cid());
+    }
     batch.set_root(DRIVE_ROOT, root.cid);
     batch.log_commit(root.cid);
     Ok(root.cid)

@@ -245,10 +245,13 @@ impl Filesystem for CidFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = if !flags.is_empty() {
-            Err(VfsError::InvalidName("rename flags (RENAME_NOREPLACE/EXCHANGE) are not supported yet".into()))
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let r = if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
+            Err(VfsError::InvalidName("rename flags other than RENAME_NOREPLACE (RENAME_EXCHANGE)".into()))
         } else {
-            name_str(name).and_then(|n| name_str(newname).and_then(|nn| self.vfs.rename(parent.0, n, newparent.0, nn)))
+            name_str(name).and_then(|n| {
+                name_str(newname).and_then(|nn| self.vfs.rename_with(parent.0, n, newparent.0, nn, noreplace))
+            })
         };
         self.empty(r, format_args!("rename {name:?} to {newname:?} in"), parent.0, reply);
     }

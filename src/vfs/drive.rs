@@ -686,6 +686,19 @@ impl Vfs {
 
     /// Renames, replacing an existing target atomically (POSIX rules for directories).
     pub fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Result<(), VfsError> {
+        self.rename_with(parent, name, new_parent, new_name, false)
+    }
+
+    /// `rename`, or with `noreplace` (`RENAME_NOREPLACE`) refused with `EEXIST` if the
+    /// target exists — checked and done under one lock, so atomically.
+    pub fn rename_with(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        noreplace: bool,
+    ) -> Result<(), VfsError> {
         check_name(new_name)?;
         let mut d = self.drive_mut()?;
         let ino = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
@@ -705,6 +718,9 @@ impl Vfs {
             }
         }
         let replaced = self.children(&mut d, new_parent)?.get(new_name).copied();
+        if noreplace && replaced.is_some() {
+            return Err(VfsError::Exists(new_name.to_string()));
+        }
         if let Some(existing) = replaced {
             if existing == ino {
                 return Ok(()); // POSIX: two names of one file, nothing to do

@@ -697,9 +697,13 @@ impl Vfs {
         self.cid_of(ino)?.map(|c| c.to_string().into_bytes()).ok_or(VfsError::NoAttribute)
     }
 
-    /// NUL-separated attribute names, as `listxattr` returns them.
+    /// NUL-separated attribute names, as `listxattr` returns them: the attributes stored
+    /// on a drive node. `ipfs.cid` is *virtual* (as CephFS's `ceph.*` are): readable by
+    /// name everywhere, never listed, because copying tools (`rsync -X`, `cp -a`, `tar
+    /// --xattrs`) replicate every listed attribute and no other filesystem can store it.
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
-        let mut out = if self.cid_of(ino)?.is_some() { format!("{CID_XATTR}\0").into_bytes() } else { vec![] };
+        self.target(ino)?;
+        let mut out = Vec::new();
         if self.is_drive(ino) {
             for name in self.drive_xattrs(ino)?.keys() {
                 out.extend_from_slice(name.as_bytes());

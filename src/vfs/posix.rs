@@ -124,6 +124,22 @@ pub fn encode(side: &Side) -> Block {
     }
 }
 
+/// The sidecar after the root entries `names` were replaced by new content (`cidfs add`
+/// links a tree under an existing name): their attributes and every hard-link group that
+/// reaches below them go, so nothing carries over to content it was never set on.
+pub fn without_root_names(side: &Side, names: &[&str]) -> Side {
+    let under = |path: &str| names.iter().any(|n| path == *n || path.starts_with(&format!("{n}/")));
+    Side {
+        entries: side
+            .entries
+            .iter()
+            .filter(|(k, _)| !names.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        groups: side.groups.iter().filter(|g| !g.iter().any(|p| under(p))).cloned().collect(),
+    }
+}
+
 /// Decodes a sidecar; anything malformed is an error naming what is wrong.
 pub fn decode(v: &Ipld) -> Result<Side, String> {
     let Ipld::Map(root) = v else { return Err("sidecar is not a map".into()) };
@@ -191,6 +207,19 @@ mod tests {
         let v: Ipld = serde_ipld_dagcbor::from_slice(block.data()).unwrap();
         assert_eq!(decode(&v).unwrap(), side);
         assert_eq!(encode(&side).cid(), block.cid(), "deterministic");
+    }
+
+    #[test]
+    fn replacing_a_root_name_drops_what_was_said_about_it() {
+        let mut side = Side::default();
+        for n in ["a", "ab", "c"] {
+            let extras = Extras { uid: Some(7), ..Default::default() };
+            side.entries.insert(n.into(), SideEntry { extras, sub: None });
+        }
+        side.groups = vec![vec!["a/x".into(), "c".into()], vec!["ab/y".into(), "c/z".into()]];
+        let kept = without_root_names(&side, &["a"]);
+        assert_eq!(kept.entries.keys().collect::<Vec<_>>(), ["ab", "c"]);
+        assert_eq!(kept.groups, vec![vec!["ab/y".to_string(), "c/z".to_string()]]);
     }
 
     #[test]
