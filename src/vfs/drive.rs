@@ -1260,6 +1260,14 @@ impl Vfs {
         }
     }
 
+    /// The directories naming `ino` (cheaper than [`names_of`](Self::names_of): no scan).
+    fn dirs_of(d: &Drive, ino: u64) -> Vec<u64> {
+        match d.links.get(&ino) {
+            Some(names) => names.iter().map(|(dir, _)| *dir).collect(),
+            None => d.parents.get(&ino).copied().filter(|p| *p != ino).into_iter().collect(),
+        }
+    }
+
     /// Forgets one name of `ino` (it was unlinked or replaced).
     fn forget_name(d: &mut Drive, ino: u64, dir: u64, name: &str) {
         if let Some(names) = d.links.get_mut(&ino) {
@@ -1357,7 +1365,7 @@ impl Vfs {
             if ino == ROOT_INO {
                 d.side_dirty.insert(ROOT_INO); // the root's own extras sit in its sidecar
             }
-            for (dir, _) in Self::names_of(&d, ino) {
+            for dir in Self::dirs_of(&d, ino) {
                 d.side_dirty.insert(dir);
             }
             d.changed = true;
