@@ -2,7 +2,8 @@
 //!
 //! The layers, top to bottom (see DESIGN.md): `unixfs` and `importer` (pure codecs),
 //! `fetch` (one `Blocks` interface with tiers behind it), `store` (redb index over CARv1
-//! segment files). `car` reads and writes CAR files; `commands` implements the CLI.
+//! segment files), `ipfs` (the libp2p node behind the network tier). `car` reads and
+//! writes CAR files; `commands` implements the CLI.
 
 pub mod block;
 pub mod car;
@@ -10,6 +11,7 @@ pub mod commands;
 pub mod fetch;
 pub mod fuse;
 pub mod importer;
+pub mod ipfs;
 pub mod store;
 pub mod unixfs;
 pub mod vfs;

@@ -118,6 +118,15 @@ fn sha256_multihash(data: &[u8]) -> Multihash<64> {
     Multihash::wrap(SHA2_256, &digest).expect("a 32-byte digest fits a 64-byte multihash")
 }
 
+/// The multihash of `data` with the hash function `code` (identity included), if supported.
+pub fn hash_with(code: u64, data: &[u8]) -> Option<Multihash<64>> {
+    match code {
+        IDENTITY => Multihash::wrap(IDENTITY, data).ok(),
+        SHA2_256 => Some(sha256_multihash(data)),
+        code => Some(Code::try_from(code).ok()?.digest(data)),
+    }
+}
+
 /// Whether `data` hashes to the multihash inside `cid`.
 fn hash_matches(cid: &Cid, data: &[u8]) -> Result<bool, BlockError> {
     let mh = cid.hash();

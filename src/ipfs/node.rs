@@ -1,0 +1,604 @@
+//! The embedded libp2p node: connections, the bitswap client and server.
+//!
+//! One tokio runtime (two worker threads) owns the swarm. Everything else talks to it
+//! through [`Node`], whose methods are synchronous: a FUSE thread that needs a block calls
+//! [`Node::get`], which registers a waiter and blocks on a channel with a deadline, so the
+//! kernel side never runs async code and never waits longer than the deadline.
+//!
+//! Bitswap is spoken over `libp2p-stream`: we accept inbound streams for every version
+//! (1.2.0, 1.1.0, 1.0.0) and read length-prefixed messages from them; what we send to a
+//! peer goes through one writer task per peer, which opens one outbound stream (newest
+//! protocol the peer supports) and writes messages in order. Replies to a peer's wants go
+//! the same way: bitswap answers on a stream the answering side opens.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::StreamExt;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, identity, kad, noise, ping, tcp, yamux};
+use tokio::sync::mpsc;
+
+use super::bitswap::{self, Message, PROTOCOLS, WANT_BLOCK};
+use crate::block::Block;
+
+/// Where the node gets the blocks it serves (the local store).
+pub trait BlockSource: Send + Sync {
+    /// The block `cid`, if held locally (never fetched from the network).
+    fn local(&self, cid: &Cid) -> Option<Bytes>;
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The peer key (created, mode 0600, if missing).
+    pub key_path: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialled at start (and whenever `connect` is asked).
+    pub peers: Vec<Multiaddr>,
+    /// Where a running node writes its listen addresses, one per line (for `cidfs id`).
+    pub addrs_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{cid}: no connected peer has it (every peer said don't-have)")]
+    NotFound { cid: Cid },
+    #[error("{cid}: no peer sent it within {timeout:?} ({peers} peers connected)")]
+    Timeout { cid: Cid, timeout: Duration, peers: usize },
+    #[error("peer key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("starting the IPFS node: {0}")]
+    Start(String),
+}
+
+/// Counters shown by `cidfs status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetStats {
+    pub blocks_fetched: u64,
+    pub bytes_fetched: u64,
+    pub blocks_served: u64,
+    pub bytes_served: u64,
+    pub peers_dropped: u64,
+}
+
+/// What a writer task sends a peer, made into a message for the protocol it negotiated.
+#[derive(Default)]
+struct Outgoing {
+    wants: Vec<Cid>,
+    cancels: Vec<Cid>,
+    blocks: Vec<(Cid, Bytes)>,
+    have: Vec<Cid>,
+    dont_have: Vec<Cid>,
+}
+
+/// A reader waiting for a block: its id (to leave on timeout) and its channel; `Err`
+/// means every connected peer said don't-have.
+type Waiter = (u64, std::sync::mpsc::Sender<Result<Block, ()>>);
+
+struct Want {
+    waiters: Vec<Waiter>,
+    asked: HashSet<PeerId>,
+    dont_have: HashSet<PeerId>,
+}
+
+struct State {
+    peers: HashMap<PeerId, Option<mpsc::UnboundedSender<Outgoing>>>,
+    wants: HashMap<Cid, Want>,
+    /// CIDs recently received, so a late duplicate is not taken for a lie.
+    recent: lru::LruCache<Cid, ()>,
+    /// Peers that sent blocks nobody asked for (bytes not matching any want): never asked
+    /// again this session.
+    bad: HashSet<PeerId>,
+    listen: Vec<Multiaddr>,
+    stats: NetStats,
+    next_waiter: u64,
+}
+
+enum Command {
+    Dial(Multiaddr),
+    Disconnect(PeerId),
+}
+
+struct Inner {
+    state: Mutex<State>,
+    control: libp2p_stream::Control,
+    commands: mpsc::UnboundedSender<Command>,
+    source: Arc<dyn BlockSource>,
+    handle: tokio::runtime::Handle,
+}
+
+/// A running node. Dropping it stops the node.
+pub struct Node {
+    inner: Arc<Inner>,
+    peer_id: PeerId,
+    _runtime: tokio::runtime::Runtime,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// Loads the peer key at `path`, or makes one (ed25519, file mode 0600).
+pub fn load_or_create_key(path: &Path) -> Result<identity::Keypair, NetError> {
+    let err = |reason: String| NetError::Key { path: path.to_path_buf(), reason };
+    match std::fs::read(path) {
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
+            f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+impl Node {
+    /// Starts a node: listens, dials the configured peers, serves `source`'s blocks.
+    pub fn start(config: NodeConfig, source: Arc<dyn BlockSource>) -> Result<Node, NetError> {
+        let key = load_or_create_key(&config.key_path)?;
+        let peer_id = key.public().to_peer_id();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cidfs-ipfs")
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Start(e.to_string()))?;
+        let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
+        // listening and dialling register with the runtime's reactor
+        let _guard = runtime.enter();
+        let mut swarm = {
+            libp2p::SwarmBuilder::with_existing_identity(key)
+                .with_tokio()
+                .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+                .map_err(|e| start(&e))?
+                .with_behaviour(|key| {
+                    let id = key.public().to_peer_id();
+                    let mut kad = kad::Behaviour::new(id, kad::store::MemoryStore::new(id));
+                    kad.set_mode(Some(kad::Mode::Client));
+                    Behaviour {
+                        identify: identify::Behaviour::new(
+                            identify::Config::new("ipfs/0.1.0".into(), key.public())
+                                .with_agent_version(format!("cidfs/{}", env!("CARGO_PKG_VERSION"))),
+                        ),
+                        ping: ping::Behaviour::default(),
+                        kad,
+                        stream: libp2p_stream::Behaviour::new(),
+                    }
+                })
+                .map_err(|e| start(&e))?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+                .build()
+        };
+        for addr in &config.listen {
+            swarm.listen_on(addr.clone()).map_err(|e| start(&format!("listening on {addr}: {e}")))?;
+        }
+        let mut control = swarm.behaviour().stream.new_control();
+        let (commands, mut command_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                peers: HashMap::new(),
+                wants: HashMap::new(),
+                recent: lru::LruCache::new(std::num::NonZeroUsize::new(4096).expect("non-zero")),
+                bad: HashSet::new(),
+                listen: Vec::new(),
+                stats: NetStats::default(),
+                next_waiter: 0,
+            }),
+            control: control.clone(),
+            commands,
+            source,
+            handle: runtime.handle().clone(),
+        });
+        for proto in PROTOCOLS {
+            let mut incoming = control.accept(StreamProtocol::new(proto)).map_err(|e| start(&e))?;
+            let inner = inner.clone();
+            runtime.spawn(async move {
+                while let Some((peer, stream)) = incoming.next().await {
+                    tokio::spawn(read_messages(inner.clone(), peer, stream));
+                }
+            });
+        }
+        for addr in &config.peers {
+            if let Err(e) = swarm.dial(addr.clone()) {
+                log::warn!("dialling {addr}: {e}");
+            }
+        }
+        let swarm_inner = inner.clone();
+        let addrs_file = config.addrs_file.clone();
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    event = swarm.select_next_some() => on_event(&swarm_inner, &mut swarm, event, addrs_file.as_deref()),
+                    command = command_rx.recv() => match command {
+                        Some(Command::Dial(addr)) => {
+                            if let Err(e) = swarm.dial(addr.clone()) {
+                                log::warn!("dialling {addr}: {e}");
+                            }
+                        }
+                        Some(Command::Disconnect(peer)) => {
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        drop(_guard);
+        Ok(Node { inner, peer_id, _runtime: runtime })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Addresses the node listens on (with `/p2p/<id>`), once it has bound them.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.inner.state.lock().expect("lock poisoned").listen.clone()
+    }
+
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.inner.state.lock().expect("lock poisoned").peers.keys().copied().collect()
+    }
+
+    pub fn stats(&self) -> NetStats {
+        self.inner.state.lock().expect("lock poisoned").stats
+    }
+
+    /// Dials `addr` (`/ip4/…/tcp/…[/p2p/<id>]`).
+    pub fn connect(&self, addr: Multiaddr) {
+        let _ = self.inner.commands.send(Command::Dial(addr));
+    }
+
+    /// Waits until at least `n` peers are connected or `timeout` passes.
+    pub fn wait_for_peers(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.peers().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Fetches `cid` from connected peers: verified, or an error within `timeout`.
+    /// Concurrent calls for one CID share one request.
+    pub fn get(&self, cid: &Cid, timeout: Duration) -> Result<Block, NetError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (id, targets) = {
+            let mut st = self.inner.state.lock().expect("lock poisoned");
+            st.next_waiter += 1;
+            let id = st.next_waiter;
+            let peers: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
+            match st.wants.get_mut(cid) {
+                Some(w) => {
+                    w.waiters.push((id, tx));
+                    (id, Vec::new())
+                }
+                None => {
+                    // with no peer yet, the want waits: a peer that connects is sent it
+                    let asked = peers.iter().copied().collect();
+                    st.wants.insert(*cid, Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new() });
+                    (id, peers)
+                }
+            }
+        };
+        for peer in targets {
+            send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
+        }
+        let result = rx.recv_timeout(timeout);
+        let peers = self.peers().len();
+        match result {
+            Ok(Ok(block)) => Ok(block),
+            Ok(Err(())) => Err(NetError::NotFound { cid: *cid }),
+            Err(_) => {
+                self.give_up(cid, id);
+                Err(NetError::Timeout { cid: *cid, timeout, peers })
+            }
+        }
+    }
+
+    /// Waiter `id` stopped waiting for `cid`; the last one to go withdraws the want.
+    fn give_up(&self, cid: &Cid, id: u64) {
+        let asked = {
+            let mut st = self.inner.state.lock().expect("lock poisoned");
+            let Some(w) = st.wants.get_mut(cid) else { return };
+            w.waiters.retain(|(i, _)| *i != id);
+            if !w.waiters.is_empty() {
+                return;
+            }
+            match st.wants.remove(cid) {
+                Some(w) => w.asked,
+                None => return,
+            }
+        };
+        for peer in asked {
+            send(&self.inner, peer, Outgoing { cancels: vec![*cid], ..Default::default() });
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // waiters see their channel close and fail at once
+        self.inner.state.lock().expect("lock poisoned").wants.clear();
+    }
+}
+
+fn on_event(
+    inner: &Arc<Inner>,
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    event: SwarmEvent<BehaviourEvent>,
+    addrs_file: Option<&Path>,
+) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            let full = address.with_p2p(*swarm.local_peer_id()).unwrap_or_else(|a| a);
+            log::info!("IPFS node listening on {full}");
+            let mut st = inner.state.lock().expect("lock poisoned");
+            st.listen.push(full);
+            if let Some(path) = addrs_file {
+                let text: String = st.listen.iter().map(|a| format!("{a}\n")).collect();
+                if let Err(e) = std::fs::write(path, text) {
+                    log::warn!("writing {}: {e}", path.display());
+                }
+            }
+        }
+        SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            log::info!("connected to {peer_id} at {}", endpoint.get_remote_address());
+            let wants: Vec<Cid> = {
+                let mut st = inner.state.lock().expect("lock poisoned");
+                if st.bad.contains(&peer_id) {
+                    drop(st);
+                    let _ = swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                st.peers.entry(peer_id).or_insert(None);
+                let wants: Vec<Cid> = st.wants.keys().copied().collect();
+                for cid in &wants {
+                    if let Some(w) = st.wants.get_mut(cid) {
+                        w.asked.insert(peer_id);
+                    }
+                }
+                wants
+            };
+            if !wants.is_empty() {
+                send(inner, peer_id, Outgoing { wants, ..Default::default() });
+            }
+        }
+        SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+            log::info!("disconnected from {peer_id}");
+            inner.state.lock().expect("lock poisoned").peers.remove(&peer_id);
+        }
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            log::warn!("connecting to {}: {error}", peer_id.map_or("a peer".to_string(), |p| p.to_string()));
+        }
+        _ => {}
+    }
+}
+
+/// Queues `out` for `peer`, starting its writer task if needed.
+fn send(inner: &Arc<Inner>, peer: PeerId, out: Outgoing) {
+    let mut st = inner.state.lock().expect("lock poisoned");
+    let slot = st.peers.entry(peer).or_insert(None);
+    let tx = match slot {
+        Some(tx) if !tx.is_closed() => tx.clone(),
+        _ => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            *slot = Some(tx.clone());
+            inner.handle.spawn(write_messages(inner.clone(), peer, rx));
+            tx
+        }
+    };
+    drop(st);
+    let _ = tx.send(out);
+}
+
+/// One peer's outbound stream: opened with the newest protocol it supports, then every
+/// queued message in order.
+async fn write_messages(inner: Arc<Inner>, peer: PeerId, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut control = inner.control.clone();
+    let mut opened = None;
+    for proto in PROTOCOLS {
+        match control.open_stream(peer, StreamProtocol::new(proto)).await {
+            Ok(stream) => {
+                opened = Some((stream, proto));
+                break;
+            }
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => continue,
+            Err(e) => {
+                log::debug!("bitswap stream to {peer}: {e}");
+                break;
+            }
+        }
+    }
+    let Some((mut stream, proto)) = opened else {
+        log::debug!("{peer} speaks no bitswap we know");
+        return;
+    };
+    while let Some(out) = rx.recv().await {
+        let mut msg = bitswap::reply_message(proto, out.blocks, &out.have, &out.dont_have);
+        if !out.wants.is_empty() || !out.cancels.is_empty() {
+            let mut entries = bitswap::want_message(&out.wants, WANT_BLOCK, false).wantlist.unwrap_or_default().entries;
+            entries.extend(bitswap::want_message(&out.cancels, WANT_BLOCK, true).wantlist.unwrap_or_default().entries);
+            msg.wantlist = Some(bitswap::Wantlist { entries, full: false });
+        }
+        if let Err(e) = stream.write_all(&bitswap::frame(&msg)).await {
+            log::debug!("writing to {peer}: {e}");
+            return; // the next send starts a new writer
+        }
+        let _ = stream.flush().await;
+    }
+}
+
+/// Reads messages a peer sends us on one inbound stream, until it closes.
+async fn read_messages(inner: Arc<Inner>, peer: PeerId, mut stream: libp2p::Stream) {
+    loop {
+        let body = match read_frame(&mut stream).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => {
+                log::debug!("reading from {peer}: {e}");
+                return;
+            }
+        };
+        let msg = match bitswap::decode(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("{peer}: {e}; dropping the peer");
+                drop_peer(&inner, peer);
+                return;
+            }
+        };
+        if !on_message(&inner, peer, &msg) {
+            return;
+        }
+    }
+}
+
+async fn read_frame(stream: &mut libp2p::Stream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len: u64 = 0;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        if stream.read(&mut b).await? == 0 {
+            return if i == 0 { Ok(None) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) };
+        }
+        len |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    if len as usize > bitswap::MAX_MESSAGE {
+        return Err(std::io::Error::other(format!("message of {len} bytes is over the limit")));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+fn drop_peer(inner: &Arc<Inner>, peer: PeerId) {
+    let mut st = inner.state.lock().expect("lock poisoned");
+    if st.bad.insert(peer) {
+        st.stats.peers_dropped += 1;
+    }
+    st.peers.remove(&peer);
+    for w in st.wants.values_mut() {
+        w.asked.remove(&peer);
+    }
+    drop(st);
+    let _ = inner.commands.send(Command::Disconnect(peer));
+}
+
+/// Handles one message; false if the peer was dropped.
+fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
+    let blocks = match bitswap::blocks_of(msg) {
+        Ok(b) => b,
+        Err(e) => {
+            log::warn!("{peer} sent a bad block ({e}); dropping the peer");
+            drop_peer(inner, peer);
+            return false;
+        }
+    };
+    let mut cancels = Vec::new();
+    {
+        let mut st = inner.state.lock().expect("lock poisoned");
+        for block in blocks {
+            let cid = *block.cid();
+            match st.wants.remove(&cid) {
+                Some(w) => {
+                    st.stats.blocks_fetched += 1;
+                    st.stats.bytes_fetched += block.data().len() as u64;
+                    for (_, tx) in w.waiters {
+                        let _ = tx.send(Ok(block.clone()));
+                    }
+                    cancels.extend(w.asked.into_iter().filter(|p| *p != peer).map(|p| (p, cid)));
+                    st.recent.put(cid, ());
+                }
+                None if st.recent.contains(&cid) => {} // a late duplicate
+                None => {
+                    drop(st);
+                    log::warn!(
+                        "{peer} sent {cid}, which nobody asked for (bytes not matching a want); dropping the peer"
+                    );
+                    drop_peer(inner, peer);
+                    return false;
+                }
+            }
+        }
+        let (_, dont_have) = bitswap::presences_of(msg);
+        let connected: HashSet<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
+        for cid in dont_have {
+            if let Some(w) = st.wants.get_mut(&cid) {
+                w.dont_have.insert(peer);
+                if connected.iter().all(|p| w.dont_have.contains(p)) {
+                    // nobody connected has it: fail now, not at the deadline
+                    if let Some(w) = st.wants.remove(&cid) {
+                        for (_, tx) in w.waiters {
+                            let _ = tx.send(Err(()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (p, cid) in cancels {
+        send(inner, p, Outgoing { cancels: vec![cid], ..Default::default() });
+    }
+    serve(inner, peer, msg);
+    true
+}
+
+/// Answers a peer's wants from the local store.
+fn serve(inner: &Arc<Inner>, peer: PeerId, msg: &Message) {
+    let wants = bitswap::wants_of(msg);
+    if wants.blocks.is_empty() && wants.haves.is_empty() {
+        return;
+    }
+    let mut out = Outgoing::default();
+    for (cid, send_dont_have) in wants.blocks {
+        match inner.source.local(&cid) {
+            Some(data) => out.blocks.push((cid, data)),
+            None if send_dont_have => out.dont_have.push(cid),
+            None => {}
+        }
+    }
+    for (cid, send_dont_have) in wants.haves {
+        match inner.source.local(&cid) {
+            Some(_) => out.have.push(cid),
+            None if send_dont_have => out.dont_have.push(cid),
+            None => {}
+        }
+    }
+    {
+        let mut st = inner.state.lock().expect("lock poisoned");
+        st.stats.blocks_served += out.blocks.len() as u64;
+        st.stats.bytes_served += out.blocks.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    }
+    // one message per block keeps every message under the peer's size limit
+    let blocks = std::mem::take(&mut out.blocks);
+    send(inner, peer, out);
+    for block in blocks {
+        send(inner, peer, Outgoing { blocks: vec![block], ..Default::default() });
+    }
+}

@@ -1,0 +1,121 @@
+//! The embedded IPFS node against other nodes on 127.0.0.1: fetching, serving, a lying
+//! peer (fault injection: a block source that returns wrong bytes), and bounded failure.
+//! Interop with real third-party peers (Helia, Kubo) is in `interop.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cid::Cid;
+use cidfs::block::{Block, RAW};
+use cidfs::ipfs::{BlockSource, NetError, Node, NodeConfig};
+
+#[derive(Default)]
+struct Blocks(Mutex<HashMap<Cid, Bytes>>);
+
+impl BlockSource for Blocks {
+    fn local(&self, cid: &Cid) -> Option<Bytes> {
+        self.0.lock().unwrap().get(cid).cloned()
+    }
+}
+
+/// A test double: claims to hold every block, answers with the wrong bytes.
+struct Liar;
+
+impl BlockSource for Liar {
+    fn local(&self, _cid: &Cid) -> Option<Bytes> {
+        Some(Bytes::from_static(b"not what you asked for"))
+    }
+}
+
+fn node(dir: &tempfile::TempDir, name: &str, peers: Vec<libp2p::Multiaddr>, source: Arc<dyn BlockSource>) -> Node {
+    let config = NodeConfig {
+        key_path: dir.path().join(name).join("peer.key"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers,
+        addrs_file: None,
+    };
+    let n = Node::start(config, source).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while n.listen_addrs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    n
+}
+
+fn block(data: &[u8]) -> Block {
+    Block::encode(cid::Version::V1, RAW, Bytes::copy_from_slice(data)).unwrap()
+}
+
+#[test]
+fn a_block_is_fetched_verified_and_concurrent_readers_share_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Blocks::default());
+    let b = block(b"hello from a peer");
+    held.0.lock().unwrap().insert(*b.cid(), b.data().clone());
+    let server = node(&dir, "server", vec![], held);
+    let client = node(&dir, "client", server.listen_addrs(), Arc::new(Blocks::default()));
+    assert!(client.wait_for_peers(1, Duration::from_secs(10)));
+    let got: Vec<Block> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| client.get(b.cid(), Duration::from_secs(10)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+    });
+    assert!(got.iter().all(|g| g == &b));
+    assert_eq!(server.stats().blocks_served, 1, "four readers, one request");
+    assert_eq!(client.stats().blocks_fetched, 1);
+    // the key persists: same peer id on restart
+    let id = client.peer_id();
+    drop(client);
+    let again = node(&dir, "client", vec![], Arc::new(Blocks::default()));
+    assert_eq!(again.peer_id(), id);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("client/peer.key")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_lying_peer_is_dropped_and_the_read_succeeds_from_an_honest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = block(b"the real bytes");
+    let honest_blocks = Arc::new(Blocks::default());
+    honest_blocks.0.lock().unwrap().insert(*b.cid(), b.data().clone());
+    let liar = node(&dir, "liar", vec![], Arc::new(Liar));
+    let honest = node(&dir, "honest", vec![], honest_blocks);
+    let mut peers = liar.listen_addrs();
+    peers.extend(honest.listen_addrs());
+    let client = node(&dir, "client", peers, Arc::new(Blocks::default()));
+    assert!(client.wait_for_peers(2, Duration::from_secs(10)));
+    assert_eq!(client.get(b.cid(), Duration::from_secs(10)).unwrap(), b);
+    // the liar's answer may arrive before or after the honest one: it is caught either way
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.stats().peers_dropped == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(client.stats().peers_dropped, 1);
+    assert!(!client.peers().contains(&liar.peer_id()), "the liar is disconnected");
+    // and not asked again: the next block comes from the honest peer only
+    let c = block(b"another");
+    assert!(matches!(client.get(c.cid(), Duration::from_secs(5)), Err(NetError::NotFound { .. })));
+}
+
+#[test]
+fn missing_blocks_fail_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = block(b"nobody has this");
+    // no peers at all: the deadline
+    let alone = node(&dir, "alone", vec![], Arc::new(Blocks::default()));
+    let t = Instant::now();
+    assert!(matches!(alone.get(b.cid(), Duration::from_millis(500)), Err(NetError::Timeout { .. })));
+    assert!(t.elapsed() < Duration::from_secs(3));
+    // a peer that says don't-have: at once
+    let empty = node(&dir, "empty", vec![], Arc::new(Blocks::default()));
+    let client = node(&dir, "client", empty.listen_addrs(), Arc::new(Blocks::default()));
+    assert!(client.wait_for_peers(1, Duration::from_secs(10)));
+    let t = Instant::now();
+    let err = client.get(b.cid(), Duration::from_secs(30)).unwrap_err();
+    assert!(matches!(err, NetError::NotFound { .. }), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5), "don't-have answers fail fast: {:?}", t.elapsed());
+    assert!(err.to_string().contains(&b.cid().to_string()));
+}
