@@ -167,6 +167,8 @@ enum Command {
         /// Most bytes the store may hold (e.g. 500G); writes past it fail with ENOSPC.
         #[arg(long, value_parser = commands::mount::parse_size)]
         cap: Option<u64>,
+        #[command(flatten)]
+        net: commands::mount::NetArgs,
     },
     /// Unmount a cidfs mount.
     Unmount { mountpoint: PathBuf },
@@ -367,18 +369,19 @@ fn run(command: Command) -> Result<(), CliError> {
                 print(&format!("drive:     {drive}"));
             }
         }
-        Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads, cap } => {
+        Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads, cap, net } => {
             let mut args = vec!["mount".to_string(), mountpoint.display().to_string(), format!("--threads={threads}")];
             args.extend(ipfs.then(|| "--ipfs".to_string()));
             args.extend(read_only.then(|| "--read-only".to_string()));
             args.extend(cap.map(|c| format!("--cap={c}")));
             args.extend(allow_other.then(|| "--allow-other".to_string()));
+            args.extend(net.to_args());
             let home = cidfs::store::Store::default_home();
             let log = commands::mount::background(&args, &home)?;
             eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
         }
-        Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads, cap } => {
-            commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads, cap)?;
+        Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads, cap, net } => {
+            commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads, cap, &net)?;
         }
         Command::Log { prune: Some(keep) } => {
             let store = commands::open_store()?;

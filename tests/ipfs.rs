@@ -29,11 +29,22 @@ impl BlockSource for Liar {
     }
 }
 
+/// A test double for a peer that takes long to look anything up.
+struct Slow;
+
+impl BlockSource for Slow {
+    fn local(&self, _cid: &Cid) -> Option<Bytes> {
+        std::thread::sleep(Duration::from_secs(3));
+        None
+    }
+}
+
 fn node(dir: &tempfile::TempDir, name: &str, peers: Vec<libp2p::Multiaddr>, source: Arc<dyn BlockSource>) -> Node {
     let config = NodeConfig {
         key_path: dir.path().join(name).join("peer.key"),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         peers,
+        bootstrap: vec![],
         addrs_file: None,
     };
     let n = Node::start(config, source).unwrap();
@@ -104,11 +115,17 @@ fn a_lying_peer_is_dropped_and_the_read_succeeds_from_an_honest_one() {
 fn missing_blocks_fail_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
     let b = block(b"nobody has this");
-    // no peers at all: the deadline
+    // no peers at all: nobody to ask, at once
     let alone = node(&dir, "alone", vec![], Arc::new(Blocks::default()));
+    assert!(matches!(alone.get(b.cid(), Duration::from_secs(30)), Err(NetError::NoPeers { .. })));
+    // a peer that is too slow to answer: the deadline
+    let slow = node(&dir, "slow", vec![], Arc::new(Slow));
+    let client = node(&dir, "waiting", slow.listen_addrs(), Arc::new(Blocks::default()));
+    assert!(client.wait_for_peers(1, Duration::from_secs(10)));
     let t = Instant::now();
-    assert!(matches!(alone.get(b.cid(), Duration::from_millis(500)), Err(NetError::Timeout { .. })));
-    assert!(t.elapsed() < Duration::from_secs(3));
+    let r = client.get(b.cid(), Duration::from_millis(700));
+    assert!(matches!(r, Err(NetError::Timeout { .. })), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
     // a peer that says don't-have: at once
     let empty = node(&dir, "empty", vec![], Arc::new(Blocks::default()));
     let client = node(&dir, "client", empty.listen_addrs(), Arc::new(Blocks::default()));

@@ -32,6 +32,8 @@ pub fn mount(home: &Path, dir: &Path) -> Mount {
         .arg(dir)
         .env("CIDFS_HOME", home)
         .env("CIDFS_MOUNT_NOTIFY", "1")
+        .env("CIDFS_BOOTSTRAP", "none")
+        .env("CIDFS_LISTEN", "/ip4/127.0.0.1/tcp/0")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

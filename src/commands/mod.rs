@@ -78,7 +78,7 @@ impl From<StoreError> for CliError {
 impl From<FetchError> for CliError {
     fn from(e: FetchError) -> Self {
         match e {
-            FetchError::NotFound(_) => CliError::new(exit::NOT_FOUND, e.to_string()),
+            FetchError::NotFound(_) | FetchError::Unavailable { .. } => CliError::new(exit::NOT_FOUND, e.to_string()),
             FetchError::Store(s) => s.into(),
         }
     }

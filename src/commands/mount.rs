@@ -16,6 +16,10 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use super::{CliError, open_store};
+use crate::fetch::Tiered;
+use crate::ipfs::{Node, NodeConfig};
+use crate::store::Store;
+use libp2p::Multiaddr;
 use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::vfs::{Capacity, RootMode, Vfs};
 
@@ -33,6 +37,83 @@ impl From<MountError> for CliError {
 /// How often changes not yet made durable by an fsync are committed.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Public IPFS bootstrap peers (the DHT's entry points), used unless `--bootstrap` says
+/// otherwise.
+const DEFAULT_BOOTSTRAP: &str = "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ";
+
+/// How long the mount waits for `--peer` peers to connect before it reports ready.
+const PEER_WAIT: Duration = Duration::from_secs(5);
+
+/// The embedded IPFS node's settings (flags, or the environment variables named).
+#[derive(clap::Args, Clone, Debug)]
+pub struct NetArgs {
+    /// Do not start the IPFS node: only blocks in the local store can be read.
+    #[arg(long, env = "CIDFS_OFFLINE")]
+    pub offline: bool,
+    /// A peer to connect to at start (repeatable), e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…
+    #[arg(long = "peer", value_name = "MULTIADDR", env = "CIDFS_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Where the node listens (repeatable).
+    #[arg(long = "listen", value_name = "MULTIADDR", env = "CIDFS_LISTEN", value_delimiter = ',',
+          default_value = "/ip4/0.0.0.0/tcp/4011")]
+    pub listen: Vec<String>,
+    /// DHT bootstrap peers (repeatable; `none` for none).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR", env = "CIDFS_BOOTSTRAP", value_delimiter = ',',
+          default_value = DEFAULT_BOOTSTRAP)]
+    pub bootstrap: Vec<String>,
+    /// How long a read waits for a block from the network before it fails with EIO
+    /// (seconds).
+    #[arg(long, value_name = "SECONDS", env = "CIDFS_FETCH_TIMEOUT", default_value_t = 30.0)]
+    pub fetch_timeout: f64,
+}
+
+impl NetArgs {
+    /// The same settings as command-line arguments (for the background child).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.offline {
+            out.push("--offline".into());
+        }
+        out.extend(self.peers.iter().map(|p| format!("--peer={p}")));
+        out.extend(self.listen.iter().map(|l| format!("--listen={l}")));
+        out.extend(self.bootstrap.iter().map(|b| format!("--bootstrap={b}")));
+        out.push(format!("--fetch-timeout={}", self.fetch_timeout));
+        out
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.fetch_timeout).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
+    pub fn start_node(&self, store: &Arc<Store>, home: &Path) -> Result<Option<Arc<Node>>, CliError> {
+        if self.offline {
+            return Ok(None);
+        }
+        let addrs = |list: &[String], what: &str| -> Result<Vec<Multiaddr>, CliError> {
+            list.iter()
+                .filter(|a| !a.is_empty() && a.as_str() != "none")
+                .map(|a| a.parse().map_err(|e| CliError::failure(format!("{what} {a:?}: {e}"))))
+                .collect()
+        };
+        let dir = home.join("ipfs");
+        let config = NodeConfig {
+            key_path: dir.join("peer.key"),
+            listen: addrs(&self.listen, "--listen")?,
+            peers: addrs(&self.peers, "--peer")?,
+            bootstrap: addrs(&self.bootstrap, "--bootstrap")?,
+            addrs_file: Some(dir.join("addrs")),
+        };
+        let wanted = config.peers.len();
+        let node = Node::start(config, store.clone()).map_err(|e| CliError::failure(e.to_string()))?;
+        if wanted > 0 && !node.wait_for_peers(wanted, PEER_WAIT) {
+            log::warn!("only {} of {wanted} --peer peers connected so far", node.peers().len());
+        }
+        log::info!("IPFS node {} started", node.peer_id());
+        Ok(Some(Arc::new(node)))
+    }
+}
+
 /// Serves the mount in this process until a signal or an unmount.
 pub fn foreground(
     mountpoint: &Path,
@@ -41,6 +122,7 @@ pub fn foreground(
     allow_other: bool,
     threads: usize,
     cap: Option<u64>,
+    net: &NetArgs,
 ) -> Result<(), CliError> {
     // Block the signals before fuser starts its threads, so they all inherit the mask and
     // the signals wait for us in sigtimedwait below.
@@ -62,6 +144,8 @@ pub fn foreground(
     let cap_store = store.clone();
     let capacity = Box::new(move || capacity(&cap_store, cap));
     let writable = !ipfs && !read_only;
+    let node = net.start_node(&store, &Store::default_home())?;
+    let blocks = Arc::new(Tiered::new(store.clone(), node.clone(), net.timeout()));
     let log_store = store.clone();
     let commits =
         Box::new(move || log_store.commits().unwrap_or_default().into_iter().map(|c| (c.seq, c.root)).collect());
@@ -70,9 +154,9 @@ pub fn foreground(
             RootMode::Drive(root) if writable => {
                 let spill = store.root().join("tmp");
                 std::fs::create_dir_all(&spill).map_err(super::io_error(&spill))?;
-                Vfs::writable(store.clone(), root, Arc::new(StoreDrive(store.clone())), spill, capacity)
+                Vfs::writable(blocks.clone(), root, Arc::new(StoreDrive(store.clone())), spill, capacity)
             }
-            mode => Vfs::new(store.clone(), mode, capacity),
+            mode => Vfs::new(blocks.clone(), mode, capacity),
         }
         .with_posix_sidecar(store.root_cid(DRIVE_POSIX_ROOT)?)
         .with_snapshots(commits),

@@ -1,6 +1,6 @@
-//! One `Blocks` interface with tiers behind it. Today the only tier is the local store; the
-//! IPFS (bitswap, gateways) and Filecoin retrieval tiers slot in behind the same trait, and
-//! every block they return is verified against its CID before it is cached or returned.
+//! One `Blocks` interface with tiers behind it: the local store, then IPFS peers
+//! ([`Tiered`]); Filecoin retrieval slots in behind the same trait. Every block a tier
+//! returns is verified against its CID before it is cached or returned.
 //!
 //! Identity CIDs are answered here, from the CID itself, by every implementation.
 
@@ -10,6 +10,9 @@ use cid::Cid;
 use crate::block::{Block, Kind, kind};
 use crate::store::{Store, StoreError};
 
+mod tiered;
+pub use tiered::{TierStats, Tiered};
+
 /// Why a block could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -17,12 +20,14 @@ pub enum FetchError {
     NotFound(Cid),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{cid}: not in the local store, and the IPFS network did not deliver it: {reason}")]
+    Unavailable { cid: Cid, reason: String },
 }
 
 impl FetchError {
     pub fn errno(&self) -> i32 {
         match self {
-            FetchError::NotFound(_) => libc::EIO,
+            FetchError::NotFound(_) | FetchError::Unavailable { .. } => libc::EIO,
             FetchError::Store(e) => e.errno(),
         }
     }

@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// Peers dialled at start (and whenever `connect` is asked).
     pub peers: Vec<Multiaddr>,
+    /// DHT bootstrap peers (`/…/p2p/<id>`): dialled and added to the routing table.
+    pub bootstrap: Vec<Multiaddr>,
     /// Where a running node writes its listen addresses, one per line (for `cidfs id`).
     pub addrs_file: Option<PathBuf>,
 }
@@ -48,6 +50,8 @@ pub struct NodeConfig {
 pub enum NetError {
     #[error("{cid}: no connected peer has it (every peer said don't-have)")]
     NotFound { cid: Cid },
+    #[error("{cid}: no IPFS peer is connected to ask (connect one with --peer, or check the network)")]
+    NoPeers { cid: Cid },
     #[error("{cid}: no peer sent it within {timeout:?} ({peers} peers connected)")]
     Timeout { cid: Cid, timeout: Duration, peers: usize },
     #[error("peer key {path}: {reason}")]
@@ -219,9 +223,14 @@ impl Node {
                 }
             });
         }
-        for addr in &config.peers {
+        for addr in config.peers.iter().chain(&config.bootstrap) {
             if let Err(e) = swarm.dial(addr.clone()) {
                 log::warn!("dialling {addr}: {e}");
+            }
+        }
+        for addr in &config.bootstrap {
+            if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
             }
         }
         let swarm_inner = inner.clone();
@@ -296,8 +305,8 @@ impl Node {
                     w.waiters.push((id, tx));
                     (id, Vec::new())
                 }
+                None if peers.is_empty() => return Err(NetError::NoPeers { cid: *cid }),
                 None => {
-                    // with no peer yet, the want waits: a peer that connects is sent it
                     let asked = peers.iter().copied().collect();
                     st.wants.insert(*cid, Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new() });
                     (id, peers)

@@ -62,6 +62,7 @@ impl Cli {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cidfs"));
         c.env("CIDFS_HOME", self.home.path()).current_dir(self.work.path()).env_remove("RUST_LOG");
+        hermetic(&mut c);
         c
     }
 
@@ -109,6 +110,12 @@ impl Cli {
 }
 
 /// `diff -r` of two trees (also compares symlink targets), as a bool.
+/// Tests never touch the public IPFS network: no bootstrap peers, listening on loopback
+/// only (a random port, so mounts can run side by side).
+pub fn hermetic(c: &mut Command) {
+    c.env("CIDFS_BOOTSTRAP", "none").env("CIDFS_LISTEN", "/ip4/127.0.0.1/tcp/0").env_remove("CIDFS_PEERS");
+}
+
 pub fn same_tree(a: &Path, b: &Path) -> bool {
     Command::new("diff").arg("-r").arg("--no-dereference").arg(a).arg(b).status().unwrap().success()
 }
@@ -177,6 +184,7 @@ impl Cli {
                 let mut c = Command::new("prlimit");
                 c.arg(format!("--nofile={n}:{n}")).arg(env!("CARGO_BIN_EXE_cidfs"));
                 c.env("CIDFS_HOME", self.home.path()).current_dir(self.work.path()).env_remove("RUST_LOG");
+                hermetic(&mut c);
                 c
             }
             None => self.cmd(),
