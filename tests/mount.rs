@@ -253,13 +253,7 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     let mount_like = |mp: &Path, opts: &str| {
         let mut c = Command::new(&helper);
         common::hermetic(&mut c);
-        c.arg(cli.home.path())
-            .arg(mp)
-            .args(["-o", opts])
-            .env("PATH", &path)
-            .env_remove("CIDFS_HOME")
-            .output()
-            .unwrap()
+        c.arg(cli.home.path()).arg(mp).args(["-o", opts]).env("PATH", &path).env_remove("CIDFS_HOME").output().unwrap()
     };
     let out = mount_like(&cli.path("fstab"), "rw,nofail,_netdev,allow_other,x-systemd.automount");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -17,11 +17,11 @@ use nix::sys::signal::{SigSet, Signal};
 use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use super::{CliError, open_store};
 use crate::fetch::Tiered;
+use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::ipfs::{Node, NodeConfig};
 use crate::store::Store;
-use libp2p::Multiaddr;
-use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::vfs::{Capacity, RootMode, Vfs};
+use libp2p::Multiaddr;
 
 /// Set in the environment of a background child: print `ready` on stdout once mounted.
 const NOTIFY_ENV: &str = "CIDFS_MOUNT_NOTIFY";
@@ -54,8 +54,13 @@ pub struct NetArgs {
     #[arg(long = "peer", value_name = "MULTIADDR", env = "CIDFS_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Where the node listens (repeatable).
-    #[arg(long = "listen", value_name = "MULTIADDR", env = "CIDFS_LISTEN", value_delimiter = ',',
-          default_value = "/ip4/0.0.0.0/tcp/4011")]
+    #[arg(
+        long = "listen",
+        value_name = "MULTIADDR",
+        env = "CIDFS_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/4011"
+    )]
     pub listen: Vec<String>,
     /// DHT bootstrap peers (repeatable; `none` for none).
     #[arg(long = "bootstrap", value_name = "MULTIADDR", env = "CIDFS_BOOTSTRAP", value_delimiter = ',',

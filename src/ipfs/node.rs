@@ -27,6 +27,10 @@ use tokio::sync::mpsc;
 use super::bitswap::{self, Message, PROTOCOLS, WANT_BLOCK};
 use crate::block::Block;
 
+/// First wait before a want is sent again; it doubles up to [`REBROADCAST_MAX`].
+const REBROADCAST_FIRST: Duration = Duration::from_millis(250);
+const REBROADCAST_MAX: Duration = Duration::from_secs(2);
+
 /// Where the node gets the blocks it serves (the local store).
 pub trait BlockSource: Send + Sync {
     /// The block `cid`, if held locally (never fetched from the network).
@@ -316,15 +320,40 @@ impl Node {
         for peer in targets {
             send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
         }
-        let result = rx.recv_timeout(timeout);
-        let peers = self.peers().len();
-        match result {
-            Ok(Ok(block)) => Ok(block),
-            Ok(Err(())) => Err(NetError::NotFound { cid: *cid }),
-            Err(_) => {
-                self.give_up(cid, id);
-                Err(NetError::Timeout { cid: *cid, timeout, peers })
+        // A want can be lost (a peer restarts, a stream is dropped under load): ask again,
+        // backing off, until the deadline.
+        let deadline = Instant::now() + timeout;
+        let mut interval = REBROADCAST_FIRST;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(interval)) {
+                Ok(Ok(block)) => return Ok(block),
+                Ok(Err(())) => return Err(NetError::NotFound { cid: *cid }),
+                Err(_) if left > interval => {
+                    self.rebroadcast(cid);
+                    interval = (interval * 2).min(REBROADCAST_MAX);
+                }
+                Err(_) => {
+                    self.give_up(cid, id);
+                    return Err(NetError::Timeout { cid: *cid, timeout, peers: self.peers().len() });
+                }
             }
+        }
+    }
+
+    /// Sends a still-open want for `cid` again to every usable connected peer.
+    fn rebroadcast(&self, cid: &Cid) {
+        let peers: Vec<PeerId> = {
+            let mut st = self.inner.state.lock().expect("lock poisoned");
+            let peers: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
+            let Some(w) = st.wants.get_mut(cid) else { return };
+            w.asked.extend(peers.iter().copied());
+            w.dont_have.clear();
+            peers
+        };
+        log::debug!("asking {} peers again for {cid}", peers.len());
+        for peer in peers {
+            send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
         }
     }
 
@@ -453,6 +482,14 @@ async fn write_messages(inner: Arc<Inner>, peer: PeerId, mut rx: mpsc::Unbounded
             entries.extend(bitswap::want_message(&out.cancels, WANT_BLOCK, true).wantlist.unwrap_or_default().entries);
             msg.wantlist = Some(bitswap::Wantlist { entries, full: false });
         }
+        log::trace!(
+            "to {peer} over {proto}: want {:?} cancel {:?}, {} blocks, {} have, {} don't-have",
+            out.wants,
+            out.cancels,
+            msg.payload.len() + msg.blocks.len(),
+            out.have.len(),
+            out.dont_have.len()
+        );
         if let Err(e) = stream.write_all(&bitswap::frame(&msg)).await {
             log::debug!("writing to {peer}: {e}");
             return; // the next send starts a new writer
@@ -529,6 +566,12 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
             return false;
         }
     };
+    log::trace!(
+        "from {peer}: blocks {:?}, presences {}, wants {}",
+        blocks.iter().map(|b| *b.cid()).collect::<Vec<_>>(),
+        msg.block_presences.len(),
+        msg.wantlist.as_ref().map_or(0, |w| w.entries.len())
+    );
     let mut cancels = Vec::new();
     {
         let mut st = inner.state.lock().expect("lock poisoned");

@@ -1,0 +1,186 @@
+//! The IPFS tier against real third-party peers on 127.0.0.1, through a real mount:
+//! (a) Helia holds a file, cidfs reads it at `/.ipfs/<cid>`; (b) Helia fetches a file
+//! written into the drive; (c) the same two with Kubo; (d) a lying peer (an in-process
+//! test double) is dropped and the read succeeds from an honest one; (e) with nobody
+//! holding a block, the read fails with EIO in bounded time.
+//!
+//! The harness starts every peer itself; nothing bootstraps to the public network.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Cli, run_ok};
+
+/// A third-party peer serving one file; stopped (stdin closed, then killed) on drop.
+struct Peer {
+    child: Child,
+    cid: String,
+    addr: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The string value of `"key": "…"` (or the first element of `"key": ["…"]`) in a line
+/// of JSON the harness scripts print.
+fn json_str(line: &str, key: &str) -> String {
+    let at = line.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("no {key} in {line}"));
+    let rest = &line[at + key.len() + 2..];
+    let start = rest.find('"').unwrap() + 1;
+    let end = start + rest[start..].find('"').unwrap();
+    rest[start..end].to_string()
+}
+
+fn serve(mut cmd: Command, file: &Path) -> Peer {
+    let mut child = cmd
+        .arg("serve")
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("cid"), "the peer did not start: {line:?}");
+    let (cid, addr) = (json_str(&line, "cid"), json_str(&line, "addrs"));
+    Peer { child, cid, addr }
+}
+
+fn helia() -> Command {
+    let mut c = Command::new("node");
+    c.arg(common::interop_dir().join("helia_peer.mjs"));
+    c
+}
+
+fn kubo() -> Command {
+    let mut c = Command::new("python3");
+    c.arg(common::interop_dir().join("kubo_peer.py"));
+    c
+}
+
+/// The mount's node address, as it wrote it for `cidfs id`.
+fn node_addr(cli: &Cli) -> String {
+    let path = cli.home.path().join("ipfs/addrs");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().next().expect("a listen address").to_string()
+}
+
+fn read_through_mount(peer: Command, want: &[u8]) {
+    let cli = Cli::new();
+    let file = cli.write("held-by-peer.bin", want);
+    let peer = serve(peer, &file);
+    let m = cli.mount("mnt", &["--peer", &peer.addr]);
+    let got = std::fs::read(m.dir.join(".ipfs").join(&peer.cid)).unwrap();
+    assert!(got == want, "bytes differ ({} read, {} wanted)", got.len(), want.len());
+    // the blocks are now cached locally: readable with the peer gone
+    let peer_cid = peer.cid.clone();
+    drop(peer);
+    drop(m);
+    let cid = peer_cid;
+    let m = cli.mount("mnt", &["--offline"]);
+    assert!(std::fs::read(m.dir.join(".ipfs").join(&cid)).unwrap() == want, "served from the cache");
+}
+
+fn fetch_from_drive(fetch: impl Fn(&str, &str, &Path) -> String) {
+    let cli = Cli::new();
+    let want = common::noise(16 << 20 | 12345, 41);
+    let m = cli.mount("mnt", &[]);
+    std::fs::write(m.dir.join("written.bin"), &want).unwrap();
+    std::fs::File::open(m.dir.join("written.bin")).unwrap().sync_all().unwrap();
+    let cid = String::from_utf8(common::getxattr(&m.dir.join("written.bin"), "ipfs.cid").unwrap()).unwrap();
+    let out = cli.path("fetched.bin");
+    let report = fetch(&cid, &node_addr(&cli), &out);
+    assert!(std::fs::read(&out).unwrap() == want, "bytes differ: {report}");
+}
+
+#[test]
+fn helia_serves_a_file_cidfs_reads_through_the_mount() {
+    read_through_mount(helia(), &common::noise(16 << 20 | 777, 40));
+}
+
+#[test]
+fn helia_fetches_a_file_written_into_the_drive() {
+    fetch_from_drive(|cid, addr, out| run_ok(helia().arg("fetch").arg(cid).arg(addr).arg(out)));
+}
+
+#[test]
+fn kubo_serves_a_file_cidfs_reads_through_the_mount() {
+    read_through_mount(kubo(), &common::noise(16 << 20 | 999, 42));
+}
+
+#[test]
+fn kubo_fetches_a_file_written_into_the_drive() {
+    fetch_from_drive(|cid, addr, out| run_ok(kubo().arg("fetch").arg(cid).arg(addr).arg(out)));
+}
+
+/// Claims every block, answers with wrong bytes.
+struct Liar;
+
+impl cidfs::ipfs::BlockSource for Liar {
+    fn local(&self, _cid: &cid::Cid) -> Option<bytes::Bytes> {
+        Some(bytes::Bytes::from_static(b"forged"))
+    }
+}
+
+#[test]
+fn a_lying_peer_is_dropped_and_the_read_succeeds_from_helia() {
+    let cli = Cli::new();
+    let want = common::noise(2 << 20 | 5, 43);
+    let file = cli.write("held.bin", &want);
+    let honest = serve(helia(), &file);
+    let config = cidfs::ipfs::NodeConfig {
+        key_path: cli.path("liar.key"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers: vec![],
+        bootstrap: vec![],
+        addrs_file: None,
+    };
+    let liar = cidfs::ipfs::Node::start(config, Arc::new(Liar)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while liar.listen_addrs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let liar_addr = liar.listen_addrs()[0].to_string();
+    let m = cli.mount("mnt", &["--peer", &liar_addr, "--peer", &honest.addr]);
+    assert!(std::fs::read(m.dir.join(".ipfs").join(&honest.cid)).unwrap() == want);
+    drop(m);
+    let log = std::fs::read_to_string(cli.path("mnt.log")).unwrap();
+    assert!(log.contains(&format!("{} sent", liar.peer_id())) && log.contains("dropping the peer"), "{log}");
+}
+
+#[test]
+fn with_nobody_holding_a_block_reads_fail_with_eio_in_bounded_time() {
+    let cli = Cli::new();
+    // a CID that only another store holds
+    let elsewhere = Cli::new();
+    let cid = elsewhere.add_q(&elsewhere.write("only-there.bin", &common::noise(300_000, 44)), &[]);
+    let empty = serve(helia(), &cli.write("other.bin", b"something else"));
+    for args in [vec!["--offline"], vec!["--peer", &empty.addr, "--fetch-timeout", "3"]] {
+        let m = cli.mount("mnt", &args);
+        let t = Instant::now();
+        let err = std::fs::read(m.dir.join(".ipfs").join(&cid)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{args:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{args:?}: {:?}", t.elapsed());
+        drop(m);
+        let log = std::fs::read_to_string(cli.path("mnt.log")).unwrap();
+        assert!(log.contains(&cid), "the log names the CID: {log}");
+    }
+}
