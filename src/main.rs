@@ -144,8 +144,16 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show what the store holds.
+    /// Show what the store holds; with a mount running, also the IPFS node, its peers and
+    /// what each tier served.
     Status,
+    /// Show this node's peer ID (and, while mounted, its listen addresses).
+    Id,
+    /// The IPFS node's connections (needs a running mount).
+    Swarm {
+        #[command(subcommand)]
+        action: SwarmAction,
+    },
     /// Mount the drive at an empty directory; `/.ipfs/<CID>` reaches any CID.
     Mount {
         mountpoint: PathBuf,
@@ -178,6 +186,14 @@ enum Command {
         #[arg(long, value_name = "N")]
         prune: Option<usize>,
     },
+}
+
+#[derive(Subcommand)]
+enum SwarmAction {
+    /// List connected peers.
+    Peers,
+    /// Connect to a peer: /ip4/…/tcp/…/p2p/<peer id>.
+    Connect { multiaddr: String },
 }
 
 #[derive(Subcommand)]
@@ -359,14 +375,40 @@ fn run(command: Command) -> Result<(), CliError> {
             }
         }
         Command::Status => {
-            let store = commands::open_store()?;
-            let s = store.stats()?;
-            print(&format!("store:     {}", store.root().display()));
-            print(&format!("blocks:    {} ({})", s.blocks, repo::human_bytes(s.block_bytes)));
-            print(&format!("segments:  {} ({} on disk)", s.segments, repo::human_bytes(s.segment_bytes)));
-            print(&format!("pins:      {}", s.pins));
-            if let Some(drive) = store.root_cid(commands::drive::DRIVE_ROOT)? {
-                print(&format!("drive:     {drive}"));
+            let home = cidfs::store::Store::default_home();
+            match commands::control::ask(&home, "status") {
+                Some(reply) => print(reply?.trim_end()),
+                None => {
+                    let store = commands::open_store()?;
+                    print(repo::store_status(&store)?.trim_end());
+                    print("ipfs:      not running (it runs with `cidfs mount`)");
+                }
+            }
+        }
+        Command::Id => {
+            let home = cidfs::store::Store::default_home();
+            match commands::control::ask(&home, "id") {
+                Some(reply) => print(reply?.trim_end()),
+                None => {
+                    let key = cidfs::ipfs::node::load_or_create_key(&home.join("ipfs/peer.key"))
+                        .map_err(|e| CliError::failure(e.to_string()))?;
+                    print(&key.public().to_peer_id().to_string());
+                }
+            }
+        }
+        Command::Swarm { action } => {
+            let home = cidfs::store::Store::default_home();
+            let request = match &action {
+                SwarmAction::Peers => "peers".to_string(),
+                SwarmAction::Connect { multiaddr } => format!("connect {multiaddr}"),
+            };
+            match commands::control::ask(&home, &request) {
+                Some(reply) => print(reply?.trim_end()),
+                None => {
+                    return Err(CliError::failure(
+                        "no cidfs mount is running for this store (the IPFS node runs with `cidfs mount`)".to_string(),
+                    ));
+                }
             }
         }
         Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads, cap, net } => {

@@ -4,6 +4,7 @@
 //! test double) is dropped and the read succeeds from an honest one; (e) with nobody
 //! holding a block, the read fails with EIO in bounded time.
 //!
+//! Also `cidfs id`, `swarm peers`, `swarm connect` and `status` against the live mount.
 //! The harness starts every peer itself; nothing bootstraps to the public network.
 
 mod common;
@@ -83,13 +84,31 @@ fn node_addr(cli: &Cli) -> String {
     text.lines().next().expect("a listen address").to_string()
 }
 
-fn read_through_mount(peer: Command, want: &[u8]) {
+/// Reads a file a third-party peer holds through the mount; the peer is given with
+/// `--peer`, or connected while mounted with `cidfs swarm connect`.
+fn read_through_mount(peer: Command, want: &[u8], swarm_connect: bool) {
     let cli = Cli::new();
     let file = cli.write("held-by-peer.bin", want);
     let peer = serve(peer, &file);
-    let m = cli.mount("mnt", &["--peer", &peer.addr]);
+    let peer_id = peer.addr.rsplit('/').next().unwrap().to_string();
+    let offline_id = cli.ok(&["id"]).trim().to_string();
+    let m = if swarm_connect {
+        let m = cli.mount("mnt", &[]);
+        assert_eq!(cli.ok(&["swarm", "peers"]).trim(), "");
+        assert_eq!(cli.ok(&["swarm", "connect", &peer.addr]).trim(), format!("connected to {peer_id}"));
+        m
+    } else {
+        cli.mount("mnt", &["--peer", &peer.addr])
+    };
+    assert_eq!(cli.ok(&["swarm", "peers"]).trim(), peer_id);
+    let id = cli.ok(&["id"]);
+    assert_eq!(id.lines().next(), Some(offline_id.as_str()), "one persistent peer key");
+    assert!(id.contains("/ip4/127.0.0.1/tcp/"), "{id}");
     let got = std::fs::read(m.dir.join(".ipfs").join(&peer.cid)).unwrap();
     assert!(got == want, "bytes differ ({} read, {} wanted)", got.len(), want.len());
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("(1 peers connected)") && status.contains("fetched: "), "{status}");
+    assert!(!status.contains("fetched: 0 blocks"), "{status}");
     // the blocks are now cached locally: readable with the peer gone
     let peer_cid = peer.cid.clone();
     drop(peer);
@@ -113,7 +132,7 @@ fn fetch_from_drive(fetch: impl Fn(&str, &str, &Path) -> String) {
 
 #[test]
 fn helia_serves_a_file_cidfs_reads_through_the_mount() {
-    read_through_mount(helia(), &common::noise(16 << 20 | 777, 40));
+    read_through_mount(helia(), &common::noise(16 << 20 | 777, 40), true);
 }
 
 #[test]
@@ -123,7 +142,7 @@ fn helia_fetches_a_file_written_into_the_drive() {
 
 #[test]
 fn kubo_serves_a_file_cidfs_reads_through_the_mount() {
-    read_through_mount(kubo(), &common::noise(16 << 20 | 999, 42));
+    read_through_mount(kubo(), &common::noise(16 << 20 | 999, 42), false);
 }
 
 #[test]
@@ -183,4 +202,19 @@ fn with_nobody_holding_a_block_reads_fail_with_eio_in_bounded_time() {
         let log = std::fs::read_to_string(cli.path("mnt.log")).unwrap();
         assert!(log.contains(&cid), "the log names the CID: {log}");
     }
+}
+
+#[test]
+fn swarm_commands_need_a_running_mount_and_status_says_the_node_is_off() {
+    let cli = Cli::new();
+    let out = cli.run(&["swarm", "peers"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cidfs mount is running"), "{out:?}");
+    assert!(cli.ok(&["status"]).contains("ipfs:      not running"));
+    let m = cli.mount("mnt", &["--offline"]);
+    let out =
+        cli.run(&["swarm", "connect", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWHcpPEh6i5Tyni2jnGJMJV8dsRYqV4HhAm2jGJM9Bogk9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--offline"), "{out:?}");
+    assert!(cli.ok(&["status"]).contains("ipfs:      off (--offline)"));
+    drop(m);
 }

@@ -7,6 +7,7 @@
 
 pub mod add;
 pub mod car;
+pub mod control;
 pub mod drive;
 pub mod mount;
 pub mod progress;

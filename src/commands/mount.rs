@@ -149,8 +149,11 @@ pub fn foreground(
     let cap_store = store.clone();
     let capacity = Box::new(move || capacity(&cap_store, cap));
     let writable = !ipfs && !read_only;
-    let node = net.start_node(&store, &Store::default_home())?;
+    let home = Store::default_home();
+    let node = net.start_node(&store, &home)?;
     let blocks = Arc::new(Tiered::new(store.clone(), node.clone(), net.timeout()));
+    let live = Arc::new(super::control::Live { store: store.clone(), blocks: blocks.clone() });
+    super::control::serve(&home, live)?;
     let log_store = store.clone();
     let commits =
         Box::new(move || log_store.commits().unwrap_or_default().into_iter().map(|c| (c.seq, c.root)).collect());
@@ -196,13 +199,22 @@ pub fn foreground(
             log::info!("{} was unmounted", mountpoint.display());
             let r = session.join().map_err(|e| CliError::failure(format!("mount session: {e}")));
             vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
+            shutdown(&home, &blocks);
             return r;
         }
     }
     let r =
         session.umount_and_join().map_err(|e| CliError::failure(format!("unmounting {}: {e}", mountpoint.display())));
     vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
+    shutdown(&home, &blocks);
     r
+}
+
+/// After the last commit: cache what was fetched, stop answering on the control socket.
+fn shutdown(home: &Path, blocks: &Tiered) {
+    blocks.flush();
+    let _ = std::fs::remove_file(super::control::socket_path(home));
+    let _ = std::fs::remove_file(home.join("ipfs/addrs"));
 }
 
 /// A mount holds descriptors for segments and uncommitted files: use all we may.

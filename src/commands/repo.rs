@@ -70,6 +70,19 @@ pub fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+/// What the store holds, as `cidfs status` prints it.
+pub fn store_status(store: &crate::store::Store) -> Result<String, CliError> {
+    let s = store.stats()?;
+    let mut out = format!("store:     {}\n", store.root().display());
+    out.push_str(&format!("blocks:    {} ({})\n", s.blocks, human_bytes(s.block_bytes)));
+    out.push_str(&format!("segments:  {} ({} on disk)\n", s.segments, human_bytes(s.segment_bytes)));
+    out.push_str(&format!("pins:      {}\n", s.pins));
+    if let Some(drive) = store.root_cid(super::drive::DRIVE_ROOT)? {
+        out.push_str(&format!("drive:     {drive}\n"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -36,6 +36,7 @@ pub struct Tiered {
     timeout: Duration,
     pending: Arc<Mutex<HashMap<Cid, Bytes>>>,
     persist: Mutex<Option<Sender<Block>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Mutex<TierStats>,
 }
 
@@ -45,11 +46,28 @@ impl Tiered {
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let (tx, rx) = channel();
         let (s, p) = (store.clone(), pending.clone());
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("cidfs-cache".into())
             .spawn(move || persist(&s, &p, &rx))
             .expect("spawning the cache writer");
-        Tiered { store, net, timeout, pending, persist: Mutex::new(Some(tx)), stats: Mutex::default() }
+        Tiered {
+            store,
+            net,
+            timeout,
+            pending,
+            persist: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            stats: Mutex::default(),
+        }
+    }
+
+    /// Writes every fetched block still in memory into the store, and stops the writer
+    /// (fetches after this are not cached).
+    pub fn flush(&self) {
+        self.persist.lock().expect("lock poisoned").take();
+        if let Some(w) = self.writer.lock().expect("lock poisoned").take() {
+            let _ = w.join();
+        }
     }
 
     pub fn stats(&self) -> TierStats {
