@@ -26,10 +26,16 @@ pub struct Mount {
 }
 
 pub fn mount(home: &Path, dir: &Path) -> Mount {
+    mount_with(home, dir, &[])
+}
+
+/// `mount` with extra arguments.
+pub fn mount_with(home: &Path, dir: &Path, args: &[&str]) -> Mount {
     std::fs::create_dir_all(dir).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
         .arg("mount")
         .arg(dir)
+        .args(args)
         .env("CIDFS_HOME", home)
         .env("CIDFS_MOUNT_NOTIFY", "1")
         .env("CIDFS_BOOTSTRAP", "none")
