@@ -136,3 +136,26 @@ fn missing_blocks_fail_in_bounded_time() {
     assert!(t.elapsed() < Duration::from_secs(5), "don't-have answers fail fast: {:?}", t.elapsed());
     assert!(err.to_string().contains(&b.cid().to_string()));
 }
+
+/// A test double for an honest peer that answers late.
+struct Late(Bytes);
+
+impl BlockSource for Late {
+    fn local(&self, _cid: &Cid) -> Option<Bytes> {
+        std::thread::sleep(Duration::from_millis(1500));
+        Some(self.0.clone())
+    }
+}
+
+#[test]
+fn a_block_arriving_after_the_reader_gave_up_is_late_not_a_lie() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = block(b"worth the wait");
+    let late = node(&dir, "late", vec![], Arc::new(Late(b.data().clone())));
+    let client = node(&dir, "client", late.listen_addrs(), Arc::new(Blocks::default()));
+    assert!(client.wait_for_peers(1, Duration::from_secs(10)));
+    assert!(matches!(client.get(b.cid(), Duration::from_millis(400)), Err(NetError::Timeout { .. })));
+    std::thread::sleep(Duration::from_secs(4)); // the answers arrive
+    assert_eq!(client.stats().peers_dropped, 0);
+    assert_eq!(client.peers(), vec![late.peer_id()]);
+}

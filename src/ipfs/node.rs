@@ -97,7 +97,8 @@ struct Want {
 struct State {
     peers: HashMap<PeerId, Option<mpsc::UnboundedSender<Outgoing>>>,
     wants: HashMap<Cid, Want>,
-    /// CIDs recently received, so a late duplicate is not taken for a lie.
+    /// CIDs recently received or given up on, so a late or duplicate block is not taken
+    /// for a lie.
     recent: lru::LruCache<Cid, ()>,
     /// Peers that sent blocks nobody asked for (bytes not matching any want): never asked
     /// again this session.
@@ -367,7 +368,11 @@ impl Node {
                 return;
             }
             match st.wants.remove(cid) {
-                Some(w) => w.asked,
+                Some(w) => {
+                    // a peer may still be sending it: that is late, not a lie
+                    st.recent.put(*cid, ());
+                    w.asked
+                }
                 None => return,
             }
         };
@@ -610,6 +615,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
                             let _ = tx.send(Err(()));
                         }
                     }
+                    st.recent.put(cid, ());
                 }
             }
         }
