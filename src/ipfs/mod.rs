@@ -3,7 +3,7 @@
 //!
 //! - [`bitswap`] is the pure wire codec (protobuf, CID prefixes, verification).
 //! - [`node`] runs libp2p (TCP, noise, yamux, identify, ping, Kademlia in client mode,
-//!   bitswap over `libp2p-stream`) on its own small tokio runtime, so FUSE threads never
+//!   bitswap over our own stream behaviour, [`streams`]) on its own small tokio runtime, so FUSE threads never
 //!   run async code: they call [`node::Node::get`], which waits on a channel with a
 //!   deadline.
 //!
@@ -16,5 +16,6 @@
 
 pub mod bitswap;
 pub mod node;
+pub mod streams;
 
 pub use node::{BlockSource, NetError, Node, NodeConfig};

@@ -5,10 +5,10 @@
 //! [`Node::get`], which registers a waiter and blocks on a channel with a deadline, so the
 //! kernel side never runs async code and never waits longer than the deadline.
 //!
-//! Bitswap is spoken over `libp2p-stream`: we accept inbound streams for every version
-//! (1.2.0, 1.1.0, 1.0.0) and read length-prefixed messages from them; what we send to a
-//! peer goes through one writer task per peer, which opens one outbound stream (newest
-//! protocol the peer supports) and writes messages in order. Replies to a peer's wants go
+//! Bitswap streams come from [`super::streams`]: we accept inbound streams in every
+//! version (1.2.0, 1.1.0, 1.0.0) and read length-prefixed messages from them; what we send
+//! to a peer goes through one writer task per peer, which opens one outbound stream (newest
+//! version the peer speaks) and writes messages in order. Replies to a peer's wants go
 //! the same way: bitswap answers on a stream the answering side opens.
 
 use std::collections::{HashMap, HashSet};
@@ -21,10 +21,11 @@ use cid::Cid;
 use futures::StreamExt;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, identity, kad, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, identify, identity, kad, noise, ping, tcp, yamux};
 use tokio::sync::mpsc;
 
-use super::bitswap::{self, Message, PROTOCOLS, WANT_BLOCK};
+use super::bitswap::{self, Message, WANT_BLOCK};
+use super::streams;
 use crate::block::Block;
 
 /// First wait before a want is sent again; it doubles up to [`REBROADCAST_MAX`].
@@ -115,7 +116,7 @@ enum Command {
 
 struct Inner {
     state: Mutex<State>,
-    control: libp2p_stream::Control,
+    opener: streams::Opener,
     commands: mpsc::UnboundedSender<Command>,
     source: Arc<dyn BlockSource>,
     handle: tokio::runtime::Handle,
@@ -133,7 +134,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
-    stream: libp2p_stream::Behaviour,
+    bitswap: streams::Behaviour,
 }
 
 /// Loads the peer key at `path`, or makes one (ed25519, file mode 0600).
@@ -174,6 +175,8 @@ impl Node {
             .build()
             .map_err(|e| NetError::Start(e.to_string()))?;
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
+        let (bitswap, mut inbound, opener) = streams::Behaviour::new();
+        let mut bitswap = Some(bitswap);
         // listening and dialling register with the runtime's reactor
         let _guard = runtime.enter();
         let mut swarm = {
@@ -192,7 +195,7 @@ impl Node {
                         ),
                         ping: ping::Behaviour::default(),
                         kad,
-                        stream: libp2p_stream::Behaviour::new(),
+                        bitswap: bitswap.take().expect("built once"),
                     }
                 })
                 .map_err(|e| start(&e))?
@@ -202,7 +205,6 @@ impl Node {
         for addr in &config.listen {
             swarm.listen_on(addr.clone()).map_err(|e| start(&format!("listening on {addr}: {e}")))?;
         }
-        let mut control = swarm.behaviour().stream.new_control();
         let (commands, mut command_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
@@ -214,20 +216,17 @@ impl Node {
                 stats: NetStats::default(),
                 next_waiter: 0,
             }),
-            control: control.clone(),
+            opener,
             commands,
             source,
             handle: runtime.handle().clone(),
         });
-        for proto in PROTOCOLS {
-            let mut incoming = control.accept(StreamProtocol::new(proto)).map_err(|e| start(&e))?;
-            let inner = inner.clone();
-            runtime.spawn(async move {
-                while let Some((peer, stream)) = incoming.next().await {
-                    tokio::spawn(read_messages(inner.clone(), peer, stream));
-                }
-            });
-        }
+        let reader_inner = inner.clone();
+        runtime.spawn(async move {
+            while let Some((peer, stream, _version)) = inbound.recv().await {
+                tokio::spawn(read_messages(reader_inner.clone(), peer, stream));
+            }
+        });
         for addr in config.peers.iter().chain(&config.bootstrap) {
             if let Err(e) = swarm.dial(addr.clone()) {
                 log::warn!("dialling {addr}: {e}");
@@ -461,24 +460,12 @@ fn send(inner: &Arc<Inner>, peer: PeerId, out: Outgoing) {
 /// One peer's outbound stream: opened with the newest protocol it supports, then every
 /// queued message in order.
 async fn write_messages(inner: Arc<Inner>, peer: PeerId, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-    let mut control = inner.control.clone();
-    let mut opened = None;
-    for proto in PROTOCOLS {
-        match control.open_stream(peer, StreamProtocol::new(proto)).await {
-            Ok(stream) => {
-                opened = Some((stream, proto));
-                break;
-            }
-            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => continue,
-            Err(e) => {
-                log::debug!("bitswap stream to {peer}: {e}");
-                break;
-            }
+    let (mut stream, proto) = match inner.opener.open(peer).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            log::debug!("bitswap stream to {peer}: {e}");
+            return;
         }
-    }
-    let Some((mut stream, proto)) = opened else {
-        log::debug!("{peer} speaks no bitswap we know");
-        return;
     };
     while let Some(out) = rx.recv().await {
         let mut msg = bitswap::reply_message(proto, out.blocks, &out.have, &out.dont_have);
