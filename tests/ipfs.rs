@@ -159,3 +159,34 @@ fn a_block_arriving_after_the_reader_gave_up_is_late_not_a_lie() {
     assert_eq!(client.stats().peers_dropped, 0);
     assert_eq!(client.peers(), vec![late.peer_id()]);
 }
+
+#[test]
+fn a_file_streaming_from_the_network_is_fetched_ahead_of_its_reader() {
+    use cidfs::vfs::{Capacity, RootMode, Vfs};
+    let dir = tempfile::tempdir().unwrap();
+    // 12 leaves of 256 KiB under one root, held by a peer
+    let data: Vec<u8> = (0..12 * 262_144u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut sink = Vec::new();
+    let opts = cidfs::importer::ImportOptions::default();
+    let root = cidfs::importer::file::import_bytes(&opts, Default::default(), &data, &mut sink).unwrap();
+    let held = Arc::new(Blocks::default());
+    held.0.lock().unwrap().extend(sink.into_iter().map(|b| (*b.cid(), b.into_data())));
+    let server = node(&dir, "server", vec![], held);
+    let client = Arc::new(node(&dir, "client", server.listen_addrs(), Arc::new(Blocks::default())));
+    assert!(client.wait_for_peers(1, Duration::from_secs(10)));
+    let store = Arc::new(cidfs::store::Store::open(&dir.path().join("store")).unwrap());
+    let tiers = cidfs::fetch::Tiered::new(store, Some(client), Duration::from_secs(10));
+    let vfs = Vfs::new(tiers.clone(), RootMode::Ipfs, Box::new(Capacity::default));
+    let file = vfs.lookup(1, std::ffi::OsStr::new(&root.cid.to_string())).unwrap().ino;
+    // the first read needs the root and leaf 0; it starts fetching the next 8 leaves
+    assert_eq!(vfs.read(file, 0, 4096).unwrap().concat(), &data[..4096]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tiers.stats().network_blocks < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(tiers.stats().network_blocks, 10, "root, leaf 0, and 8 leaves ahead");
+    // so leaf 8 is here: readable with the peer gone
+    drop(server);
+    assert_eq!(vfs.read(file, 8 * 262_144, 4096).unwrap().concat(), &data[8 * 262_144..8 * 262_144 + 4096]);
+    tiers.flush();
+}

@@ -116,3 +116,31 @@ fn hamt_lookup_walks_one_path_and_listing_stays_inside_the_directory() {
     assert!(fetched.iter().all(|c| !files.contains_key(c)), "listing fetched an entry's own block");
     assert!(fetched.len() < 600, "only sub-shards: {}", fetched.len());
 }
+
+#[test]
+fn a_range_read_names_the_blocks_that_come_next_without_fetching_them() {
+    // 64 leaves of 1000 bytes under nodes of 4 links: root, 2 inner levels, leaves
+    let opts = ImportOptions { chunk_size: 1000, max_links: 4, ..ImportOptions::kubo_v1() };
+    let data = common::noise(64_000, 12);
+    let mut sink = Vec::new();
+    let root = import_bytes(&opts, Metadata::default(), &data, &mut sink).unwrap();
+    let leaves: Vec<Cid> = sink.iter().filter(|b| b.data().len() == 1000).map(|b| *b.cid()).collect();
+    let blocks = Counting::from(sink);
+    let Node::File(f) = load(&blocks, &root.cid).unwrap() else { panic!("not a file") };
+    // leaf 5 (the second of its parent's four): next are leaves 6 and 7, then the parent's
+    // next sibling (the inner node over leaves 8..12)
+    blocks.take();
+    let mut out = Vec::new();
+    let next = file::read_range_ahead(&blocks, &root.cid, &f, 5000, 1000, 3, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(out, &data[5000..6000]);
+    assert_eq!(&next[..2], &leaves[6..8]);
+    assert!(!leaves.contains(&next[2]), "then an inner node: {next:?}");
+    assert_eq!(blocks.take().len(), 3, "only the path to leaf 5 was fetched");
+    // the last leaf has nothing after it
+    let next = file::read_range_ahead(&blocks, &root.cid, &f, 63_500, 500, 8, &mut |_| Ok(())).unwrap();
+    assert!(next.is_empty(), "{next:?}");
+}

@@ -151,7 +151,7 @@ pub fn foreground(
     let writable = !ipfs && !read_only;
     let home = Store::default_home();
     let node = net.start_node(&store, &home)?;
-    let blocks = Arc::new(Tiered::new(store.clone(), node.clone(), net.timeout()));
+    let blocks = Tiered::new(store.clone(), node.clone(), net.timeout());
     let live = Arc::new(super::control::Live { store: store.clone(), blocks: blocks.clone() });
     super::control::serve(&home, live)?;
     let log_store = store.clone();

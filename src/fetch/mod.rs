@@ -43,6 +43,16 @@ pub trait Blocks: Send + Sync {
     fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
         Block::from_identity(cid).map(|b| kind(cid, b.data()))
     }
+
+    /// A hint: these blocks are likely wanted soon. A tier that fetches remotely may start
+    /// fetching them in the background; the default does nothing.
+    fn prefetch(&self, _cids: &[Cid]) {}
+
+    /// How many blocks came from a remote tier so far (readers use it to notice that a
+    /// file streams from the network, and prefetch for it).
+    fn remote_fetches(&self) -> u64 {
+        0
+    }
 }
 
 impl Blocks for Store {

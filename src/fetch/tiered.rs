@@ -20,6 +20,9 @@ use crate::store::Store;
 
 /// Most fetched blocks written to the store in one batch.
 const PERSIST_BATCH: usize = 64;
+/// Threads fetching prefetch hints, and most hints in flight (more are dropped).
+const PREFETCH_THREADS: usize = 4;
+const PREFETCH_MAX: usize = 64;
 
 /// Counters for `cidfs status`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -38,11 +41,14 @@ pub struct Tiered {
     persist: Mutex<Option<Sender<Block>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Mutex<TierStats>,
+    /// Hints being fetched, and where the prefetch threads take them from.
+    prefetching: Mutex<std::collections::HashSet<Cid>>,
+    hints: Mutex<Option<Sender<Cid>>>,
 }
 
 impl Tiered {
     /// Reads from `store`, then from `net`'s peers (waiting at most `timeout` per block).
-    pub fn new(store: Arc<Store>, net: Option<Arc<Node>>, timeout: Duration) -> Tiered {
+    pub fn new(store: Arc<Store>, net: Option<Arc<Node>>, timeout: Duration) -> Arc<Tiered> {
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let (tx, rx) = channel();
         let (s, p) = (store.clone(), pending.clone());
@@ -50,7 +56,7 @@ impl Tiered {
             .name("cidfs-cache".into())
             .spawn(move || persist(&s, &p, &rx))
             .expect("spawning the cache writer");
-        Tiered {
+        let tiered = Arc::new(Tiered {
             store,
             net,
             timeout,
@@ -58,12 +64,28 @@ impl Tiered {
             persist: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             stats: Mutex::default(),
+            prefetching: Mutex::default(),
+            hints: Mutex::new(None),
+        });
+        if tiered.net.is_some() {
+            let (hint_tx, hint_rx) = channel::<Cid>();
+            let hint_rx = Arc::new(Mutex::new(hint_rx));
+            for i in 0..PREFETCH_THREADS {
+                let (weak, rx) = (Arc::downgrade(&tiered), hint_rx.clone());
+                std::thread::Builder::new()
+                    .name(format!("cidfs-prefetch-{i}"))
+                    .spawn(move || prefetch_worker(&weak, &rx))
+                    .expect("spawning a prefetch thread");
+            }
+            *tiered.hints.lock().expect("lock poisoned") = Some(hint_tx);
         }
+        tiered
     }
 
     /// Writes every fetched block still in memory into the store, and stops the writer
     /// (fetches after this are not cached).
     pub fn flush(&self) {
+        self.hints.lock().expect("lock poisoned").take();
         self.persist.lock().expect("lock poisoned").take();
         if let Some(w) = self.writer.lock().expect("lock poisoned").take() {
             let _ = w.join();
@@ -76,6 +98,19 @@ impl Tiered {
 
     pub fn node(&self) -> Option<&Arc<Node>> {
         self.net.as_ref()
+    }
+}
+
+/// Fetches hinted blocks (through [`Blocks::get`], so they are cached like any fetch),
+/// until the hints stop or the tiers are gone.
+fn prefetch_worker(tiered: &std::sync::Weak<Tiered>, hints: &Mutex<Receiver<Cid>>) {
+    loop {
+        let next = hints.lock().expect("lock poisoned").recv();
+        let (Ok(cid), Some(t)) = (next, tiered.upgrade()) else { return };
+        if let Err(e) = t.get(&cid) {
+            log::debug!("prefetching {cid}: {e}");
+        }
+        t.prefetching.lock().expect("lock poisoned").remove(&cid);
     }
 }
 
@@ -127,14 +162,15 @@ impl Blocks for Tiered {
         match net.get(cid, self.timeout) {
             Ok(block) => {
                 let data = block.data().clone();
-                {
+                // two readers of one CID share one fetch: count and cache it once
+                if self.pending.lock().expect("lock poisoned").insert(*cid, data.clone()).is_none() {
                     let mut st = self.stats.lock().expect("lock poisoned");
                     st.network_blocks += 1;
                     st.network_bytes += data.len() as u64;
-                }
-                self.pending.lock().expect("lock poisoned").insert(*cid, data.clone());
-                if let Some(tx) = self.persist.lock().expect("lock poisoned").as_ref() {
-                    let _ = tx.send(block);
+                    drop(st);
+                    if let Some(tx) = self.persist.lock().expect("lock poisoned").as_ref() {
+                        let _ = tx.send(block);
+                    }
                 }
                 Ok(data)
             }
@@ -147,6 +183,25 @@ impl Blocks for Tiered {
 
     fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
         self.store.kind_hint(cid).or_else(|| self.pending.lock().expect("lock poisoned").get(cid).map(|d| kind(cid, d)))
+    }
+
+    fn prefetch(&self, cids: &[Cid]) {
+        let hints = self.hints.lock().expect("lock poisoned");
+        let Some(tx) = hints.as_ref() else { return };
+        for cid in cids {
+            if self.pending.lock().expect("lock poisoned").contains_key(cid) || self.store.has(cid).unwrap_or(true) {
+                continue;
+            }
+            let mut inflight = self.prefetching.lock().expect("lock poisoned");
+            if inflight.len() >= PREFETCH_MAX || !inflight.insert(*cid) {
+                continue;
+            }
+            let _ = tx.send(*cid);
+        }
+    }
+
+    fn remote_fetches(&self) -> u64 {
+        self.stats.lock().expect("lock poisoned").network_blocks
     }
 }
 

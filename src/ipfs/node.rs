@@ -28,6 +28,10 @@ use super::bitswap::{self, Message, WANT_BLOCK};
 use super::streams;
 use crate::block::Block;
 
+/// Received blocks kept in memory for readers racing the cache (at most ~8 MiB of Kubo's
+/// leaves).
+const RECEIVED_KEPT: usize = 32;
+
 /// First wait before a want is sent again; it doubles up to [`REBROADCAST_MAX`].
 const REBROADCAST_FIRST: Duration = Duration::from_millis(250);
 const REBROADCAST_MAX: Duration = Duration::from_secs(2);
@@ -101,6 +105,10 @@ struct State {
     /// CIDs recently received or given up on, so a late or duplicate block is not taken
     /// for a lie.
     recent: lru::LruCache<Cid, ()>,
+    /// The last blocks received: a reader that asks right after another reader's want
+    /// was answered (before the block reached the cache) gets it here, not from a peer
+    /// that already sent it.
+    received: lru::LruCache<Cid, Block>,
     /// Peers that sent blocks nobody asked for (bytes not matching any want): never asked
     /// again this session.
     bad: HashSet<PeerId>,
@@ -211,6 +219,7 @@ impl Node {
                 peers: HashMap::new(),
                 wants: HashMap::new(),
                 recent: lru::LruCache::new(std::num::NonZeroUsize::new(4096).expect("non-zero")),
+                received: lru::LruCache::new(std::num::NonZeroUsize::new(RECEIVED_KEPT).expect("non-zero")),
                 bad: HashSet::new(),
                 listen: Vec::new(),
                 stats: NetStats::default(),
@@ -301,6 +310,9 @@ impl Node {
         let (tx, rx) = std::sync::mpsc::channel();
         let (id, targets) = {
             let mut st = self.inner.state.lock().expect("lock poisoned");
+            if let Some(block) = st.received.get(cid) {
+                return Ok(block.clone());
+            }
             st.next_waiter += 1;
             let id = st.next_waiter;
             let peers: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
@@ -576,8 +588,13 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
                     for (_, tx) in w.waiters {
                         let _ = tx.send(Ok(block.clone()));
                     }
-                    cancels.extend(w.asked.into_iter().filter(|p| *p != peer).map(|p| (p, cid)));
+                    // the sender too: peers (Helia) keep a sent want open until cancelled,
+                    // and would not send the block again if it were wanted again
+                    cancels.extend(
+                        w.asked.into_iter().chain([peer]).collect::<HashSet<_>>().into_iter().map(|p| (p, cid)),
+                    );
                     st.recent.put(cid, ());
+                    st.received.put(cid, block);
                 }
                 None if st.recent.contains(&cid) => {} // a late duplicate
                 None => {

@@ -55,13 +55,37 @@ pub fn read_range<N: Nodes + ?Sized>(
     len: u64,
     out: &mut dyn FnMut(&Bytes) -> Result<(), UnixfsError>,
 ) -> Result<(), UnixfsError> {
-    let end = offset.saturating_add(len).min(node.size);
-    if offset >= end {
-        return Ok(());
-    }
-    walk(blocks, cid, node, offset, end, 0, out)
+    read_range_ahead(blocks, cid, node, offset, len, 0, out).map(|_| ())
 }
 
+/// [`read_range`], also returning the CIDs of up to `ahead` blocks that come right after
+/// the range (the next leaves first, then the next nodes above them): what a sequential
+/// reader needs next, known without fetching anything more.
+pub fn read_range_ahead<N: Nodes + ?Sized>(
+    blocks: &N,
+    cid: &Cid,
+    node: &FileNode,
+    offset: u64,
+    len: u64,
+    ahead: usize,
+    out: &mut dyn FnMut(&Bytes) -> Result<(), UnixfsError>,
+) -> Result<Vec<Cid>, UnixfsError> {
+    let end = offset.saturating_add(len).min(node.size);
+    let mut next = Vec::new();
+    if offset >= end {
+        return Ok(next);
+    }
+    walk(blocks, cid, node, offset, end, 0, out, &mut Ahead { want: ahead, cids: &mut next })?;
+    Ok(next)
+}
+
+/// Where the walk notes what follows the range, deepest level first.
+struct Ahead<'a> {
+    want: usize,
+    cids: &'a mut Vec<Cid>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn walk<N: Nodes + ?Sized>(
     blocks: &N,
     cid: &Cid,
@@ -70,6 +94,7 @@ fn walk<N: Nodes + ?Sized>(
     end: u64,
     depth: usize,
     out: &mut dyn FnMut(&Bytes) -> Result<(), UnixfsError>,
+    ahead: &mut Ahead<'_>,
 ) -> Result<(), UnixfsError> {
     if depth > MAX_DEPTH {
         return Err(UnixfsError::TooDeep { cid: *cid });
@@ -78,7 +103,9 @@ fn walk<N: Nodes + ?Sized>(
     if start < inline {
         out(&node.data.slice(start as usize..end.min(inline) as usize))?;
     }
-    for part in covering_children(node, start, end) {
+    let parts = covering_children(node, start, end);
+    let after = parts.last().map_or(node.children.len(), |p| p.index + 1);
+    for part in parts {
         let child = blocks.node(&part.cid)?;
         let child = match child.as_ref() {
             Node::File(f) => f,
@@ -94,8 +121,11 @@ fn walk<N: Nodes + ?Sized>(
                 source: Box::new(DecodeError::SizeMismatch { claimed: declared, actual: child.size }),
             });
         }
-        walk(blocks, &part.cid, child, part.start, part.end, depth + 1, out)?;
+        walk(blocks, &part.cid, child, part.start, part.end, depth + 1, out, ahead)?;
     }
+    // after the children's own next siblings (noted as the recursion returned), ours
+    let room = ahead.want.saturating_sub(ahead.cids.len());
+    ahead.cids.extend(node.children.iter().skip(after).filter(|c| c.size > 0).take(room).map(|c| c.cid));
     Ok(())
 }
 

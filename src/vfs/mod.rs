@@ -45,6 +45,9 @@ pub const LATEST: &str = "latest";
 pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
 /// Name of the extended attribute holding a node's CID (Kubo's name).
 pub const CID_XATTR: &str = "ipfs.cid";
+/// Blocks fetched ahead of a sequential reader of a file that streams from the network
+/// (2 MiB of Kubo's 256 KiB leaves).
+const PREFETCH_WINDOW: usize = 8;
 /// Bytes of decoded nodes kept in memory (weighed by [`node_weight`]).
 const NODE_CACHE_BYTES: usize = 16 << 20;
 /// File leaves larger than this are not cached as decoded nodes: a streamed file would
@@ -226,6 +229,8 @@ pub struct Vfs {
     drive: Option<Mutex<drive::Drive>>,
     /// The drive's commits (drive mode only).
     snapshots: Option<CommitLog>,
+    /// Files whose reads went to the network lately: their reads prefetch ahead.
+    streaming: Mutex<LruCache<Cid, ()>>,
 }
 
 impl Vfs {
@@ -271,6 +276,7 @@ impl Vfs {
             capacity,
             drive,
             snapshots: None,
+            streaming: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(64).expect("non-zero"))),
         }
     }
 
@@ -623,11 +629,19 @@ impl Vfs {
         let node = self.node(&cid)?;
         match node.as_ref() {
             Node::File(f) => {
+                let before = self.blocks.remote_fetches();
                 let mut out = Vec::new();
-                file::read_range(self, &cid, f, offset, u64::from(size), &mut |b| {
+                let next = file::read_range_ahead(self, &cid, f, offset, u64::from(size), PREFETCH_WINDOW, &mut |b| {
                     out.push(b.clone());
                     Ok(())
                 })?;
+                // A file that needed the network streams from it: fetch ahead of the reader.
+                let mut streaming = self.streaming.lock().expect("lock poisoned");
+                if streaming.get(&cid).is_some() || self.blocks.remote_fetches() > before {
+                    streaming.put(cid, ());
+                    drop(streaming);
+                    self.blocks.prefetch(&next);
+                }
                 Ok(out)
             }
             Node::Cbor(v) if !matches!(v, Ipld::Map(_) | Ipld::List(_)) => slice_text(v, offset, size),
