@@ -218,3 +218,52 @@ fn swarm_commands_need_a_running_mount_and_status_says_the_node_is_off() {
     assert!(cli.ok(&["status"]).contains("ipfs:      off (--offline)"));
     drop(m);
 }
+
+/// Holds every block the test asks for, but takes its time to answer each want.
+struct Sluggish(std::collections::HashMap<cid::Cid, bytes::Bytes>);
+
+impl cidfs::ipfs::BlockSource for Sluggish {
+    fn local(&self, cid: &cid::Cid) -> Option<bytes::Bytes> {
+        std::thread::sleep(Duration::from_millis(400));
+        self.0.get(cid).cloned()
+    }
+}
+
+#[test]
+fn reads_waiting_on_the_network_do_not_stall_the_rest_of_the_mount() {
+    let cli = Cli::new();
+    // eight small files only a slow peer holds (one raw block each)
+    let blocks: Vec<cidfs::block::Block> = (0..8u8)
+        .map(|i| cidfs::block::Block::encode(cid::Version::V1, cidfs::block::RAW, vec![i; 1000]).unwrap())
+        .collect();
+    let source = Sluggish(blocks.iter().map(|b| (*b.cid(), b.data().clone())).collect());
+    let config = cidfs::ipfs::NodeConfig {
+        key_path: cli.path("slow.key"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers: vec![],
+        bootstrap: vec![],
+        addrs_file: None,
+    };
+    let slow = cidfs::ipfs::Node::start(config, Arc::new(source)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.listen_addrs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let m = cli.mount("mnt", &["--peer", &slow.listen_addrs()[0].to_string(), "--threads", "2"]);
+    std::fs::write(m.dir.join("local.txt"), b"here").unwrap();
+    let readers: Vec<_> = blocks
+        .iter()
+        .map(|b| {
+            let path = m.dir.join(".ipfs").join(b.cid().to_string());
+            std::thread::spawn(move || std::fs::read(path))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // the slow reads are in flight
+    let t = Instant::now();
+    assert_eq!(std::fs::read(m.dir.join("local.txt")).unwrap(), b"here");
+    assert!(std::fs::read_dir(&m.dir).unwrap().count() >= 1);
+    assert!(t.elapsed() < Duration::from_secs(2), "the mount stalled for {:?}", t.elapsed());
+    for (r, b) in readers.into_iter().zip(&blocks) {
+        assert_eq!(r.join().unwrap().unwrap(), b.data().as_ref());
+    }
+}

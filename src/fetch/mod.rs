@@ -53,6 +53,12 @@ pub trait Blocks: Send + Sync {
     fn remote_fetches(&self) -> u64 {
         0
     }
+
+    /// Whether a `get` may wait on the network (callers keep such waits off threads that
+    /// must stay responsive).
+    fn may_wait(&self) -> bool {
+        false
+    }
 }
 
 impl Blocks for Store {

@@ -200,6 +200,10 @@ impl Blocks for Tiered {
         }
     }
 
+    fn may_wait(&self) -> bool {
+        self.net.is_some()
+    }
+
     fn remote_fetches(&self) -> u64 {
         self.stats.lock().expect("lock poisoned").network_blocks
     }

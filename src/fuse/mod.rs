@@ -35,15 +35,57 @@ const DRIVE_TTL: Duration = Duration::from_secs(1);
 /// Largest readahead we ask the kernel for.
 const MAX_READAHEAD: u32 = 4 << 20;
 
+/// Threads that serve reads which may wait on the network, so the kernel's request
+/// threads stay free for everything else (DESIGN principle 6).
+const NETWORK_READERS: usize = 16;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The adapter; cheap to clone (a request handed to a network thread takes a clone).
+#[derive(Clone)]
 pub struct CidFs {
     vfs: Arc<Vfs>,
     uid: u32,
     gid: u32,
+    /// Where requests that may wait on the network go (none without a network tier).
+    network_reads: Option<Arc<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>>,
 }
 
 impl CidFs {
     pub fn new(vfs: Arc<Vfs>, uid: u32, gid: u32) -> CidFs {
-        CidFs { vfs, uid, gid }
+        let network_reads = vfs.has_network_tier().then(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let rx = Arc::new(std::sync::Mutex::new(rx));
+            for i in 0..NETWORK_READERS {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new().name(format!("cidfs-netread-{i}")).spawn(move || {
+                    loop {
+                        let job = rx.lock().expect("lock poisoned").recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+                if let Err(e) = spawned {
+                    log::warn!("starting a network read thread: {e}");
+                }
+            }
+            Arc::new(std::sync::Mutex::new(tx))
+        });
+        CidFs { vfs, uid, gid, network_reads }
+    }
+
+    /// Runs `job` on a network thread if serving `ino` may wait on the network, else here.
+    fn offload(&self, ino: u64, job: impl FnOnce() + Send + 'static) {
+        match &self.network_reads {
+            Some(pool) if self.vfs.may_wait(ino) => {
+                if let Err(refused) = pool.lock().expect("lock poisoned").send(Box::new(job)) {
+                    (refused.0)(); // no threads left: serve it here
+                }
+            }
+            _ => job(),
+        }
     }
 
     fn file_attr(&self, a: &Attr) -> FileAttr {
@@ -108,12 +150,7 @@ impl CidFs {
     /// Logs a refusal (errors worth a user's attention loudly, with the path and what
     /// failed) and returns its errno.
     fn errno(&self, op: impl std::fmt::Display, ino: u64, e: &VfsError) -> Errno {
-        let n = e.errno();
-        let level = if matches!(n, libc::EIO | libc::ESTALE) { log::Level::Error } else { log::Level::Debug };
-        if log::log_enabled!(level) {
-            log::log!(level, "{op} {}: {e}", self.vfs.path_of(ino));
-        }
-        Errno::from_i32(n)
+        errno_of(&self.vfs, op, ino, e)
     }
 }
 
@@ -136,24 +173,27 @@ impl Filesystem for CidFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.vfs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(self.ttl(a.ino), &self.file_attr(&a), Generation(0)),
-            Err(e) => reply.error(self.errno(format_args!("lookup {name:?} in"), parent.0, &e)),
-        }
+        let (fs, name) = (self.clone(), name.to_os_string());
+        self.offload(parent.0, move || match fs.vfs.lookup(parent.0, &name) {
+            Ok(a) => reply.entry(fs.ttl(a.ino), &fs.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fs.errno(format_args!("lookup {name:?} in"), parent.0, &e)),
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.vfs.getattr(ino.0) {
-            Ok(a) => reply.attr(self.ttl(a.ino), &self.file_attr(&a)),
-            Err(e) => reply.error(self.errno("getattr", ino.0, &e)),
-        }
+        let fs = self.clone();
+        self.offload(ino.0, move || match fs.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(fs.ttl(a.ino), &fs.file_attr(&a)),
+            Err(e) => reply.error(fs.errno("getattr", ino.0, &e)),
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.vfs.readlink(ino.0) {
+        let fs = self.clone();
+        self.offload(ino.0, move || match fs.vfs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(self.errno("readlink", ino.0, &e)),
-        }
+            Err(e) => reply.error(fs.errno("readlink", ino.0, &e)),
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -400,11 +440,12 @@ impl Filesystem for CidFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.vfs.read(ino.0, offset, size) {
+        let fs = self.clone();
+        self.offload(ino.0, move || match fs.vfs.read(ino.0, offset, size) {
             Ok(parts) if parts.len() == 1 => reply.data(&parts[0]),
             Ok(parts) => reply.data(&parts.concat()),
-            Err(e) => reply.error(self.errno(format_args!("read at {offset}"), ino.0, &e)),
-        }
+            Err(e) => reply.error(fs.errno(format_args!("read at {offset}"), ino.0, &e)),
+        });
     }
 
     /// Nothing is buffered here: writes reach the drive as they come.
@@ -430,10 +471,11 @@ impl Filesystem for CidFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.vfs.opendir(ino.0) {
+        let fs = self.clone();
+        self.offload(ino.0, move || match fs.vfs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR),
-            Err(e) => reply.error(self.errno("opendir", ino.0, &e)),
-        }
+            Err(e) => reply.error(fs.errno("opendir", ino.0, &e)),
+        });
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -449,23 +491,9 @@ impl Filesystem for CidFs {
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let entries = match self.vfs.dir_entries(fh.0) {
-            Ok(e) => e,
-            Err(e) => return reply.error(self.errno("readdirplus", ino.0, &e)),
-        };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let (attr, ttl) = match self.vfs.getattr(e.ino) {
-                Ok(a) => (a, self.ttl(e.ino)),
-                // An entry we cannot stat (missing block) is still listed; the kernel will
-                // look it up again (TTL 0) and the lookup reports the error.
-                Err(_) => (placeholder(e.ino, e.kind), &Duration::ZERO),
-            };
-            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, ttl, &self.file_attr(&attr), Generation(0)) {
-                break;
-            }
-        }
-        reply.ok();
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
+        let fs = self.clone();
+        self.offload(ino.0, move || fs.readdirplus_now(ino, fh, offset, reply));
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
@@ -515,6 +543,38 @@ fn may_chown(req: &Request, uid_now: u32, gid_now: u32, uid: Option<u32>, gid: O
 
 fn xattr_name(name: &OsStr) -> Result<&str, VfsError> {
     name.to_str().ok_or_else(|| VfsError::InvalidName(name.to_string_lossy().into_owned()))
+}
+
+impl CidFs {
+    fn readdirplus_now(&self, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.vfs.dir_entries(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(self.errno("readdirplus", ino.0, &e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let (attr, ttl) = match self.vfs.getattr(e.ino) {
+                Ok(a) => (a, self.ttl(e.ino)),
+                // An entry we cannot stat (missing block) is still listed; the kernel will
+                // look it up again (TTL 0) and the lookup reports the error.
+                Err(_) => (placeholder(e.ino, e.kind), &Duration::ZERO),
+            };
+            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, ttl, &self.file_attr(&attr), Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
+/// The errno for `e`, logged with the operation and the path (as errors when data is
+/// missing or broken).
+fn errno_of(vfs: &Vfs, op: impl std::fmt::Display, ino: u64, e: &VfsError) -> Errno {
+    let n = e.errno();
+    let level = if matches!(n, libc::EIO | libc::ESTALE) { log::Level::Error } else { log::Level::Debug };
+    if log::log_enabled!(level) {
+        log::log!(level, "{op} {}: {e}", vfs.path_of(ino));
+    }
+    Errno::from_i32(n)
 }
 
 /// xattr protocol: size 0 asks for the length; a too-small buffer is `ERANGE`.

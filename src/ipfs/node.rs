@@ -33,8 +33,8 @@ use crate::block::Block;
 const RECEIVED_KEPT: usize = 32;
 
 /// First wait before a want is sent again; it doubles up to [`REBROADCAST_MAX`].
-const REBROADCAST_FIRST: Duration = Duration::from_millis(250);
-const REBROADCAST_MAX: Duration = Duration::from_secs(2);
+const REBROADCAST_FIRST: Duration = Duration::from_secs(1);
+const REBROADCAST_MAX: Duration = Duration::from_secs(8);
 
 /// Where the node gets the blocks it serves (the local store).
 pub trait BlockSource: Send + Sync {

@@ -290,6 +290,17 @@ impl Vfs {
 
     /// Whether what `ino` shows can never change (content under a CID), so the kernel may
     /// cache it for long.
+    /// Whether reading `ino` may wait on the network: content under a CID, on a mount with
+    /// a network tier (the drive's own content is always local).
+    pub fn may_wait(&self, ino: u64) -> bool {
+        self.has_network_tier() && self.is_immutable(ino)
+    }
+
+    /// Whether blocks may come from the network (reads may wait on it).
+    pub fn has_network_tier(&self) -> bool {
+        self.blocks.may_wait()
+    }
+
     pub fn is_immutable(&self, ino: u64) -> bool {
         matches!(self.target(ino), Ok(Target::Node(_) | Target::Value { .. } | Target::IpfsDir))
     }
