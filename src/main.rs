@@ -149,6 +149,11 @@ enum Command {
     Status,
     /// Show this node's peer ID (and, while mounted, its listen addresses).
     Id,
+    /// Run the IPFS node without a mount: serve the store to peers until Ctrl-C.
+    Daemon {
+        #[command(flatten)]
+        net: commands::mount::NetArgs,
+    },
     /// The IPFS node's connections (needs a running mount).
     Swarm {
         #[command(subcommand)]
@@ -385,6 +390,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Daemon { net } => commands::mount::daemon(&net)?,
         Command::Id => {
             let home = cidfs::store::Store::default_home();
             match commands::control::ask(&home, "id") {

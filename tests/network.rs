@@ -267,3 +267,34 @@ fn reads_waiting_on_the_network_do_not_stall_the_rest_of_the_mount() {
         assert_eq!(r.join().unwrap().unwrap(), b.data().as_ref());
     }
 }
+
+#[test]
+fn the_daemon_serves_the_store_to_helia_without_a_mount() {
+    let cli = Cli::new();
+    let want = common::noise(3 << 20 | 17, 45);
+    let cid = cli.add_q(&cli.write("shared.bin", &want), &[]);
+    let mut daemon = cli
+        .cmd()
+        .arg("daemon")
+        .env("CIDFS_MOUNT_NOTIFY", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(cli.path("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "{}", std::fs::read_to_string(cli.path("daemon.log")).unwrap_or_default());
+    let id = cli.ok(&["id"]);
+    let addr = id.lines().find(|l| l.starts_with("/ip4/127.0.0.1/")).expect("a loopback address").to_string();
+    let out = cli.path("fetched.bin");
+    run_ok(helia().arg("fetch").arg(&cid).arg(&addr).arg(&out));
+    assert!(std::fs::read(&out).unwrap() == want);
+    let status = cli.ok(&["status"]);
+    assert!(!status.contains("served: 0 blocks"), "{status}");
+    // SIGTERM stops it cleanly, and the store is free again
+    // SAFETY: a plain kill(2) of our child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert!(daemon.wait().unwrap().success());
+    cli.ok(&["pin", "ls"]);
+}

@@ -210,6 +210,40 @@ pub fn foreground(
     r
 }
 
+/// `cidfs daemon`: the IPFS node and the control socket without a mount — serves the
+/// store to peers and answers `status`, `id` and `swarm` until SIGINT/SIGTERM/SIGHUP.
+pub fn daemon(net: &NetArgs) -> Result<(), CliError> {
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().map_err(|e| CliError::failure(format!("blocking signals: {e}")))?;
+    if net.offline {
+        return Err(CliError::failure("`cidfs daemon` runs the IPFS node: drop --offline".to_string()));
+    }
+    let store = Arc::new(open_store()?);
+    let home = Store::default_home();
+    let node = net.start_node(&store, &home)?;
+    let blocks = Tiered::new(store.clone(), node, net.timeout());
+    let live = Arc::new(super::control::Live { store: store.clone(), blocks: blocks.clone() });
+    super::control::serve(&home, live)?;
+    if std::env::var_os(NOTIFY_ENV).is_some() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    } else if let Some(n) = blocks.node() {
+        eprintln!(
+            "cidfs: IPFS node {} serving {} (Ctrl-C to stop; `cidfs id` for its addresses)",
+            n.peer_id(),
+            home.display()
+        );
+    }
+    let sig = signals.wait().map_err(|e| CliError::failure(format!("waiting for a signal: {e}")))?;
+    log::info!("{sig}: stopping");
+    shutdown(&home, &blocks);
+    Ok(())
+}
+
 /// After the last commit: cache what was fetched, stop answering on the control socket.
 fn shutdown(home: &Path, blocks: &Tiered) {
     blocks.flush();
