@@ -40,13 +40,26 @@ impl BlockSource for Slow {
 }
 
 fn node(dir: &tempfile::TempDir, name: &str, peers: Vec<libp2p::Multiaddr>, source: Arc<dyn BlockSource>) -> Node {
-    let config = NodeConfig {
+    node_with(dir, name, peers, source, |_| {})
+}
+
+fn node_with(
+    dir: &tempfile::TempDir,
+    name: &str,
+    peers: Vec<libp2p::Multiaddr>,
+    source: Arc<dyn BlockSource>,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> Node {
+    let mut config = NodeConfig {
         key_path: dir.path().join(name).join("peer.key"),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         peers,
         bootstrap: vec![],
         addrs_file: None,
+        provide: vec![],
+        dht_server: false,
     };
+    tweak(&mut config);
     let n = Node::start(config, source).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while n.listen_addrs().is_empty() && Instant::now() < deadline {
@@ -189,4 +202,34 @@ fn a_file_streaming_from_the_network_is_fetched_ahead_of_its_reader() {
     drop(server);
     assert_eq!(vfs.read(file, 8 * 262_144, 4096).unwrap().concat(), &data[8 * 262_144..8 * 262_144 + 4096]);
     tiers.flush();
+}
+
+#[test]
+fn a_block_held_by_an_unconnected_peer_is_found_through_the_dht() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = block(b"found by its provider record");
+    // a DHT server everyone bootstraps from; the holder announces the block to it
+    let dht = node_with(&dir, "dht", vec![], Arc::new(Blocks::default()), |c| c.dht_server = true);
+    let bootstrap = dht.listen_addrs();
+    let held = Arc::new(Blocks::default());
+    held.0.lock().unwrap().insert(*b.cid(), b.data().clone());
+    let holder = node_with(&dir, "holder", vec![], held, |c| {
+        c.bootstrap = bootstrap.clone();
+        c.provide = vec![*b.cid()];
+    });
+    let client = node_with(&dir, "client", vec![], Arc::new(Blocks::default()), |c| c.bootstrap = bootstrap.clone());
+    // the client is connected to the DHT node only, which does not hold the block
+    assert!(client.wait_for_peers(1, Duration::from_secs(10)));
+    assert!(!client.peers().contains(&holder.peer_id()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        // (the holder's announcement may still be on its way)
+        match client.get(b.cid(), Duration::from_secs(5)) {
+            Ok(got) => break got,
+            Err(e) if Instant::now() < deadline => eprintln!("not yet: {e}"),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(got, b);
+    assert!(client.peers().contains(&holder.peer_id()), "connected to the provider the DHT named");
 }

@@ -171,6 +171,8 @@ fn a_lying_peer_is_dropped_and_the_read_succeeds_from_helia() {
         peers: vec![],
         bootstrap: vec![],
         addrs_file: None,
+        provide: vec![],
+        dht_server: false,
     };
     let liar = cidfs::ipfs::Node::start(config, Arc::new(Liar)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -243,6 +245,8 @@ fn reads_waiting_on_the_network_do_not_stall_the_rest_of_the_mount() {
         peers: vec![],
         bootstrap: vec![],
         addrs_file: None,
+        provide: vec![],
+        dht_server: false,
     };
     let slow = cidfs::ipfs::Node::start(config, Arc::new(source)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

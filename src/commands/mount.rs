@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cid::Cid;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
@@ -66,10 +67,22 @@ pub struct NetArgs {
     #[arg(long = "bootstrap", value_name = "MULTIADDR", env = "CIDFS_BOOTSTRAP", value_delimiter = ',',
           default_value = DEFAULT_BOOTSTRAP)]
     pub bootstrap: Vec<String>,
+    /// Do not announce pinned roots and the drive root to the DHT.
+    #[arg(long, env = "CIDFS_NO_ANNOUNCE")]
+    pub no_announce: bool,
     /// How long a read waits for a block from the network before it fails with EIO
     /// (seconds).
     #[arg(long, value_name = "SECONDS", env = "CIDFS_FETCH_TIMEOUT", default_value_t = 30.0)]
     pub fetch_timeout: f64,
+}
+
+/// What the node announces: every pinned root and the drive root.
+fn announced(store: &Store) -> Result<Vec<Cid>, CliError> {
+    let mut cids: Vec<Cid> = store.pins()?.into_iter().map(|(c, _)| c).collect();
+    cids.extend(store.root_cid(DRIVE_ROOT)?);
+    cids.sort();
+    cids.dedup();
+    Ok(cids)
 }
 
 impl NetArgs {
@@ -82,6 +95,9 @@ impl NetArgs {
         out.extend(self.peers.iter().map(|p| format!("--peer={p}")));
         out.extend(self.listen.iter().map(|l| format!("--listen={l}")));
         out.extend(self.bootstrap.iter().map(|b| format!("--bootstrap={b}")));
+        if self.no_announce {
+            out.push("--no-announce".into());
+        }
         out.push(format!("--fetch-timeout={}", self.fetch_timeout));
         out
     }
@@ -108,6 +124,8 @@ impl NetArgs {
             peers: addrs(&self.peers, "--peer")?,
             bootstrap: addrs(&self.bootstrap, "--bootstrap")?,
             addrs_file: Some(dir.join("addrs")),
+            provide: if self.no_announce { Vec::new() } else { announced(store)? },
+            dht_server: false,
         };
         let wanted = config.peers.len();
         let node = Node::start(config, store.clone()).map_err(|e| CliError::failure(e.to_string()))?;

@@ -49,8 +49,13 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// Peers dialled at start (and whenever `connect` is asked).
     pub peers: Vec<Multiaddr>,
-    /// DHT bootstrap peers (`/…/p2p/<id>`): dialled and added to the routing table.
+    /// DHT bootstrap peers (`/…/p2p/<id>`): dialled and added to the routing table. With
+    /// none, the DHT is not used: blocks come only from connected peers.
     pub bootstrap: Vec<Multiaddr>,
+    /// CIDs to announce as provided (provider records in the DHT, republished by it).
+    pub provide: Vec<Cid>,
+    /// Answer DHT queries from other peers (a DHT server); cidfs is a client by default.
+    pub dht_server: bool,
     /// Where a running node writes its listen addresses, one per line (for `cidfs id`).
     pub addrs_file: Option<PathBuf>,
 }
@@ -120,6 +125,7 @@ struct State {
 enum Command {
     Dial(Multiaddr),
     Disconnect(PeerId),
+    FindProviders(Cid),
 }
 
 struct Inner {
@@ -128,6 +134,8 @@ struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     source: Arc<dyn BlockSource>,
     handle: tokio::runtime::Handle,
+    /// Whether the DHT is in use (bootstrap peers were given).
+    dht: bool,
 }
 
 /// A running node. Dropping it stops the node.
@@ -143,6 +151,15 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     bitswap: streams::Behaviour,
+}
+
+/// The DHT key of a CID: its multihash (as Kubo and Helia announce and look up).
+fn dht_key(cid: &Cid) -> kad::RecordKey {
+    kad::RecordKey::new(&cid.hash().to_bytes())
+}
+
+fn multihash_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Loads the peer key at `path`, or makes one (ed25519, file mode 0600).
@@ -195,7 +212,7 @@ impl Node {
                 .with_behaviour(|key| {
                     let id = key.public().to_peer_id();
                     let mut kad = kad::Behaviour::new(id, kad::store::MemoryStore::new(id));
-                    kad.set_mode(Some(kad::Mode::Client));
+                    kad.set_mode(Some(if config.dht_server { kad::Mode::Server } else { kad::Mode::Client }));
                     Behaviour {
                         identify: identify::Behaviour::new(
                             identify::Config::new("ipfs/0.1.0".into(), key.public())
@@ -229,6 +246,7 @@ impl Node {
             commands,
             source,
             handle: runtime.handle().clone(),
+            dht: !config.bootstrap.is_empty(),
         });
         let reader_inner = inner.clone();
         runtime.spawn(async move {
@@ -246,6 +264,13 @@ impl Node {
                 swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
             }
         }
+        if inner.dht {
+            for cid in &config.provide {
+                if let Err(e) = swarm.behaviour_mut().kad.start_providing(dht_key(cid)) {
+                    log::warn!("announcing {cid}: {e}");
+                }
+            }
+        }
         let swarm_inner = inner.clone();
         let addrs_file = config.addrs_file.clone();
         runtime.spawn(async move {
@@ -260,6 +285,9 @@ impl Node {
                         }
                         Some(Command::Disconnect(peer)) => {
                             let _ = swarm.disconnect_peer_id(peer);
+                        }
+                        Some(Command::FindProviders(cid)) => {
+                            swarm.behaviour_mut().kad.get_providers(dht_key(&cid));
                         }
                         None => break,
                     },
@@ -308,7 +336,7 @@ impl Node {
     /// Concurrent calls for one CID share one request.
     pub fn get(&self, cid: &Cid, timeout: Duration) -> Result<Block, NetError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let (id, targets) = {
+        let (id, targets, new_want) = {
             let mut st = self.inner.state.lock().expect("lock poisoned");
             if let Some(block) = st.received.get(cid) {
                 return Ok(block.clone());
@@ -319,18 +347,22 @@ impl Node {
             match st.wants.get_mut(cid) {
                 Some(w) => {
                     w.waiters.push((id, tx));
-                    (id, Vec::new())
+                    (id, Vec::new(), false)
                 }
-                None if peers.is_empty() => return Err(NetError::NoPeers { cid: *cid }),
+                None if peers.is_empty() && !self.inner.dht => return Err(NetError::NoPeers { cid: *cid }),
                 None => {
                     let asked = peers.iter().copied().collect();
                     st.wants.insert(*cid, Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new() });
-                    (id, peers)
+                    (id, peers, true)
                 }
             }
         };
         for peer in targets {
             send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
+        }
+        if new_want && self.inner.dht {
+            // peers we are not connected to may have it: ask the DHT who provides it
+            let _ = self.inner.commands.send(Command::FindProviders(*cid));
         }
         // A want can be lost (a peer restarts, a stream is dropped under load): ask again,
         // backing off, until the deadline.
@@ -408,6 +440,9 @@ fn on_event(
 ) {
     match event {
         SwarmEvent::NewListenAddr { address, .. } => {
+            // announced as reachable (as Kubo announces its listen addresses by default):
+            // the DHT's provider records carry these, so peers can dial us back
+            swarm.add_external_address(address.clone());
             let full = address.with_p2p(*swarm.local_peer_id()).unwrap_or_else(|a| a);
             log::info!("IPFS node listening on {full}");
             let mut st = inner.state.lock().expect("lock poisoned");
@@ -447,6 +482,37 @@ fn on_event(
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
             log::warn!("connecting to {}: {error}", peer_id.map_or("a peer".to_string(), |p| p.to_string()));
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            result: kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { key, providers })),
+            ..
+        })) => {
+            let local = *swarm.local_peer_id();
+            let (connected, bad): (HashSet<PeerId>, HashSet<PeerId>) = {
+                let st = inner.state.lock().expect("lock poisoned");
+                (st.peers.keys().copied().collect(), st.bad.clone())
+            };
+            for peer in providers {
+                if peer == local || connected.contains(&peer) || bad.contains(&peer) {
+                    continue;
+                }
+                log::info!("the DHT names {peer} as a provider of {}; connecting", multihash_hex(key.as_ref()));
+                // the query just learnt the provider's addresses: dialling by peer ID finds them
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = swarm.dial(opts) {
+                    log::debug!("dialling provider {peer}: {e}");
+                }
+            }
+        }
+        // peers that answer DHT queries join the routing table at the addresses they listen on
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+            if info.protocols.iter().any(|p| p.as_ref() == "/ipfs/kad/1.0.0") =>
+        {
+            for addr in info.listen_addrs {
+                swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            }
         }
         _ => {}
     }
@@ -612,7 +678,8 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
         for cid in dont_have {
             if let Some(w) = st.wants.get_mut(&cid) {
                 w.dont_have.insert(peer);
-                if connected.iter().all(|p| w.dont_have.contains(p)) {
+                // (with the DHT in use, a provider may still turn up: wait for it)
+                if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
                     // nobody connected has it: fail now, not at the deadline
                     if let Some(w) = st.wants.remove(&cid) {
                         for (_, tx) in w.waiters {
