@@ -150,6 +150,25 @@ fn kubo_fetches_a_file_written_into_the_drive() {
     fetch_from_drive(|cid, addr, out| run_ok(kubo().arg("fetch").arg(cid).arg(addr).arg(out)));
 }
 
+/// An in-process node serving `source` on loopback (a fault-injecting test double).
+fn test_double(cli: &Cli, name: &str, source: Arc<dyn cidfs::ipfs::BlockSource>) -> cidfs::ipfs::Node {
+    let config = cidfs::ipfs::NodeConfig {
+        key_path: cli.path(&format!("{name}.key")),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers: vec![],
+        bootstrap: vec![],
+        addrs_file: None,
+        provide: vec![],
+        dht_server: false,
+    };
+    let node = cidfs::ipfs::Node::start(config, source).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.listen_addrs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    node
+}
+
 /// Claims every block, answers with wrong bytes.
 struct Liar;
 
@@ -165,20 +184,7 @@ fn a_lying_peer_is_dropped_and_the_read_succeeds_from_helia() {
     let want = common::noise(2 << 20 | 5, 43);
     let file = cli.write("held.bin", &want);
     let honest = serve(helia(), &file);
-    let config = cidfs::ipfs::NodeConfig {
-        key_path: cli.path("liar.key"),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        peers: vec![],
-        bootstrap: vec![],
-        addrs_file: None,
-        provide: vec![],
-        dht_server: false,
-    };
-    let liar = cidfs::ipfs::Node::start(config, Arc::new(Liar)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while liar.listen_addrs().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let liar = test_double(&cli, "liar", Arc::new(Liar));
     let liar_addr = liar.listen_addrs()[0].to_string();
     let m = cli.mount("mnt", &["--peer", &liar_addr, "--peer", &honest.addr]);
     assert!(std::fs::read(m.dir.join(".ipfs").join(&honest.cid)).unwrap() == want);
@@ -239,20 +245,7 @@ fn reads_waiting_on_the_network_do_not_stall_the_rest_of_the_mount() {
         .map(|i| cidfs::block::Block::encode(cid::Version::V1, cidfs::block::RAW, vec![i; 1000]).unwrap())
         .collect();
     let source = Sluggish(blocks.iter().map(|b| (*b.cid(), b.data().clone())).collect());
-    let config = cidfs::ipfs::NodeConfig {
-        key_path: cli.path("slow.key"),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        peers: vec![],
-        bootstrap: vec![],
-        addrs_file: None,
-        provide: vec![],
-        dht_server: false,
-    };
-    let slow = cidfs::ipfs::Node::start(config, Arc::new(source)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while slow.listen_addrs().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let slow = test_double(&cli, "slow", Arc::new(source));
     let m = cli.mount("mnt", &["--peer", &slow.listen_addrs()[0].to_string(), "--threads", "2"]);
     std::fs::write(m.dir.join("local.txt"), b"here").unwrap();
     let readers: Vec<_> = blocks
