@@ -277,20 +277,33 @@ fn run(command: Command) -> Result<(), CliError> {
             let store = commands::open_store()?;
             commands::add::run(&store, &paths, &opts, &mut print)?;
         }
+        // With a mount or daemon running, reads run there, through its network tier.
         Command::Cat { path, offset, length } => {
-            let store = commands::open_store()?;
-            read::cat(&store, &path, offset, length, &mut std::io::stdout().lock())?;
+            let home = cidfs::store::Store::default_home();
+            let mut stdout = std::io::stdout().lock();
+            match commands::control::cat(&home, &path, offset, length, &mut stdout) {
+                Some(r) => r?,
+                None => read::cat(&commands::open_store()?, &path, offset, length, &mut stdout)?,
+            }
         }
         Command::Ls { path } => {
-            let store = commands::open_store()?;
-            for e in read::ls(&store, &path)? {
-                let size = e.size.map_or_else(|| "-".to_string(), |s| s.to_string());
-                print(&format!("{}\t{}\t{}\t{}", e.name, e.kind, size, e.cid));
+            let home = cidfs::store::Store::default_home();
+            match commands::control::ask(&home, &format!("ls {path}")) {
+                Some(reply) => print!("{}", reply?),
+                None => {
+                    for e in read::ls(&commands::open_store()?, &path)? {
+                        print(&read::ls_line(&e));
+                    }
+                }
             }
         }
         Command::Get { path, out } => {
-            let store = commands::open_store()?;
-            let written = read::get(&store, &path, &out)?;
+            let home = cidfs::store::Store::default_home();
+            let abs = std::path::absolute(&out).map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
+            let written = match commands::control::ask(&home, &format!("get {}\t{path}", abs.display())) {
+                Some(reply) => PathBuf::from(reply?.trim_end()),
+                None => read::get(&commands::open_store()?, &path, &out)?,
+            };
             eprintln!("saved {path} to {}", written.display());
         }
         Command::Import { files, no_pin, name, quiet } => {

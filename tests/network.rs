@@ -295,3 +295,39 @@ fn the_daemon_serves_the_store_to_helia_without_a_mount() {
     assert!(daemon.wait().unwrap().success());
     cli.ok(&["pin", "ls"]);
 }
+
+#[test]
+fn cat_ls_and_get_run_in_the_daemon_through_the_network() {
+    let cli = Cli::new();
+    let want = common::noise(1 << 20 | 3, 46);
+    let peer = serve(helia(), &cli.write("remote.bin", &want));
+    let mut daemon = cli
+        .cmd()
+        .args(["daemon", "--peer", &peer.addr])
+        .env("CIDFS_MOUNT_NOTIFY", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // the store is the daemon's, so these run in it and fetch from Helia
+    let out = cli.run(&["cat", &peer.cid]);
+    assert!(out.status.success() && out.stdout == want, "{:?}", String::from_utf8_lossy(&out.stderr));
+    let out = cli.run(&["cat", "-o", "1000", "-l", "10", &peer.cid]);
+    assert_eq!(out.stdout, &want[1000..1010]);
+    cli.ok(&["get", &peer.cid, "got.bin"]);
+    assert!(std::fs::read(cli.path("got.bin")).unwrap() == want);
+    // `ls` too (the empty directory, an identity CID, lists nothing; a file lists itself)
+    assert_eq!(cli.ok(&["ls", "bafyaabakaieac"]).trim(), "");
+    assert!(cli.ok(&["ls", &peer.cid]).contains(&format!("\t{}", want.len())));
+    // errors keep their exit codes: a CID nobody has is "not found" (3)
+    let elsewhere = Cli::new();
+    let missing = elsewhere.add_q(&elsewhere.write("x", b"only here"), &[]);
+    let err = cli.fails(&["cat", &missing], 3);
+    assert!(err.contains(&missing), "{err}");
+    // SAFETY: a plain kill(2) of our child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert!(daemon.wait().unwrap().success());
+}

@@ -2,8 +2,10 @@
 //!
 //! While a mount holds the store, other `cidfs` processes cannot open it; commands that
 //! report on or steer the live process (`status`, `id`, `swarm peers`, `swarm connect`)
-//! ask it here instead. One request line, then the reply: a first line `ok` or
-//! `error: <message>`, then the body; the connection closes after each request.
+//! ask it here instead, and reads (`cat`, `ls`, `get`) run in it, through all its tiers.
+//! One request line, then the reply: a first line `ok` or `error: <message>`, then the
+//! body; the connection closes after each request. `cat` streams instead: frames of a
+//! tag byte and a u32 length — `d` data, `e` an error (exit code byte first), `k` done.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -54,20 +56,34 @@ fn answer(conn: UnixStream, live: &Live) {
     if BufReader::new(&conn).read_line(&mut line).is_err() {
         return;
     }
+    if let Some(args) = line.trim_end_matches('\n').strip_prefix("cat ") {
+        stream_cat(&conn, live, args);
+        return;
+    }
     let reply = match handle(line.trim(), live) {
         Ok(body) => format!("ok\n{body}"),
-        Err(e) => format!("error: {e}\n"),
+        Err(e) => format!("error: {} {}\n", e.code, e.message.replace('\n', " ")),
     };
     let _ = (&conn).write_all(reply.as_bytes());
 }
 
-fn handle(request: &str, live: &Live) -> Result<String, String> {
+fn handle(request: &str, live: &Live) -> Result<String, CliError> {
     let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
     let node = live.blocks.node();
     match verb {
         "status" => Ok(status(live)),
+        "ls" => {
+            let entries = super::read::ls(live.blocks.as_ref(), arg)?;
+            Ok(entries.iter().map(|e| format!("{}\n", super::read::ls_line(e))).collect())
+        }
+        "get" => {
+            // `get OUT<TAB>SPEC`: the output path is the caller's, resolved by the caller
+            let (out, spec) = arg.split_once('\t').ok_or_else(|| CliError::failure("get needs OUT<TAB>SPEC"))?;
+            let written = super::read::get(live.blocks.as_ref(), spec, Path::new(out))?;
+            Ok(format!("{}\n", written.display()))
+        }
         "id" => {
-            let node = node.ok_or("the IPFS node is off (--offline)")?;
+            let node = node.ok_or_else(offline)?;
             let mut out = format!("{}\n", node.peer_id());
             for a in node.listen_addrs() {
                 out.push_str(&format!("{a}\n"));
@@ -75,15 +91,16 @@ fn handle(request: &str, live: &Live) -> Result<String, String> {
             Ok(out)
         }
         "peers" => {
-            let node = node.ok_or("the IPFS node is off (--offline)")?;
+            let node = node.ok_or_else(offline)?;
             Ok(node.peers().iter().map(|p| format!("{p}\n")).collect())
         }
         "connect" => {
-            let node = node.ok_or("the IPFS node is off (--offline)")?;
-            let addr: libp2p::Multiaddr = arg.parse().map_err(|e| format!("{arg:?} is not a multiaddr: {e}"))?;
+            let node = node.ok_or_else(offline)?;
+            let addr: libp2p::Multiaddr =
+                arg.parse().map_err(|e| CliError::failure(format!("{arg:?} is not a multiaddr: {e}")))?;
             let peer = match addr.iter().last() {
                 Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
-                _ => return Err(format!("{addr} names no peer: end it with /p2p/<peer id>")),
+                _ => return Err(CliError::failure(format!("{addr} names no peer: end it with /p2p/<peer id>"))),
             };
             node.connect(addr.clone());
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -93,10 +110,14 @@ fn handle(request: &str, live: &Live) -> Result<String, String> {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(format!("could not connect to {addr} within 10 s (see the mount log)"))
+            Err(CliError::failure(format!("could not connect to {addr} within 10 s (see the mount log)")))
         }
-        _ => Err(format!("unknown request {verb:?}")),
+        _ => Err(CliError::failure(format!("unknown request {verb:?}"))),
     }
+}
+
+fn offline() -> CliError {
+    CliError::failure("the IPFS node is off (--offline)")
 }
 
 fn status(live: &Live) -> String {
@@ -128,6 +149,87 @@ fn status(live: &Live) -> String {
     out
 }
 
+/// `cat OFFSET LENGTH|- SPEC`: the bytes, framed, so an error after some bytes is told.
+fn stream_cat(conn: &UnixStream, live: &Live, args: &str) {
+    let mut out = Frames(conn);
+    let mut parts = args.splitn(3, ' ');
+    let (offset, length, spec) = (parts.next(), parts.next(), parts.next());
+    let parsed = match (offset.and_then(|o| o.parse::<u64>().ok()), length, spec) {
+        (Some(o), Some("-"), Some(spec)) => Ok((o, None, spec)),
+        (Some(o), Some(l), Some(spec)) => l.parse::<u64>().map(|l| (o, Some(l), spec)).map_err(|_| ()),
+        _ => Err(()),
+    };
+    let result = match parsed {
+        Ok((offset, length, spec)) => super::read::cat(live.blocks.as_ref(), spec, offset, length, &mut out),
+        Err(()) => Err(CliError::failure(format!("bad cat request {args:?}"))),
+    };
+    let _ = match result {
+        Ok(()) => out.frame(b'k', &[]),
+        Err(e) => {
+            let mut body = vec![e.code as u8];
+            body.extend_from_slice(e.message.as_bytes());
+            out.frame(b'e', &body)
+        }
+    };
+}
+
+/// Writes each chunk as a `d` frame.
+struct Frames<'a>(&'a UnixStream);
+
+impl Frames<'_> {
+    fn frame(&mut self, tag: u8, body: &[u8]) -> std::io::Result<()> {
+        let mut head = [tag, 0, 0, 0, 0];
+        head[1..].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        let mut w = self.0;
+        w.write_all(&head)?;
+        w.write_all(body)
+    }
+}
+
+impl Write for Frames<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(1 << 20);
+        self.frame(b'd', &buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `cat` in the running mount or daemon, copying the bytes to `out`; `None` if none
+/// answers at `home`.
+pub fn cat(
+    home: &Path,
+    spec: &str,
+    offset: u64,
+    length: Option<u64>,
+    out: &mut dyn Write,
+) -> Option<Result<(), CliError>> {
+    let mut conn = UnixStream::connect(socket_path(home)).ok()?;
+    let length = length.map_or("-".to_string(), |l| l.to_string());
+    if conn.write_all(format!("cat {offset} {length} {spec}\n").as_bytes()).is_err() {
+        return None;
+    }
+    let mut conn = std::io::BufReader::new(conn);
+    let stopped = || CliError::failure("the running cidfs stopped in the middle of the reply".to_string());
+    Some((|| loop {
+        let mut head = [0u8; 5];
+        std::io::Read::read_exact(&mut conn, &mut head).map_err(|_| stopped())?;
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len];
+        std::io::Read::read_exact(&mut conn, &mut body).map_err(|_| stopped())?;
+        match head[0] {
+            b'd' => out.write_all(&body).map_err(|e| CliError::failure(format!("writing the output: {e}")))?,
+            b'k' => return Ok(()),
+            b'e' if !body.is_empty() => {
+                return Err(CliError::new(i32::from(body[0]), String::from_utf8_lossy(&body[1..]).into_owned()));
+            }
+            _ => return Err(stopped()),
+        }
+    })())
+}
+
 /// Asks a running mount; `None` if none answers at `home`.
 pub fn ask(home: &Path, request: &str) -> Option<Result<String, CliError>> {
     let mut conn = UnixStream::connect(socket_path(home)).ok()?;
@@ -141,7 +243,13 @@ pub fn ask(home: &Path, request: &str) -> Option<Result<String, CliError>> {
     }
     Some(match reply.split_once('\n') {
         Some(("ok", body)) => Ok(body.to_string()),
-        Some((err, _)) => Err(CliError::failure(err.trim_start_matches("error: ").to_string())),
+        Some((err, _)) => {
+            let err = err.trim_start_matches("error: ");
+            match err.split_once(' ').and_then(|(code, msg)| Some((code.parse::<i32>().ok()?, msg))) {
+                Some((code, msg)) => Err(CliError::new(code, msg)),
+                None => Err(CliError::failure(err.to_string())),
+            }
+        }
         None => Err(CliError::failure(format!("unreadable reply from the mount: {reply:?}"))),
     })
 }

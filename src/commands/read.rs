@@ -208,3 +208,9 @@ fn apply_meta(file: &File, path: &Path, meta: Metadata) -> Result<(), CliError> 
     }
     Ok(())
 }
+
+/// One `ls` entry as the CLI prints it: name, type, size, CID (tab-separated).
+pub fn ls_line(e: &Entry) -> String {
+    let size = e.size.map_or_else(|| "-".to_string(), |s| s.to_string());
+    format!("{}\t{}\t{}\t{}", e.name, e.kind, size, e.cid)
+}
