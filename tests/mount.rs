@@ -266,9 +266,10 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     cli.ok(&["unmount", cli.path("fstab").to_str().unwrap()]);
     // `ipfs` presents the /ipfs namespace at the root
     wait_for_mount_process_to_exit(&cli);
-    let out = mount_like(&cli.path("fstab"), "ipfs,threads=2");
+    let out = mount_like(&cli.path("fstab"), "ipfs,threads=2,offline");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(cli.path("fstab").join(&root).join("hello.txt")).unwrap(), b"hello\n");
+    assert!(cli.ok(&["status"]).contains("off (--offline)"), "IPFS node options pass through");
     cli.ok(&["unmount", cli.path("fstab").to_str().unwrap()]);
     let bad = Command::new(&helper).arg("only-one-arg").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
