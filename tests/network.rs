@@ -101,6 +101,10 @@ fn read_through_mount(peer: Command, want: &[u8], swarm_connect: bool) {
         cli.mount("mnt", &["--peer", &peer.addr])
     };
     assert_eq!(cli.ok(&["swarm", "peers"]).trim(), peer_id);
+    let err = cli.fails(&["swarm", "connect", "not-a-multiaddr"], 1);
+    assert!(err.contains("is not a multiaddr"), "{err}");
+    let err = cli.fails(&["swarm", "connect", "/ip4/127.0.0.1/tcp/1"], 1);
+    assert!(err.contains("names no peer"), "{err}");
     let id = cli.ok(&["id"]);
     assert_eq!(id.lines().next(), Some(offline_id.as_str()), "one persistent peer key");
     assert!(id.contains("/ip4/127.0.0.1/tcp/"), "{id}");
@@ -225,6 +229,13 @@ fn swarm_commands_need_a_running_mount_and_status_says_the_node_is_off() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--offline"), "{out:?}");
     assert!(cli.ok(&["status"]).contains("ipfs:      off (--offline)"));
     drop(m);
+    let err = cli.fails(&["daemon", "--offline"], 1);
+    assert!(err.contains("drop --offline"), "{err}");
+    // a peer key that is not one is named, and nothing starts
+    std::fs::create_dir_all(cli.home.path().join("ipfs")).unwrap();
+    std::fs::write(cli.home.path().join("ipfs/peer.key"), b"not a key").unwrap();
+    let err = cli.fails(&["daemon"], 1);
+    assert!(err.contains("peer.key"), "{err}");
 }
 
 /// Holds every block the test asks for, but takes its time to answer each want.
