@@ -342,3 +342,43 @@ fn cat_ls_and_get_run_in_the_daemon_through_the_network() {
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     assert!(daemon.wait().unwrap().success());
 }
+
+/// Serves what it holds, and counts what it is asked for.
+struct CountingSource(std::collections::HashMap<cid::Cid, bytes::Bytes>, std::sync::atomic::AtomicUsize);
+
+impl cidfs::ipfs::BlockSource for CountingSource {
+    fn local(&self, cid: &cid::Cid) -> Option<bytes::Bytes> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.get(cid).cloned()
+    }
+}
+
+#[test]
+fn listing_a_directory_held_by_a_peer_fetches_only_the_directory() {
+    use cidfs::importer::{DirBuilder, ImportOptions};
+    let cli = Cli::new();
+    let opts = ImportOptions::default();
+    let mut blocks = Vec::new();
+    let mut dir = DirBuilder::new(Default::default());
+    for i in 0..20 {
+        let data = format!("file {i}\n").into_bytes();
+        let link = cidfs::importer::file::import_bytes(&opts, Default::default(), &data, &mut blocks).unwrap();
+        dir.insert(format!("f{i:02}"), link);
+    }
+    let root = dir.finish(&opts, &mut blocks).unwrap();
+    let asked = Arc::new(CountingSource(
+        blocks.iter().map(|b| (*b.cid(), b.data().clone())).collect(),
+        std::sync::atomic::AtomicUsize::new(0),
+    ));
+    let peer = test_double(&cli, "holder", asked.clone());
+    let m = cli.mount("mnt", &["--peer", &peer.listen_addrs()[0].to_string()]);
+    let names: Vec<String> = std::fs::read_dir(m.dir.join(".ipfs").join(root.cid.to_string()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 20);
+    assert_eq!(asked.1.load(std::sync::atomic::Ordering::SeqCst), 1, "the directory block only");
+    // reading a file fetches it then
+    let f05 = std::fs::read(m.dir.join(".ipfs").join(root.cid.to_string()).join("f05")).unwrap();
+    assert_eq!(f05, b"file 5\n");
+}

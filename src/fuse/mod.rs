@@ -552,11 +552,12 @@ impl CidFs {
             Err(e) => return reply.error(self.errno("readdirplus", ino.0, &e)),
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let (attr, ttl) = match self.vfs.getattr(e.ino) {
-                Ok(a) => (a, self.ttl(e.ino)),
-                // An entry we cannot stat (missing block) is still listed; the kernel will
-                // look it up again (TTL 0) and the lookup reports the error.
-                Err(_) => (placeholder(e.ino, e.kind), &Duration::ZERO),
+            let (attr, ttl) = match self.vfs.getattr_if_local(e.ino) {
+                Some(Ok(a)) => (a, self.ttl(e.ino)),
+                // An entry we cannot stat (missing block), or could only by fetching it from
+                // a peer, is still listed; the kernel looks it up again (TTL 0) when asked,
+                // and the lookup fetches it or reports the error.
+                Some(Err(_)) | None => (placeholder(e.ino, e.kind), &Duration::ZERO),
             };
             if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, ttl, &self.file_attr(&attr), Generation(0)) {
                 break;

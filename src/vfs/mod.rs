@@ -429,6 +429,18 @@ impl Vfs {
         self.attr_of(ino, &t)
     }
 
+    /// Attributes when they need no network fetch; `None` for content under a CID whose
+    /// block is not held locally (a listing must not fetch every child from peers).
+    pub fn getattr_if_local(&self, ino: u64) -> Option<Result<Attr, VfsError>> {
+        if self.has_network_tier()
+            && let Ok(Target::Node(cid)) = self.target(ino)
+            && self.blocks.kind_hint(&cid).is_none()
+        {
+            return None;
+        }
+        Some(self.getattr(ino))
+    }
+
     fn attr_of(&self, ino: u64, t: &Target) -> Result<Attr, VfsError> {
         let dir = |perm, mtime| Attr {
             ino,
