@@ -447,7 +447,10 @@ fn editor_and_log_patterns_work() {
     };
     let (doc, app) = (d.join("doc.txt").display().to_string(), d.join("app.log").display().to_string());
     assert_eq!(renameat2(&doc, &app, libc::RENAME_NOREPLACE), Err(Some(libc::EEXIST)));
-    assert_eq!(renameat2(&doc, &app, libc::RENAME_EXCHANGE), Err(Some(libc::EINVAL)));
+    renameat2(&doc, &app, libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(fs::read(d.join("app.log")).unwrap(), b"version 2\n", "swapped");
+    renameat2(&doc, &app, libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(renameat2(&doc, &app, libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE), Err(Some(libc::EINVAL)));
     let moved = d.join("moved.txt").display().to_string();
     renameat2(&doc, &moved, libc::RENAME_NOREPLACE).unwrap();
     renameat2(&moved, &doc, 0).unwrap();

@@ -286,11 +286,16 @@ impl Filesystem for CidFs {
         reply: ReplyEmpty,
     ) {
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let r = if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
-            Err(VfsError::InvalidName("rename flags other than RENAME_NOREPLACE (RENAME_EXCHANGE)".into()))
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        let known = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
+        let r = if !(flags - known).is_empty() || (noreplace && exchange) {
+            Err(VfsError::InvalidName("rename flags other than RENAME_NOREPLACE or RENAME_EXCHANGE".into()))
         } else {
             name_str(name).and_then(|n| {
-                name_str(newname).and_then(|nn| self.vfs.rename_with(parent.0, n, newparent.0, nn, noreplace))
+                name_str(newname).and_then(|nn| match exchange {
+                    true => self.vfs.exchange(parent.0, n, newparent.0, nn),
+                    false => self.vfs.rename_with(parent.0, n, newparent.0, nn, noreplace),
+                })
             })
         };
         self.empty(r, format_args!("rename {name:?} to {newname:?} in"), parent.0, reply);

@@ -754,6 +754,53 @@ impl Vfs {
         Ok(())
     }
 
+    /// Swaps two entries atomically (`RENAME_EXCHANGE`): both must exist; neither may end
+    /// up below itself.
+    pub fn exchange(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Result<(), VfsError> {
+        let mut d = self.drive_mut()?;
+        let a = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
+        let b = *self
+            .children(&mut d, new_parent)?
+            .get(new_name)
+            .ok_or_else(|| VfsError::NotFound(new_name.to_string()))?;
+        if a == b {
+            return Ok(());
+        }
+        // a directory moving to the other place must not land inside itself
+        for (moving, to) in [(a, new_parent), (b, parent)] {
+            let mut p = to;
+            loop {
+                if p == moving {
+                    return Err(VfsError::InvalidName("cannot move a directory into itself".into()));
+                }
+                match d.parents.get(&p) {
+                    Some(&up) if p != ROOT_INO => p = up,
+                    _ => break,
+                }
+            }
+        }
+        self.children(&mut d, parent)?.insert(name.to_string(), b);
+        self.children(&mut d, new_parent)?.insert(new_name.to_string(), a);
+        for (ino, from, from_name, to, to_name) in
+            [(a, parent, name, new_parent, new_name), (b, new_parent, new_name, parent, name)]
+        {
+            match d.links.get_mut(&ino) {
+                Some(names) => {
+                    // (both names may sit in the same directory: match on the old pair only once)
+                    if let Some(n) = names.iter_mut().find(|(p, n)| *p == from && n == from_name) {
+                        *n = (to, to_name.to_string());
+                    }
+                }
+                None => {
+                    d.parents.insert(ino, to);
+                }
+            }
+        }
+        Self::touch_dir(&mut d, parent);
+        Self::touch_dir(&mut d, new_parent);
+        Ok(())
+    }
+
     /// A handle opened `ino` for writing.
     pub fn opened_for_write(&self, ino: u64) {
         if let Some(drive) = &self.drive {

@@ -731,3 +731,32 @@ fn a_malformed_sidecar_is_eio_naming_its_cid() {
     assert_eq!(err.errno(), libc::EIO);
     assert!(err.to_string().contains(&bad.cid().to_string()), "{err}");
 }
+
+#[test]
+fn rename_exchange_swaps_two_entries_atomically() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let d = vfs.mkdir(ROOT_INO, "d", 0o755).unwrap().ino;
+    let sub = vfs.mkdir(d, "sub", 0o755).unwrap().ino;
+    let a = vfs.create(ROOT_INO, "a", 0o644).unwrap().ino;
+    vfs.write(a, 0, b"A").unwrap();
+    let b = vfs.create(d, "b", 0o644).unwrap().ino;
+    vfs.write(b, 0, b"B").unwrap();
+    vfs.exchange(ROOT_INO, "a", d, "b").unwrap();
+    assert_eq!(read_all(&vfs, ino(&vfs, ROOT_INO, "a")), b"B");
+    assert_eq!(read_all(&vfs, ino(&vfs, d, "b")), b"A");
+    // a file and a directory swap too; a directory cannot go below itself
+    vfs.exchange(ROOT_INO, "a", d, "sub").unwrap();
+    assert_eq!(vfs.getattr(ino(&vfs, ROOT_INO, "a")).unwrap().ino, sub);
+    let errno = |r: Result<(), VfsError>| r.err().map(|e| e.errno());
+    let f = vfs.create(sub, "deep", 0o644).unwrap().ino;
+    assert_eq!(errno(vfs.exchange(ROOT_INO, "a", sub, "deep")), Some(libc::EINVAL));
+    assert_eq!(errno(vfs.exchange(ROOT_INO, "a", d, "nope")), Some(libc::ENOENT));
+    assert_eq!(vfs.getattr(f).unwrap().kind, FileKind::File);
+    vfs.commit().unwrap();
+    let again = mount(&store);
+    let d = ino(&again, ROOT_INO, "d");
+    assert_eq!(read_all(&again, ino(&again, d, "b")), b"A");
+    assert_eq!(read_all(&again, ino(&again, d, "sub")), b"B");
+    assert!(again.lookup(ino(&again, ROOT_INO, "a"), OsStr::new("deep")).is_ok());
+}
