@@ -308,6 +308,7 @@ mod model {
         Rmdir(Vec<String>, String),
         Rename(Vec<String>, String, Vec<String>, String),
         Link(Vec<String>, Vec<String>, String),
+        Exchange(Vec<String>, String, Vec<String>, String),
         Commit,
         Remount,
     }
@@ -330,6 +331,7 @@ mod model {
             1 => (dir(), name()).prop_map(|(d, n)| Op::Rmdir(d, n)),
             2 => (dir(), name(), dir(), name()).prop_map(|(a, b, c, d)| Op::Rename(a, b, c, d)),
             2 => (prop::collection::vec(name(), 1..3), dir(), name()).prop_map(|(a, b, c)| Op::Link(a, b, c)),
+            1 => (dir(), name(), dir(), name()).prop_map(|(a, b, c, d)| Op::Exchange(a, b, c, d)),
             1 => Just(Op::Commit),
             1 => Just(Op::Remount),
         ]
@@ -435,6 +437,28 @@ mod model {
                     return Err(libc::EPERM);
                 }
                 target.insert(tn.clone(), src);
+                Ok(())
+            }
+            Op::Exchange(sd, sn, td, tn) => {
+                // like renameat2: both parents resolve, then both names must exist
+                dir_of(root, sd)?;
+                dir_of(root, td)?;
+                let a = dir_of(root, sd)?.get(sn).cloned().ok_or(libc::ENOENT)?;
+                let b = dir_of(root, td)?.get(tn).cloned().ok_or(libc::ENOENT)?;
+                if sd == td && sn == tn {
+                    return Ok(());
+                }
+                // neither may end up below itself: a directory moving into its own subtree
+                let mut a_path = sd.clone();
+                a_path.push(sn.clone());
+                let mut b_path = td.clone();
+                b_path.push(tn.clone());
+                let below = |dir: &[String], p: &[String]| dir.len() >= p.len() && dir[..p.len()] == p[..];
+                if (matches!(a, R::Dir(_)) && below(td, &a_path)) || (matches!(b, R::Dir(_)) && below(sd, &b_path)) {
+                    return Err(libc::EINVAL);
+                }
+                dir_of(root, sd)?.insert(sn.clone(), b);
+                dir_of(root, td)?.insert(tn.clone(), a);
                 Ok(())
             }
             Op::Commit | Op::Remount => Ok(()),
@@ -543,6 +567,18 @@ mod model {
                     return Err(libc::EEXIST);
                 }
                 vfs.link(src, t, tn).map(|_| ()).map_err(e)
+            }
+            Op::Exchange(sd, sn, td, tn) => {
+                let dir = |p: &[String]| -> Result<u64, i32> {
+                    let ino = resolve(vfs, p)?;
+                    if vfs.getattr(ino).map_err(e)?.kind != FileKind::Directory {
+                        return Err(libc::ENOTDIR);
+                    }
+                    Ok(ino)
+                };
+                let s = dir(sd)?;
+                let t = dir(td)?;
+                vfs.exchange(s, sn, t, tn).map_err(e)
             }
             Op::Commit => vfs.commit().map(|_| ()).map_err(e),
             Op::Remount => Ok(()),
