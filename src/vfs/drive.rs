@@ -704,18 +704,8 @@ impl Vfs {
         let ino = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
         self.resolve(&mut d, ino)?;
         let src_dir = matches!(d.nodes.get(&ino), Some(DNode::Dir { .. }));
-        if src_dir {
-            // a directory cannot move below itself
-            let mut p = new_parent;
-            loop {
-                if p == ino {
-                    return Err(VfsError::InvalidName("cannot move a directory into itself".into()));
-                }
-                match d.parents.get(&p) {
-                    Some(&up) if p != ROOT_INO => p = up,
-                    _ => break,
-                }
-            }
+        if src_dir && Self::is_within(&d, new_parent, ino) {
+            return Err(VfsError::InvalidName("cannot move a directory into itself".into()));
         }
         let replaced = self.children(&mut d, new_parent)?.get(new_name).copied();
         if noreplace && replaced.is_some() {
@@ -767,17 +757,8 @@ impl Vfs {
             return Ok(());
         }
         // a directory moving to the other place must not land inside itself
-        for (moving, to) in [(a, new_parent), (b, parent)] {
-            let mut p = to;
-            loop {
-                if p == moving {
-                    return Err(VfsError::InvalidName("cannot move a directory into itself".into()));
-                }
-                match d.parents.get(&p) {
-                    Some(&up) if p != ROOT_INO => p = up,
-                    _ => break,
-                }
-            }
+        if Self::is_within(&d, new_parent, a) || Self::is_within(&d, parent, b) {
+            return Err(VfsError::InvalidName("cannot move a directory into itself".into()));
         }
         self.children(&mut d, parent)?.insert(name.to_string(), b);
         self.children(&mut d, new_parent)?.insert(new_name.to_string(), a);
@@ -799,6 +780,20 @@ impl Vfs {
         Self::touch_dir(&mut d, parent);
         Self::touch_dir(&mut d, new_parent);
         Ok(())
+    }
+
+    /// Whether directory `dir` is `ancestor` or below it.
+    fn is_within(d: &Drive, dir: u64, ancestor: u64) -> bool {
+        let mut p = dir;
+        loop {
+            if p == ancestor {
+                return true;
+            }
+            match d.parents.get(&p) {
+                Some(&up) if p != ROOT_INO => p = up,
+                _ => return false,
+            }
+        }
     }
 
     /// A handle opened `ino` for writing.

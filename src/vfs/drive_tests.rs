@@ -522,6 +522,15 @@ mod model {
         Ok(ino)
     }
 
+    /// `path`, which must be a directory (`ENOTDIR` otherwise).
+    fn resolve_dir(vfs: &Vfs, path: &[String]) -> Result<u64, i32> {
+        let ino = resolve(vfs, path)?;
+        if vfs.getattr(ino).map_err(|e| e.errno())?.kind != FileKind::Directory {
+            return Err(libc::ENOTDIR);
+        }
+        Ok(ino)
+    }
+
     fn apply_vfs(vfs: &Vfs, op: &Op) -> Result<(), i32> {
         let e = |e: VfsError| e.errno();
         match op {
@@ -543,42 +552,23 @@ mod model {
             }
             Op::Unlink(d, n) => vfs.remove(resolve(vfs, d)?, n, false).map_err(e),
             Op::Rmdir(d, n) => vfs.remove(resolve(vfs, d)?, n, true).map_err(e),
+            // like the kernel: each parent path resolves to a directory, source first
             Op::Rename(sd, sn, td, tn) => {
-                // like the kernel: each parent path resolves to a directory, source first
-                let dir = |p: &[String]| -> Result<u64, i32> {
-                    let ino = resolve(vfs, p)?;
-                    if vfs.getattr(ino).map_err(e)?.kind != FileKind::Directory {
-                        return Err(libc::ENOTDIR);
-                    }
-                    Ok(ino)
-                };
-                let s = dir(sd)?;
-                let t = dir(td)?;
-                vfs.rename(s, sn, t, tn).map_err(e)
+                let s = resolve_dir(vfs, sd)?;
+                vfs.rename(s, sn, resolve_dir(vfs, td)?, tn).map_err(e)
             }
             Op::Link(p, td, tn) => {
                 // like the kernel: the source resolves, then the new parent, then the name
                 let src = resolve(vfs, p)?;
-                let t = resolve(vfs, td)?;
-                if vfs.getattr(t).map_err(e)?.kind != FileKind::Directory {
-                    return Err(libc::ENOTDIR);
-                }
+                let t = resolve_dir(vfs, td)?;
                 if vfs.lookup(t, OsStr::new(tn)).is_ok() {
                     return Err(libc::EEXIST);
                 }
                 vfs.link(src, t, tn).map(|_| ()).map_err(e)
             }
             Op::Exchange(sd, sn, td, tn) => {
-                let dir = |p: &[String]| -> Result<u64, i32> {
-                    let ino = resolve(vfs, p)?;
-                    if vfs.getattr(ino).map_err(e)?.kind != FileKind::Directory {
-                        return Err(libc::ENOTDIR);
-                    }
-                    Ok(ino)
-                };
-                let s = dir(sd)?;
-                let t = dir(td)?;
-                vfs.exchange(s, sn, t, tn).map_err(e)
+                let s = resolve_dir(vfs, sd)?;
+                vfs.exchange(s, sn, resolve_dir(vfs, td)?, tn).map_err(e)
             }
             Op::Commit => vfs.commit().map(|_| ()).map_err(e),
             Op::Remount => Ok(()),
