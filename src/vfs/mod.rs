@@ -652,12 +652,18 @@ impl Vfs {
         let node = self.node(&cid)?;
         match node.as_ref() {
             Node::File(f) => {
-                let before = self.blocks.remote_fetches();
+                // (without a network tier, reads skip the read-ahead bookkeeping entirely)
+                let network = self.has_network_tier();
+                let before = if network { self.blocks.remote_fetches() } else { 0 };
+                let window = if network { PREFETCH_WINDOW } else { 0 };
                 let mut out = Vec::new();
-                let next = file::read_range_ahead(self, &cid, f, offset, u64::from(size), PREFETCH_WINDOW, &mut |b| {
+                let next = file::read_range_ahead(self, &cid, f, offset, u64::from(size), window, &mut |b| {
                     out.push(b.clone());
                     Ok(())
                 })?;
+                if !network {
+                    return Ok(out);
+                }
                 // A file that needed the network streams from it: fetch ahead of the reader.
                 let mut streaming = self.streaming.lock().expect("lock poisoned");
                 if streaming.get(&cid).is_some() || self.blocks.remote_fetches() > before {
