@@ -27,13 +27,6 @@ fn json_num(line: &str, key: &str) -> f64 {
     line[at..end].trim().parse().unwrap()
 }
 
-fn json_str(line: &str, key: &str) -> String {
-    let at = line.find(&format!("\"{key}\"")).unwrap() + key.len() + 2;
-    let start = line[at..].find('"').unwrap() + at + 1;
-    let end = line[start..].find('"').unwrap() + start;
-    line[start..end].to_string()
-}
-
 fn main() {
     assert!(nix::unistd::getuid().is_root(), "this benchmark needs root (mounts)");
     let mib: usize = std::env::var("CIDFS_BENCH_NET_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
@@ -57,7 +50,7 @@ fn main() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let (cid, addr) = (json_str(&line, "cid"), json_str(&line, "addrs"));
+    let (cid, addr) = (common::json_str(&line, "cid"), common::json_str(&line, "addrs"));
     let bytes = (mib << 20) as f64;
 
     let mut helia = (f64::MAX, f64::MAX);

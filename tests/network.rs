@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cli, run_ok};
+use common::{Cli, json_str, run_ok};
 
 /// A third-party peer serving one file; stopped (stdin closed, then killed) on drop.
 struct Peer {
@@ -37,16 +37,6 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The string value of `"key": "…"` (or the first element of `"key": ["…"]`) in a line
-/// of JSON the harness scripts print.
-fn json_str(line: &str, key: &str) -> String {
-    let at = line.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("no {key} in {line}"));
-    let rest = &line[at + key.len() + 2..];
-    let start = rest.find('"').unwrap() + 1;
-    let end = start + rest[start..].find('"').unwrap();
-    rest[start..end].to_string()
 }
 
 fn serve(mut cmd: Command, file: &Path) -> Peer {

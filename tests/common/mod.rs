@@ -259,3 +259,13 @@ pub fn getxattr_sized(path: &Path, name: &str, size: usize) -> std::io::Result<V
     buf.truncate(r as usize);
     Ok(buf)
 }
+
+/// The string value of `"key": "…"` (or the first element of `"key": ["…"]`) in a line
+/// of JSON the harness scripts print.
+pub fn json_str(line: &str, key: &str) -> String {
+    let at = line.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("no {key} in {line}"));
+    let rest = &line[at + key.len() + 2..];
+    let start = rest.find('"').unwrap() + 1;
+    let end = start + rest[start..].find('"').unwrap();
+    rest[start..end].to_string()
+}
