@@ -130,6 +130,35 @@ fn helia_serves_a_file_cidfs_reads_through_the_mount() {
 }
 
 #[test]
+fn the_fetch_cache_stays_under_its_cap_and_evicted_blocks_are_fetched_again() {
+    let cli = Cli::new();
+    let want = common::noise(16 << 20, 47);
+    let peer = serve(helia(), &cli.write("held.bin", &want));
+    let segments_bytes = || -> u64 {
+        let dir = cli.home.path().join("segments");
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    for round in 0..2 {
+        let m = cli.mount("mnt", &["--peer", &peer.addr, "--cache-size", "4M"]);
+        let got = std::fs::read(m.dir.join(".ipfs").join(&peer.cid)).unwrap();
+        assert!(got == want, "round {round}: bytes differ");
+        // fetched blocks reach the disk in the background: wait for the writer to catch up
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = cli.ok(&["status"]);
+        while status.contains("0 B evicted") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            status = cli.ok(&["status"]);
+        }
+        assert!(status.contains(" of 4.0 MiB on disk"), "{status}");
+        assert!(!status.contains("0 B evicted"), "16 MiB read through a 4 MiB cache evicts: {status}");
+        assert!(!status.contains(" 0 blocks (0 B) fetched"), "round {round} fetched again: {status}");
+        drop(m);
+        let on_disk = segments_bytes();
+        assert!(on_disk <= 4 << 20, "round {round}: {on_disk} bytes of cache on disk");
+    }
+}
+
+#[test]
 fn helia_fetches_a_file_written_into_the_drive() {
     fetch_from_drive(|cid, addr, out| run_ok(helia().arg("fetch").arg(cid).arg(addr).arg(out)));
 }

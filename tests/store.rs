@@ -191,3 +191,127 @@ fn kill_9_during_add_loses_nothing_committed_and_keeps_nothing_partial() {
         &common::noise(256 << 20, 10)[100_000_000..100_000_005]
     );
 }
+
+// ---- the fetch cache: its own segments, evicted least recently read first ----
+
+fn cache_all(store: &Store, bs: &[Block]) {
+    let mut b = store.cache_batch();
+    for x in bs {
+        b.put(x).unwrap();
+    }
+    b.commit().unwrap();
+}
+
+/// Cache segments of at most 10,000 bytes (two 4,000-byte blocks each); no memory cache,
+/// so every read goes to disk and stamps its segment.
+fn small_cache_store(home: &Path) -> Store {
+    let opts = StoreOptions { cache_segment_bytes: 10_000, cache_bytes: 0, ..Default::default() };
+    Store::open_with(home, opts).unwrap()
+}
+
+#[test]
+fn the_cache_evicts_the_least_recently_read_segment_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_cache_store(dir.path());
+    let bs = blocks(6, 4000, 40);
+    for pair in bs.chunks(2) {
+        cache_all(&store, pair); // segments A = {0, 1}, B = {2, 3}, C = {4, 5}
+    }
+    let usage = store.cache_usage();
+    assert_eq!(usage.segments, 3);
+    assert_eq!(usage.bytes, segment_files(dir.path()).iter().map(|(_, l)| l).sum::<u64>());
+    store.get(bs[0].cid()).unwrap().unwrap(); // A is now the most recently read
+    let report = store.evict_cache(usage.bytes * 2 / 3).unwrap();
+    assert_eq!((report.segments, report.blocks), (1, 2));
+    let held: Vec<bool> = bs.iter().map(|b| store.has(b.cid()).unwrap()).collect();
+    assert_eq!(held, [true, true, false, false, true, true], "B (oldest unread) goes first");
+    assert_eq!(segment_files(dir.path()).len(), 2, "its file is deleted");
+    assert_eq!(store.cache_usage().evicted_segments, 1);
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+    // after a reopen the cache is still the cache, ordered by age
+    drop(store);
+    let store = small_cache_store(dir.path());
+    assert_eq!(store.cache_usage().segments, 2);
+    store.evict_cache(0).unwrap();
+    assert!(bs.iter().all(|b| !store.has(b.cid()).unwrap()));
+    assert!(segment_files(dir.path()).is_empty());
+}
+
+#[test]
+fn the_cache_cap_holds_as_fetched_blocks_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_cache_store(dir.path());
+    store.set_cache_cap(30_000);
+    for (i, pair) in blocks(40, 4000, 41).chunks(2).enumerate() {
+        cache_all(&store, pair);
+        store.evict_cache_if_over().unwrap();
+        let usage = store.cache_usage();
+        assert!(usage.bytes <= 30_000, "after batch {i}: {usage:?}");
+    }
+    assert!(store.cache_usage().evicted_segments >= 15);
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+}
+
+#[test]
+fn a_cached_block_the_user_writes_again_leaves_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_cache_store(dir.path());
+    let bs = blocks(4, 4000, 42);
+    cache_all(&store, &bs);
+    // a cache batch does not write what the store holds; a main batch moves it out
+    let mut again = store.cache_batch();
+    assert!(!again.put(&bs[0]).unwrap());
+    drop(again);
+    let mut main = store.batch();
+    assert!(main.put(&bs[0]).unwrap(), "a cached block is written into the user's segments");
+    assert!(!main.put(&bs[0]).unwrap());
+    main.commit().unwrap();
+    store.evict_cache(0).unwrap();
+    assert_eq!(store.get(bs[0].cid()).unwrap().as_ref(), Some(bs[0].data()));
+    assert!(!store.has(bs[1].cid()).unwrap());
+    drop(store);
+    let store = small_cache_store(dir.path());
+    assert_eq!(store.get(bs[0].cid()).unwrap().as_ref(), Some(bs[0].data()));
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+}
+
+#[test]
+fn pinning_a_cached_dag_takes_it_out_of_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_cache_store(dir.path());
+    let data = common::noise(5 * 262_144 + 99, 43);
+    let mut dag = Vec::new();
+    let opts = cidfs::importer::ImportOptions::default();
+    let root = cidfs::importer::file::import_bytes(&opts, Default::default(), &data, &mut dag).unwrap().cid;
+    let unrelated = blocks(2, 4000, 44);
+    cache_all(&store, &dag);
+    cache_all(&store, &unrelated);
+    store.pin(&root, "kept").unwrap();
+    let report = store.evict_cache(0).unwrap();
+    assert_eq!(report.blocks, 2, "only the unrelated blocks were still cached");
+    assert_eq!(store.cache_usage().segments, 0);
+    for b in &dag {
+        assert_eq!(store.get(b.cid()).unwrap().as_ref(), Some(b.data()));
+    }
+    let v = store.verify(&mut |_| {}).unwrap();
+    assert!(v.ok() && v.roots_checked == 1, "{v:?}");
+}
+
+#[test]
+fn gc_reclaims_the_cache_and_keeps_the_users_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_cache_store(dir.path());
+    let cached = blocks(4, 4000, 45);
+    cache_all(&store, &cached);
+    let mine = blocks(1, 4000, 46);
+    put_all(&store, &mine);
+    store.pin(mine[0].cid(), "mine").unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_removed, 4);
+    assert_eq!(store.cache_usage().segments, 0);
+    assert!(store.has(mine[0].cid()).unwrap());
+    // the cache keeps working after gc took its active segment away
+    cache_all(&store, &cached[..2]);
+    assert_eq!(store.cache_usage().segments, 1);
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+}

@@ -194,6 +194,28 @@ impl<R: Read> CarReader<R> {
     }
 }
 
+impl<R: Read> CarReader<R> {
+    /// The next section's offset and CID, skipping its block bytes unread and unverified
+    /// (for listing a CAR whose blocks were verified when it was written).
+    pub fn next_cid(&mut self) -> Result<Option<(u64, Cid)>, CarError> {
+        let start = self.offset;
+        let Some(len) = read_varint(&mut self.input, &mut self.offset)? else {
+            return Ok(None);
+        };
+        let mut section = Counting { inner: (&mut self.input).take(len), read: 0, ended: false };
+        let cid = Cid::read_bytes(&mut section)
+            .map_err(|e| CarError::Section { offset: start, msg: format!("bad CID: {e}") })?;
+        let data_len = len.saturating_sub(section.read);
+        self.offset += section.read;
+        let skipped = io::copy(&mut (&mut self.input).take(data_len), &mut io::sink())?;
+        self.offset += skipped;
+        if skipped < data_len {
+            return Err(CarError::Truncated { offset: self.offset, what: "block data" });
+        }
+        Ok(Some((start, cid)))
+    }
+}
+
 /// Counts the bytes read through it.
 struct Counting<R> {
     inner: R,

@@ -138,10 +138,17 @@ fn status(live: &Live) -> String {
                 human_bytes(n.bytes_served),
                 n.peers_dropped
             ));
+            let c = live.store.cache_usage();
             out.push_str(&format!(
-                "  cache:   {} blocks ({}) fetched into the store this session (unpinned; gc reclaims)\n",
+                "  cache:   {} of {} on disk in {} segments; {} blocks ({}) fetched this session; \
+                 {} evicted ({} segments)\n",
+                human_bytes(c.bytes),
+                human_bytes(c.cap),
+                c.segments,
                 t.network_blocks,
-                human_bytes(t.network_bytes)
+                human_bytes(t.network_bytes),
+                human_bytes(c.evicted_bytes),
+                c.evicted_segments
             ));
         }
         None => out.push_str("ipfs:      off (--offline)\n"),

@@ -74,6 +74,10 @@ pub struct NetArgs {
     /// (seconds).
     #[arg(long, value_name = "SECONDS", env = "CIDFS_FETCH_TIMEOUT", default_value_t = 30.0)]
     pub fetch_timeout: f64,
+    /// Most disk space blocks fetched from the network may use (e.g. 500M, 10G); the least
+    /// recently read are evicted beyond it. Data you write, add, import or pin never counts.
+    #[arg(long, value_name = "SIZE", env = "CIDFS_CACHE_SIZE", default_value = "10G", value_parser = parse_size)]
+    pub cache_size: u64,
 }
 
 /// What the node announces: every pinned root and the drive root.
@@ -99,6 +103,7 @@ impl NetArgs {
             out.push("--no-announce".into());
         }
         out.push(format!("--fetch-timeout={}", self.fetch_timeout));
+        out.push(format!("--cache-size={}", self.cache_size));
         out
     }
 
@@ -108,6 +113,7 @@ impl NetArgs {
 
     /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
     pub fn start_node(&self, store: &Arc<Store>, home: &Path) -> Result<Option<Arc<Node>>, CliError> {
+        store.set_cache_cap(self.cache_size);
         if self.offline {
             return Ok(None);
         }
@@ -281,7 +287,8 @@ fn raise_open_files_limit() {
 }
 
 /// Space as the mount reports it: the disk holding the store, or the configured cap
-/// (then used = the store's segment bytes), whichever leaves less.
+/// (then used = the store's segment bytes but the fetch cache's, which is evicted as
+/// needed and has a cap of its own), whichever leaves less.
 fn capacity(store: &crate::store::Store, cap: Option<u64>) -> Capacity {
     let files = store.block_count().unwrap_or(0);
     let disk = match nix::sys::statvfs::statvfs(store.root()) {
@@ -293,7 +300,7 @@ fn capacity(store: &crate::store::Store, cap: Option<u64>) -> Capacity {
     };
     match cap {
         Some(cap) => {
-            let used = store.disk_usage().unwrap_or(0);
+            let used = store.disk_usage().unwrap_or(0).saturating_sub(store.cache_usage().bytes);
             Capacity { total_bytes: cap, free_bytes: cap.saturating_sub(used).min(disk.free_bytes), files }
         }
         None => disk,

@@ -124,10 +124,13 @@ fn persist(store: &Store, pending: &Mutex<HashMap<Cid, Bytes>>, rx: &Receiver<Bl
                 Err(_) => break,
             }
         }
-        let mut batch = store.batch();
+        let mut batch = store.cache_batch();
         let result = blocks.iter().try_for_each(|b| batch.put(b).map(|_| ())).and_then(|_| batch.commit());
         if let Err(e) = result {
             log::warn!("caching {} fetched blocks in the store: {e}", blocks.len());
+        }
+        if let Err(e) = store.evict_cache_if_over() {
+            log::warn!("evicting from the fetch cache: {e}");
         }
         let mut p = pending.lock().expect("lock poisoned");
         for b in &blocks {

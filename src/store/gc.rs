@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write};
 use cid::Cid;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{BLOCKS, Location, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root};
+use super::{BLOCKS, CACHE_SEGMENTS, Location, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root};
 use crate::block::{Block, links};
 use crate::car;
 
@@ -78,8 +78,8 @@ impl Store {
 
     /// Removes every block not reachable from a pin; see the module docs.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
-        let mut writer = self.lock_writer();
-        if let Some(mut a) = writer.take() {
+        let mut writers = self.lock_writer();
+        for mut a in [writers.main.take(), writers.cache.take()].into_iter().flatten() {
             let path = self.segment_path(a.id);
             a.out.flush().map_err(io_err(&path))?;
         }
@@ -156,8 +156,10 @@ impl Store {
                 blocks.insert(key(cid).as_slice(), (loc.segment, loc.offset, loc.len, loc.kind as u8))?;
             }
             let mut table = txn.open_table(SEGMENTS)?;
+            let mut cache = txn.open_table(CACHE_SEGMENTS)?;
             for id in &victims {
                 table.remove(*id)?;
+                cache.remove(*id)?;
             }
             if !moved.is_empty() {
                 table.insert(new_id, (written, written - header_len, false))?;
@@ -169,6 +171,7 @@ impl Store {
             let path = self.segment_path(*id);
             deleted += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             self.forget_file(*id);
+            self.fetched.forget(*id);
             fs::remove_file(&path).map_err(io_err(&path))?;
             report.segments_removed += 1;
         }

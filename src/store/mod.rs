@@ -22,8 +22,14 @@
 //! Readers never block on the writer: redb gives every read a consistent snapshot, and
 //! segment bytes below the committed length never change. Hot blocks are served from an
 //! in-memory LRU bounded in bytes.
+//!
+//! Blocks fetched from the network go to *cache segments* of their own (see
+//! [`Store::cache_batch`] and the `evict` module): they are not the user's data, are never
+//! packed into pieces, and are dropped a whole segment at a time when the cache outgrows
+//! its cap.
 
 mod cache;
+mod evict;
 mod gc;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +46,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use crate::block::{Block, IDENTITY, Kind, RAW};
 use crate::car;
+pub use evict::{CacheUsage, DEFAULT_CACHE_CAP, EvictReport};
 pub use gc::{GcReport, Reachable, VerifyReport};
 
 /// CID -> (segment, data offset, data length, [`Kind`] as u8).
@@ -50,6 +57,8 @@ const PINS: TableDefinition<&[u8], &str> = TableDefinition::new("pins_v1");
 const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots_v1");
 /// The drive's commit log: sequence -> (unix time in seconds, root CID).
 const COMMITS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("commits_v1");
+/// Which segments are cache segments (fetched blocks): segment -> ().
+const CACHE_SEGMENTS: TableDefinition<u32, ()> = TableDefinition::new("cache_segments_v1");
 
 /// One entry of the drive's commit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +131,20 @@ pub struct StoreStats {
     pub pins: u64,
 }
 
+/// The segments being appended to: one for the user's data, one for the fetch cache.
+#[derive(Default)]
+pub(crate) struct Writers {
+    main: Option<Active>,
+    cache: Option<Active>,
+}
+
+/// What a batch writes: the user's data, or blocks fetched into the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SegmentKind {
+    Main,
+    Cache,
+}
+
 pub(crate) struct Active {
     id: u32,
     out: BufWriter<File>,
@@ -190,21 +213,34 @@ pub struct StoreOptions {
     pub segment_max_bytes: u64,
     /// Byte budget of the in-memory block cache.
     pub cache_bytes: usize,
+    /// A cache segment (fetched blocks) is sealed before it would grow past this many
+    /// bytes; it is also the unit of eviction.
+    pub cache_segment_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { segment_max_bytes: SEGMENT_MAX_BYTES, cache_bytes: DEFAULT_CACHE_BYTES }
+        StoreOptions {
+            segment_max_bytes: SEGMENT_MAX_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_segment_bytes: CACHE_SEGMENT_BYTES,
+        }
     }
 }
+
+/// Default size of a cache segment: small enough that evicting one frees little more than
+/// needed, large enough that the cache is a few hundred files at most.
+pub const CACHE_SEGMENT_BYTES: u64 = 32 << 20;
 
 pub struct Store {
     opts: StoreOptions,
     root: PathBuf,
     db: Database,
     files: RwLock<HashMap<u32, Arc<File>>>,
-    writer: Mutex<Option<Active>>,
+    writer: Mutex<Writers>,
     cache: Mutex<cache::BlockCache>,
+    /// The fetch cache on disk: its segments, their sizes and recency, and its cap.
+    fetched: evict::FetchCache,
 }
 
 impl Store {
@@ -240,17 +276,20 @@ impl Store {
             txn.open_table(PINS)?;
             txn.open_table(ROOTS)?;
             txn.open_table(COMMITS)?;
+            txn.open_table(CACHE_SEGMENTS)?;
         }
         txn.commit()?;
         let store = Store {
             root: root.to_path_buf(),
             db,
             files: RwLock::new(HashMap::new()),
-            writer: Mutex::new(None),
+            writer: Mutex::new(Writers::default()),
             cache: Mutex::new(cache::BlockCache::new(opts.cache_bytes)),
+            fetched: evict::FetchCache::default(),
             opts,
         };
         store.recover()?;
+        store.load_cache_segments()?;
         Ok(store)
     }
 
@@ -336,6 +375,7 @@ impl Store {
             return Ok(None);
         };
         let data = self.read_at(loc)?;
+        self.fetched.touch(loc.segment);
         self.cache.lock().expect("lock poisoned").put(*cid, data.clone());
         Ok(Some(data))
     }
@@ -347,10 +387,25 @@ impl Store {
             .map_err(io_err(&self.segment_path(loc.segment)))
     }
 
-    /// Starts a write batch. Only one batch is open at a time; others wait.
+    /// Starts a write batch of the user's data. Only one batch (of either kind) is open at
+    /// a time; others wait.
     pub fn batch(&self) -> Batch<'_> {
+        self.batch_of(SegmentKind::Main)
+    }
+
+    /// Starts a batch of blocks fetched from elsewhere: they go to cache segments, which
+    /// [`Store::evict_cache`] drops when the cache outgrows its cap. A cached block that a
+    /// later [`Store::batch`] puts (the user wrote the same bytes) or [`Store::pin`] covers
+    /// is copied into a main segment then, so eviction never touches what the user keeps.
+    pub fn cache_batch(&self) -> Batch<'_> {
+        self.batch_of(SegmentKind::Cache)
+    }
+
+    fn batch_of(&self, kind: SegmentKind) -> Batch<'_> {
         Batch {
             store: self,
+            kind,
+            relocated: Vec::new(),
             writer: self.writer.lock().expect("lock poisoned"),
             pending: HashMap::new(),
             pins: Vec::new(),
@@ -363,9 +418,12 @@ impl Store {
         }
     }
 
-    /// Records `cid` as a pinned root, protecting everything reachable from it from `gc`.
+    /// Records `cid` as a pinned root, protecting everything reachable from it from `gc`
+    /// (and from cache eviction: blocks of the DAG sitting in the fetch cache are copied
+    /// into the user's segments first).
     pub fn pin(&self, cid: &Cid, label: &str) -> Result<(), StoreError> {
         let mut b = self.batch();
+        b.keep_cached_dag(cid)?;
         b.pin(*cid, label);
         b.commit()
     }
@@ -528,7 +586,11 @@ pub fn segment_placeholder_root() -> Cid {
 /// A set of blocks and pins that become visible together, or not at all.
 pub struct Batch<'s> {
     store: &'s Store,
-    writer: MutexGuard<'s, Option<Active>>,
+    kind: SegmentKind,
+    /// Cached blocks this (main) batch copied into a main segment: (cache segment, section
+    /// bytes), so the cache segment's live bytes drop at commit.
+    relocated: Vec<(u32, u64)>,
+    writer: MutexGuard<'s, Writers>,
     pending: HashMap<Cid, Location>,
     pins: Vec<(Cid, String)>,
     roots: Vec<(String, Cid)>,
@@ -541,15 +603,22 @@ pub struct Batch<'s> {
 }
 
 impl Batch<'_> {
-    /// Adds a block; returns false if the store already had it.
+    /// Adds a block; returns false if the store already had it. A block the fetch cache
+    /// holds is written again by a main batch (see [`Store::cache_batch`]).
     pub fn put(&mut self, block: &Block) -> Result<bool, StoreError> {
         let cid = block.cid();
-        if crate::block::is_identity(cid) || self.pending.contains_key(cid) || self.store.has(cid)? {
+        if crate::block::is_identity(cid) || self.pending.contains_key(cid) {
             return Ok(false);
         }
         let data = block.data();
         let prefix = car::section_prefix(cid, data.len());
         let section = (prefix.len() + data.len()) as u64;
+        if let Some(held) = self.store.location(cid)? {
+            if self.kind == SegmentKind::Cache || !self.store.fetched.contains(held.segment) {
+                return Ok(false);
+            }
+            self.relocated.push((held.segment, section));
+        }
         let active = self.active_with_room(section)?;
         let path = active.id;
         let offset = active.len + prefix.len() as u64;
@@ -569,8 +638,9 @@ impl Batch<'_> {
         }
         match self.pending.get(cid).copied() {
             Some(loc) => {
-                if let Some(a) = self.writer.as_mut() {
-                    a.out.flush().map_err(io_err(&self.store.segment_path(a.id)))?;
+                let store = self.store;
+                if let Some(a) = self.slot().as_mut() {
+                    a.out.flush().map_err(io_err(&store.segment_path(a.id)))?;
                 }
                 self.store.read_at(loc).map(Some)
             }
@@ -597,19 +667,36 @@ impl Batch<'_> {
         self.pending.len()
     }
 
+    /// The active segment of this batch's kind.
+    fn slot(&mut self) -> &mut Option<Active> {
+        match self.kind {
+            SegmentKind::Main => &mut self.writer.main,
+            SegmentKind::Cache => &mut self.writer.cache,
+        }
+    }
+
+    fn slot_ref(&self) -> &Option<Active> {
+        match self.kind {
+            SegmentKind::Main => &self.writer.main,
+            SegmentKind::Cache => &self.writer.cache,
+        }
+    }
+
     fn active_with_room(&mut self, section: u64) -> Result<&mut Active, StoreError> {
-        let full = self
-            .writer
-            .as_ref()
-            .is_some_and(|a| a.len + section > self.store.opts.segment_max_bytes && a.len > car_header_len());
+        let max = match self.kind {
+            SegmentKind::Main => self.store.opts.segment_max_bytes,
+            SegmentKind::Cache => self.store.fetched.segment_limit(self.store.opts.cache_segment_bytes),
+        };
+        let full = self.slot_ref().as_ref().is_some_and(|a| a.len + section > max && a.len > car_header_len());
         if full {
-            let a = self.writer.take().expect("checked above");
+            let a = self.slot().take().expect("checked above");
             self.finish_segment(a)?;
         }
-        if self.writer.is_none() {
-            *self.writer = Some(self.open_active()?);
+        if self.slot_ref().is_none() {
+            let a = self.open_active()?;
+            *self.slot() = Some(a);
         }
-        Ok(self.writer.as_mut().expect("set above"))
+        Ok(self.slot().as_mut().expect("set above"))
     }
 
     fn finish_segment(&mut self, mut a: Active) -> Result<(), StoreError> {
@@ -620,15 +707,24 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// The segment to append to: the newest unsealed one, or a new one.
+    /// The segment to append to: the newest unsealed one of this batch's kind, or a new one.
     fn open_active(&mut self) -> Result<Active, StoreError> {
         let store = self.store;
-        let newest = {
+        let (newest, newest_of_kind) = {
             let txn = store.db.begin_read()?;
             let t = txn.open_table(SEGMENTS)?;
-            t.last()?.map(|(k, v)| (k.value(), v.value()))
+            let newest = t.last()?.map(|(k, v)| (k.value(), v.value()));
+            let mut of_kind = None;
+            for row in t.iter()?.rev() {
+                let (k, v) = row?;
+                if store.fetched.contains(k.value()) == (self.kind == SegmentKind::Cache) {
+                    of_kind = Some((k.value(), v.value()));
+                    break;
+                }
+            }
+            (newest, of_kind)
         };
-        if let Some((id, (committed, _, sealed))) = newest
+        if let Some((id, (committed, _, sealed))) = newest_of_kind
             && !sealed
             && !self.sealed.iter().any(|(s, _)| *s == id)
         {
@@ -660,16 +756,21 @@ impl Batch<'_> {
 
     /// Makes the batch durable and visible: fsync the segment data, then commit the index.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        if let Some(a) = self.writer.as_mut()
-            && self.touched.contains(&a.id)
+        let (touched, store) = (self.touched.clone(), self.store);
+        if let Some(a) = self.slot().as_mut()
+            && touched.contains(&a.id)
         {
-            let path = self.store.segment_path(a.id);
+            let path = store.segment_path(a.id);
             a.out.flush().map_err(io_err(&path))?;
             a.out.get_ref().sync_data().map_err(io_err(&path))?;
         }
         if !self.new_segments.is_empty() {
             let dir = self.store.root.join("segments");
             File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
+        }
+        let mut lengths: Vec<(u32, u64, bool)> = self.sealed.iter().map(|(id, len)| (*id, *len, true)).collect();
+        if let Some(a) = self.slot_ref().as_ref() {
+            lengths.push((a.id, a.len, false));
         }
         let txn = self.store.db.begin_write()?;
         {
@@ -680,13 +781,21 @@ impl Batch<'_> {
                 *live.entry(loc.segment).or_default() += car::section_len(cid, loc.len as usize);
             }
             let mut segs = txn.open_table(SEGMENTS)?;
-            let mut lengths: Vec<(u32, u64, bool)> = self.sealed.iter().map(|(id, len)| (*id, *len, true)).collect();
-            if let Some(a) = self.writer.as_ref() {
-                lengths.push((a.id, a.len, false));
+            for (id, len, sealed) in &lengths {
+                let prev_live = segs.get(*id)?.map_or(0, |v| v.value().1);
+                segs.insert(*id, (*len, prev_live + live.get(id).copied().unwrap_or(0), *sealed))?;
             }
-            for (id, len, sealed) in lengths {
-                let prev_live = segs.get(id)?.map_or(0, |v| v.value().1);
-                segs.insert(id, (len, prev_live + live.get(&id).copied().unwrap_or(0), sealed))?;
+            for (id, section) in &self.relocated {
+                let current = segs.get(*id)?.map(|v| v.value());
+                if let Some((len, live, sealed)) = current {
+                    segs.insert(*id, (len, live.saturating_sub(*section), sealed))?;
+                }
+            }
+            if self.kind == SegmentKind::Cache {
+                let mut cache = txn.open_table(CACHE_SEGMENTS)?;
+                for id in &self.new_segments {
+                    cache.insert(*id, ())?;
+                }
             }
             let mut pins = txn.open_table(PINS)?;
             for (cid, label) in &self.pins {
@@ -704,8 +813,13 @@ impl Batch<'_> {
             }
         }
         txn.commit()?;
-        if let Some(a) = self.writer.as_mut() {
+        if let Some(a) = self.slot().as_mut() {
             a.committed = a.len;
+        }
+        if self.kind == SegmentKind::Cache {
+            for (id, len, _) in lengths {
+                self.store.fetched.grown(id, len);
+            }
         }
         self.committed = true;
         Ok(())
@@ -718,7 +832,7 @@ impl Drop for Batch<'_> {
         if self.committed {
             return;
         }
-        let Some(mut a) = self.writer.take() else {
+        let Some(mut a) = self.slot().take() else {
             return;
         };
         let _ = a.out.flush();
@@ -757,7 +871,7 @@ impl Store {
         &self.db
     }
 
-    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Option<Active>> {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writers> {
         self.writer.lock().expect("lock poisoned")
     }
 
