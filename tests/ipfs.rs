@@ -56,6 +56,7 @@ fn node_with(
         peers,
         bootstrap: vec![],
         addrs_file: None,
+        gateways: Vec::new(),
         provide: vec![],
         dht_server: false,
     };

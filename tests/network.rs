@@ -158,6 +158,68 @@ fn the_fetch_cache_stays_under_its_cap_and_evicted_blocks_are_fetched_again() {
     }
 }
 
+/// Helia serving a file's blocks as a trustless HTTP gateway, and a lying twin.
+struct Gateway {
+    peer: Peer,
+    url: String,
+    liar: String,
+}
+
+fn helia_gateway(file: &Path) -> Gateway {
+    let mut child = helia()
+        .arg("gateway")
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("url"), "the gateway did not start: {line:?}");
+    let (cid, url, liar) = (json_str(&line, "cid"), json_str(&line, "url"), json_str(&line, "liar"));
+    Gateway { peer: Peer { child, cid, addr: String::new() }, url, liar }
+}
+
+#[test]
+fn a_trustless_gateway_serves_reads_and_a_lying_one_is_dropped() {
+    let cli = Cli::new();
+    let want = common::noise(16 << 20 | 777, 48);
+    let gw = helia_gateway(&cli.write("held.bin", &want));
+    // no bitswap peer at all: the gateways are the only source; the liar is asked first
+    let m = cli.mount("mnt", &["--gateway", &gw.liar, "--gateway", &gw.url]);
+    let got = std::fs::read(m.dir.join(".ipfs").join(&gw.peer.cid)).unwrap();
+    assert!(got == want, "bytes differ ({} read, {} wanted)", got.len(), want.len());
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("gateways dropped for bad blocks: 1;"), "{status}");
+    let line = status.lines().find(|l| l.contains("gateways: ")).unwrap();
+    let blocks: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(blocks >= 65, "16 MiB is 65 blocks or more, all from the gateway: {status}");
+    // a block no gateway has fails with EIO at once (no peers, no DHT): the gateway's
+    // 404 is final
+    let absent = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let started = Instant::now();
+    let err = std::fs::read(m.dir.join(".ipfs").join(absent)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn an_unreachable_gateway_fails_reads_with_eio_not_a_hang() {
+    let cli = Cli::new();
+    // nothing listens on port 1
+    let m = cli.mount("mnt", &["--gateway", "http://127.0.0.1:1", "--fetch-timeout", "60"]);
+    let absent = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let started = Instant::now();
+    let err = std::fs::read(m.dir.join(".ipfs").join(absent)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("failed requests: 1\n"), "{status}");
+    let err = cli.fails(&["mount", "x", "--gateway", "gw.example"], 2);
+    assert!(err.contains("not an http:// or https:// URL"), "{err}");
+}
+
 #[test]
 fn helia_fetches_a_file_written_into_the_drive() {
     fetch_from_drive(|cid, addr, out| run_ok(helia().arg("fetch").arg(cid).arg(addr).arg(out)));
@@ -181,6 +243,7 @@ fn test_double(cli: &Cli, name: &str, source: Arc<dyn cidfs::ipfs::BlockSource>)
         peers: vec![],
         bootstrap: vec![],
         addrs_file: None,
+        gateways: Vec::new(),
         provide: vec![],
         dht_server: false,
     };

@@ -138,6 +138,15 @@ fn status(live: &Live) -> String {
                 human_bytes(n.bytes_served),
                 n.peers_dropped
             ));
+            if let Some(g) = node.gateway_stats() {
+                out.push_str(&format!(
+                    "  gateways: {} blocks ({}); gateways dropped for bad blocks: {}; failed requests: {}\n",
+                    g.blocks,
+                    human_bytes(g.bytes),
+                    g.liars,
+                    g.failures
+                ));
+            }
             let c = live.store.cache_usage();
             out.push_str(&format!(
                 "  cache:   {} of {} on disk in {} segments; {} blocks ({}) fetched this session; \

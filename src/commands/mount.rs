@@ -67,6 +67,11 @@ pub struct NetArgs {
     #[arg(long = "bootstrap", value_name = "MULTIADDR", env = "CIDFS_BOOTSTRAP", value_delimiter = ',',
           default_value = DEFAULT_BOOTSTRAP)]
     pub bootstrap: Vec<String>,
+    /// A trustless HTTP gateway to fetch blocks from as well as peers (repeatable; tried
+    /// in order), e.g. https://trustless-gateway.link
+    #[arg(long = "gateway", value_name = "URL", env = "CIDFS_GATEWAYS", value_delimiter = ',',
+          value_parser = crate::ipfs::gateway::parse_gateway)]
+    pub gateways: Vec<String>,
     /// Do not announce pinned roots and the drive root to the DHT.
     #[arg(long, env = "CIDFS_NO_ANNOUNCE")]
     pub no_announce: bool,
@@ -99,6 +104,7 @@ impl NetArgs {
         out.extend(self.peers.iter().map(|p| format!("--peer={p}")));
         out.extend(self.listen.iter().map(|l| format!("--listen={l}")));
         out.extend(self.bootstrap.iter().map(|b| format!("--bootstrap={b}")));
+        out.extend(self.gateways.iter().map(|g| format!("--gateway={g}")));
         if self.no_announce {
             out.push("--no-announce".into());
         }
@@ -132,6 +138,7 @@ impl NetArgs {
             addrs_file: Some(dir.join("addrs")),
             provide: if self.no_announce { Vec::new() } else { announced(store)? },
             dht_server: false,
+            gateways: self.gateways.clone(),
         };
         let wanted = config.peers.len();
         let node = Node::start(config, store.clone()).map_err(|e| CliError::failure(e.to_string()))?;

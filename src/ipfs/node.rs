@@ -25,6 +25,7 @@ use libp2p::{Multiaddr, PeerId, identify, identity, kad, noise, ping, tcp, yamux
 use tokio::sync::mpsc;
 
 use super::bitswap::{self, Message, WANT_BLOCK};
+use super::gateway::{Fetched, GatewayStats, Gateways};
 use super::streams;
 use crate::block::Block;
 
@@ -58,11 +59,17 @@ pub struct NodeConfig {
     pub dht_server: bool,
     /// Where a running node writes its listen addresses, one per line (for `cidfs id`).
     pub addrs_file: Option<PathBuf>,
+    /// Trustless HTTP gateways (base URLs) asked for every wanted block alongside the
+    /// bitswap peers.
+    pub gateways: Vec<String>,
 }
+
+/// How long one gateway request may take.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("{cid}: no connected peer has it (every peer said don't-have)")]
+    #[error("{cid}: no connected peer or configured gateway has it (every one said don't-have)")]
     NotFound { cid: Cid },
     #[error("{cid}: no IPFS peer is connected to ask (connect one with --peer, or check the network)")]
     NoPeers { cid: Cid },
@@ -102,6 +109,8 @@ struct Want {
     waiters: Vec<Waiter>,
     asked: HashSet<PeerId>,
     dont_have: HashSet<PeerId>,
+    /// The gateways are still being asked (so don't-haves from every peer are not final).
+    gateway_pending: bool,
 }
 
 struct State {
@@ -136,6 +145,7 @@ struct Inner {
     handle: tokio::runtime::Handle,
     /// Whether the DHT is in use (bootstrap peers were given).
     dht: bool,
+    gateways: Option<Arc<Gateways>>,
 }
 
 /// A running node. Dropping it stops the node.
@@ -231,6 +241,7 @@ impl Node {
             swarm.listen_on(addr.clone()).map_err(|e| start(&format!("listening on {addr}: {e}")))?;
         }
         let (commands, mut command_rx) = mpsc::unbounded_channel();
+        let gateways = Gateways::new(&config.gateways, GATEWAY_TIMEOUT).map_err(NetError::Start)?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 peers: HashMap::new(),
@@ -247,6 +258,7 @@ impl Node {
             source,
             handle: runtime.handle().clone(),
             dht: !config.bootstrap.is_empty(),
+            gateways: (!gateways.is_empty()).then(|| Arc::new(gateways)),
         });
         let reader_inner = inner.clone();
         runtime.spawn(async move {
@@ -311,6 +323,11 @@ impl Node {
         self.inner.state.lock().expect("lock poisoned").peers.keys().copied().collect()
     }
 
+    /// What the gateways delivered (`None` without gateways).
+    pub fn gateway_stats(&self) -> Option<GatewayStats> {
+        self.inner.gateways.as_ref().map(|g| g.stats())
+    }
+
     pub fn stats(&self) -> NetStats {
         self.inner.state.lock().expect("lock poisoned").stats
     }
@@ -349,10 +366,14 @@ impl Node {
                     w.waiters.push((id, tx));
                     (id, Vec::new(), false)
                 }
-                None if peers.is_empty() && !self.inner.dht => return Err(NetError::NoPeers { cid: *cid }),
+                None if peers.is_empty() && !self.inner.dht && self.inner.gateways.is_none() => {
+                    return Err(NetError::NoPeers { cid: *cid });
+                }
                 None => {
                     let asked = peers.iter().copied().collect();
-                    st.wants.insert(*cid, Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new() });
+                    let gateway_pending = self.inner.gateways.is_some();
+                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), gateway_pending };
+                    st.wants.insert(*cid, want);
                     (id, peers, true)
                 }
             }
@@ -363,6 +384,13 @@ impl Node {
         if new_want && self.inner.dht {
             // peers we are not connected to may have it: ask the DHT who provides it
             let _ = self.inner.commands.send(Command::FindProviders(*cid));
+        }
+        if new_want && let Some(gateways) = self.inner.gateways.clone() {
+            let (inner, cid) = (self.inner.clone(), *cid);
+            self.inner.handle.spawn_blocking(move || {
+                let fetched = gateways.fetch(&cid);
+                from_gateways(&inner, cid, fetched);
+            });
         }
         // A want can be lost (a peer restarts, a stream is dropped under load): ask again,
         // backing off, until the deadline.
@@ -613,6 +641,51 @@ async fn read_frame(stream: &mut libp2p::Stream) -> std::io::Result<Option<Vec<u
     Ok(Some(body))
 }
 
+/// Hands `block` to everyone waiting on want `w` (already removed from the wants).
+fn deliver(st: &mut State, w: Want, block: Block) {
+    let cid = *block.cid();
+    for (_, tx) in w.waiters {
+        let _ = tx.send(Ok(block.clone()));
+    }
+    st.recent.put(cid, ());
+    st.received.put(cid, block);
+}
+
+/// The gateways answered for `cid`: a block settles the want (and withdraws it from the
+/// peers asked); nothing fails it if every connected peer already said don't-have and no
+/// provider can turn up.
+fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
+    let mut st = inner.state.lock().expect("lock poisoned");
+    match fetched {
+        Fetched::Block { block, gateway } => {
+            let Some(w) = st.wants.remove(&cid) else { return }; // bitswap was first
+            log::debug!("{cid} from gateway {gateway}");
+            let asked: Vec<PeerId> = w.asked.iter().copied().collect();
+            deliver(&mut st, w, block);
+            drop(st);
+            for peer in asked {
+                send(inner, peer, Outgoing { cancels: vec![cid], ..Default::default() });
+            }
+        }
+        Fetched::Missing { tried, errors } => {
+            if !errors.is_empty() {
+                log::debug!("{cid}: {tried} gateways asked, none had it: {}", errors.join("; "));
+            }
+            let connected: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
+            let Some(w) = st.wants.get_mut(&cid) else { return };
+            w.gateway_pending = false;
+            if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
+                if let Some(w) = st.wants.remove(&cid) {
+                    for (_, tx) in w.waiters {
+                        let _ = tx.send(Err(()));
+                    }
+                }
+                st.recent.put(cid, ());
+            }
+        }
+    }
+}
+
 fn drop_peer(inner: &Arc<Inner>, peer: PeerId) {
     let mut st = inner.state.lock().expect("lock poisoned");
     if st.bad.insert(peer) {
@@ -651,16 +724,12 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
                 Some(w) => {
                     st.stats.blocks_fetched += 1;
                     st.stats.bytes_fetched += block.data().len() as u64;
-                    for (_, tx) in w.waiters {
-                        let _ = tx.send(Ok(block.clone()));
-                    }
                     // the sender too: peers (Helia) keep a sent want open until cancelled,
                     // and would not send the block again if it were wanted again
-                    cancels.extend(
-                        w.asked.into_iter().chain([peer]).collect::<HashSet<_>>().into_iter().map(|p| (p, cid)),
-                    );
-                    st.recent.put(cid, ());
-                    st.received.put(cid, block);
+                    let mut asked = w.asked.clone();
+                    asked.insert(peer);
+                    cancels.extend(asked.into_iter().map(|p| (p, cid)));
+                    deliver(&mut st, w, block);
                 }
                 None if st.recent.contains(&cid) => {} // a late duplicate
                 None => {
@@ -679,7 +748,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
             if let Some(w) = st.wants.get_mut(&cid) {
                 w.dont_have.insert(peer);
                 // (with the DHT in use, a provider may still turn up: wait for it)
-                if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
+                if !inner.dht && !w.gateway_pending && connected.iter().all(|p| w.dont_have.contains(p)) {
                     // nobody connected has it: fail now, not at the deadline
                     if let Some(w) = st.wants.remove(&cid) {
                         for (_, tx) in w.waiters {
