@@ -315,3 +315,87 @@ fn gc_reclaims_the_cache_and_keeps_the_users_blocks() {
     assert_eq!(store.cache_usage().segments, 1);
     assert!(store.verify(&mut |_| {}).unwrap().ok());
 }
+
+// ---- volatile batches: visible at once, durable only with the next durable commit ----
+
+/// Run in a child process (this test binary, filtered to this test): opens the store at
+/// `CIDFS_CHILD_STORE`, writes as `CIDFS_CHILD_PLAN` says, then dies without closing it.
+#[test]
+fn volatile_child() {
+    let (Some(home), Some(plan)) = (std::env::var_os("CIDFS_CHILD_STORE"), std::env::var_os("CIDFS_CHILD_PLAN")) else {
+        return; // only meaningful as the child of the tests below
+    };
+    let store = Store::open(Path::new(&home)).unwrap();
+    let mut b = store.batch();
+    for x in blocks(3, 5000, 60) {
+        b.put(&x).unwrap();
+    }
+    b.commit_volatile().unwrap();
+    let mut c = store.cache_batch();
+    c.put(&blocks(1, 5000, 61)[0]).unwrap();
+    c.commit_volatile().unwrap();
+    if plan == "then-durable" {
+        put_all(&store, &blocks(1, 5000, 62));
+    }
+    // like a kill -9: no destructors, nothing flushed or synced on the way out
+    unsafe { libc::_exit(0) };
+}
+
+fn run_volatile_child(home: &Path, plan: &str) {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "volatile_child", "--test-threads=1"])
+        .env("CIDFS_CHILD_STORE", home)
+        .env("CIDFS_CHILD_PLAN", plan)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_crash_loses_volatile_batches_whole_and_the_store_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    put_all(&Store::open(dir.path()).unwrap(), &blocks(2, 5000, 63));
+    run_volatile_child(dir.path(), "crash");
+    let store = Store::open(dir.path()).unwrap();
+    for b in blocks(3, 5000, 60).iter().chain(&blocks(1, 5000, 61)) {
+        assert!(!store.has(b.cid()).unwrap(), "volatile blocks are gone after a crash");
+    }
+    for b in blocks(2, 5000, 63) {
+        assert_eq!(store.get(b.cid()).unwrap().as_ref(), Some(b.data()), "durable blocks stay");
+    }
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+    // the volatile bytes were cut off the segment, and its cache segment file is gone
+    assert_eq!(store.stats().unwrap().segment_bytes, segment_files(dir.path()).iter().map(|(_, l)| l).sum::<u64>());
+    assert_eq!(store.cache_usage().segments, 0);
+}
+
+#[test]
+fn a_durable_commit_makes_earlier_volatile_batches_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    run_volatile_child(dir.path(), "then-durable");
+    let store = Store::open(dir.path()).unwrap();
+    for b in blocks(3, 5000, 60).iter().chain(&blocks(1, 5000, 61)).chain(&blocks(1, 5000, 62)) {
+        assert_eq!(store.get(b.cid()).unwrap().as_ref(), Some(b.data()));
+    }
+    assert_eq!(store.cache_usage().segments, 1);
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+}
+
+#[test]
+fn closing_the_store_makes_volatile_batches_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bs = blocks(3, 5000, 64);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = store.cache_batch();
+        for x in &bs {
+            b.put(x).unwrap();
+        }
+        b.commit_volatile().unwrap();
+        assert!(store.has(bs[0].cid()).unwrap(), "visible at once");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert!(bs.iter().all(|b| store.has(b.cid()).unwrap()));
+    assert!(store.verify(&mut |_| {}).unwrap().ok());
+}

@@ -80,4 +80,14 @@ impl DriveStore for StoreDrive {
         log::info!("committed drive root {root}");
         Ok(())
     }
+
+    fn stage(&self, blocks: &[crate::block::Block]) -> Result<(), VfsError> {
+        let mut batch = self.0.batch();
+        for b in blocks {
+            batch.put(b)?;
+        }
+        // volatile: the commit that links these leaves makes them durable
+        batch.commit_volatile()?;
+        Ok(())
+    }
 }

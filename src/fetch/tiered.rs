@@ -90,6 +90,9 @@ impl Tiered {
         if let Some(w) = self.writer.lock().expect("lock poisoned").take() {
             let _ = w.join();
         }
+        if let Err(e) = self.store.sync() {
+            log::warn!("making the fetch cache durable: {e}");
+        }
     }
 
     pub fn stats(&self) -> TierStats {
@@ -125,7 +128,9 @@ fn persist(store: &Store, pending: &Mutex<HashMap<Cid, Bytes>>, rx: &Receiver<Bl
             }
         }
         let mut batch = store.cache_batch();
-        let result = blocks.iter().try_for_each(|b| batch.put(b).map(|_| ())).and_then(|_| batch.commit());
+        // volatile: a fetched block can be fetched again, so it is not worth an fsync; the
+        // next durable commit (or closing the store) makes it durable
+        let result = blocks.iter().try_for_each(|b| batch.put(b).map(|_| ())).and_then(|_| batch.commit_volatile());
         if let Err(e) = result {
             log::warn!("caching {} fetched blocks in the store: {e}", blocks.len());
         }

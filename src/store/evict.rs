@@ -170,6 +170,7 @@ impl Store {
     /// the index (which the next open deletes).
     pub fn evict_cache(&self, target: u64) -> Result<EvictReport, StoreError> {
         let mut writers = self.lock_writer();
+        self.settle(&mut writers)?;
         let mut report = EvictReport::default();
         while self.fetched.bytes() > target {
             let Some(victim) = self.fetched.least_recent() else { break };

@@ -79,6 +79,7 @@ impl Store {
     /// Removes every block not reachable from a pin; see the module docs.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
         let mut writers = self.lock_writer();
+        self.settle(&mut writers)?;
         for mut a in [writers.main.take(), writers.cache.take()].into_iter().flatten() {
             let path = self.segment_path(a.id);
             a.out.flush().map_err(io_err(&path))?;

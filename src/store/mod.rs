@@ -15,6 +15,14 @@
 //! becomes visible. A batch dropped without commit (a failed import) is rolled back the
 //! same way, so imports are all-or-nothing.
 //!
+//! A batch may also commit *volatile* ([`Batch::commit_volatile`]): visible at once, but
+//! neither its segment bytes nor its index entries are forced to disk. The next durable
+//! commit (any of them: a batch, a pin, gc) first syncs every segment byte written since
+//! the last one, then makes the index durable, volatile entries included; a crash before
+//! that loses the volatile entries *and* (by the truncation on open) their bytes, together.
+//! Blocks nobody needs durably yet use it: fetched blocks, and leaves of a file still
+//! being written (the file's own commit makes them durable).
+//!
 //! A segment is a Filecoin piece payload as it stands: a block's offset in its segment is
 //! its offset in the piece, which is what a ranged cold read needs. Segments roll over
 //! before [`SEGMENT_MAX_BYTES`] so that they fit a 512 MiB piece.
@@ -136,6 +144,10 @@ pub struct StoreStats {
 pub(crate) struct Writers {
     main: Option<Active>,
     cache: Option<Active>,
+    /// A volatile batch created a segment file whose directory entry is not yet synced.
+    dir_unsynced: bool,
+    /// Volatile batches committed since the last durable commit.
+    volatile: bool,
 }
 
 /// What a batch writes: the user's data, or blocks fetched into the cache.
@@ -154,6 +166,8 @@ pub(crate) struct Active {
     len: u64,
     /// Bytes whose writeback to disk has been started (see [`WRITEBACK_STEP`]).
     writeback_started: u64,
+    /// Bytes known to be on disk (synced).
+    synced: u64,
 }
 
 /// Every this many bytes appended, writeback of the new range is started in the background
@@ -430,7 +444,8 @@ impl Store {
 
     /// Removes a pin; returns whether it existed.
     pub fn unpin(&self, cid: &Cid) -> Result<bool, StoreError> {
-        let _writer = self.writer.lock().expect("lock poisoned");
+        let mut writer = self.lock_writer();
+        self.settle(&mut writer)?;
         let txn = self.db.begin_write()?;
         let existed = txn.open_table(PINS)?.remove(key(cid).as_slice())?.is_some();
         txn.commit()?;
@@ -471,7 +486,8 @@ impl Store {
     /// Drops all but the newest `keep` commits from the log (their snapshots become
     /// collectable by `gc` unless still reachable otherwise). Returns how many were dropped.
     pub fn prune_commits(&self, keep: usize) -> Result<usize, StoreError> {
-        let _writer = self.writer.lock().expect("lock poisoned");
+        let mut writer = self.lock_writer();
+        self.settle(&mut writer)?;
         let txn = self.db.begin_write()?;
         let dropped = {
             let mut log = txn.open_table(COMMITS)?;
@@ -703,6 +719,7 @@ impl Batch<'_> {
         let path = self.store.segment_path(a.id);
         a.out.flush().map_err(io_err(&path))?;
         a.out.get_ref().sync_data().map_err(io_err(&path))?;
+        a.synced = a.len;
         self.sealed.push((a.id, a.len));
         Ok(())
     }
@@ -736,6 +753,7 @@ impl Batch<'_> {
                 committed,
                 len: committed,
                 writeback_started: committed,
+                synced: committed,
             });
         }
         let id = newest.map_or(1, |(id, _)| id + 1).max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
@@ -751,28 +769,44 @@ impl Batch<'_> {
             committed: 0,
             len: header.len() as u64,
             writeback_started: 0,
+            synced: 0,
         })
     }
 
-    /// Makes the batch durable and visible: fsync the segment data, then commit the index.
-    pub fn commit(mut self) -> Result<(), StoreError> {
-        let (touched, store) = (self.touched.clone(), self.store);
-        if let Some(a) = self.slot().as_mut()
-            && touched.contains(&a.id)
-        {
-            let path = store.segment_path(a.id);
-            a.out.flush().map_err(io_err(&path))?;
-            a.out.get_ref().sync_data().map_err(io_err(&path))?;
+    /// Makes the batch durable and visible: fsync the segment data (this batch's and any
+    /// volatile batch's before it), then commit the index.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.finish(true)
+    }
+
+    /// Makes the batch visible but not durable (see the module docs): no fsync; a crash
+    /// before the next durable commit loses it whole.
+    pub fn commit_volatile(self) -> Result<(), StoreError> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, durable: bool) -> Result<(), StoreError> {
+        let store = self.store;
+        if let Some(a) = self.slot().as_mut() {
+            a.out.flush().map_err(io_err(&store.segment_path(a.id)))?;
         }
-        if !self.new_segments.is_empty() {
-            let dir = self.store.root.join("segments");
-            File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
+        if durable {
+            if !self.new_segments.is_empty() {
+                self.writer.dir_unsynced = true;
+            }
+            store.settle(&mut self.writer)?;
+        } else if !self.new_segments.is_empty() {
+            self.writer.dir_unsynced = true;
         }
+        self.writer.volatile = !durable;
         let mut lengths: Vec<(u32, u64, bool)> = self.sealed.iter().map(|(id, len)| (*id, *len, true)).collect();
         if let Some(a) = self.slot_ref().as_ref() {
             lengths.push((a.id, a.len, false));
         }
-        let txn = self.store.db.begin_write()?;
+        let mut txn = self.store.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(|e| StoreError::Db(e.to_string()))?;
+        }
         {
             let mut blocks = txn.open_table(BLOCKS)?;
             let mut live: HashMap<u32, u64> = HashMap::new();
@@ -875,6 +909,49 @@ impl Store {
         self.writer.lock().expect("lock poisoned")
     }
 
+    /// Syncs every segment byte that volatile batches wrote, and the segment directory if
+    /// they created files: what must precede any durable index commit (which makes their
+    /// index entries durable too).
+    pub(crate) fn settle(&self, w: &mut Writers) -> Result<(), StoreError> {
+        for a in [w.main.as_mut(), w.cache.as_mut()].into_iter().flatten() {
+            if a.len > a.synced {
+                let path = self.segment_path(a.id);
+                a.out.flush().map_err(io_err(&path))?;
+                a.out.get_ref().sync_data().map_err(io_err(&path))?;
+                a.synced = a.len;
+            }
+        }
+        if w.dir_unsynced {
+            let dir = self.root.join("segments");
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
+            w.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Makes everything committed so far durable, volatile batches included (also done
+    /// when the store is dropped).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut w = self.lock_writer();
+        if !w.volatile {
+            return Ok(());
+        }
+        self.settle(&mut w)?;
+        self.db.begin_write()?.commit()?;
+        w.volatile = false;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            log::warn!("{}: making the last fetched blocks durable: {e}", self.root.display());
+        }
+    }
+}
+
+impl Store {
     pub(crate) fn forget_file(&self, id: u32) {
         self.files.write().expect("lock poisoned").remove(&id);
     }

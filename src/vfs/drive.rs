@@ -22,6 +22,7 @@ use bytes::Bytes;
 use cid::Cid;
 
 use super::posix::{self, Extras, Side, SideEntry};
+use super::stream::Stream;
 use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
 use crate::importer::file::{Chunk, ReadError, encode_leaf, import_reader, import_symlink};
 use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
@@ -42,6 +43,11 @@ pub trait DriveStore: Send + Sync {
     /// its POSIX sidecar (see [`posix`]), which become durable together with the blocks
     /// before this returns.
     fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError>;
+
+    /// Stores blocks ahead of the commit that will reference them (leaves of a file still
+    /// being written; see [`stream`](super::stream)): readable at once, durable with the
+    /// next commit.
+    fn stage(&self, blocks: &[crate::block::Block]) -> Result<(), VfsError>;
 }
 
 /// What a commit runs: writes blocks into the sink, returns (drive root, sidecar root).
@@ -85,11 +91,13 @@ pub(super) enum Content {
         size: u64,
     },
     /// Changed since the last commit: written bytes live in `file`; with an overlay, the
-    /// chunks nobody wrote are still read from the committed DAG.
+    /// chunks nobody wrote are still read from the committed DAG. Without one, the leaves
+    /// of a file written in order are made as it grows (`stream`).
     Spill {
         file: Arc<File>,
         size: u64,
         overlay: Option<Box<Overlay>>,
+        stream: Stream,
     },
 }
 
@@ -135,10 +143,12 @@ pub(super) struct Drive {
     parents: std::collections::HashMap<u64, u64>,
     spill_dir: PathBuf,
     /// None: a read-only drive.
-    store: Option<Arc<dyn DriveStore>>,
+    pub(super) store: Option<Arc<dyn DriveStore>>,
     pub(super) changed: bool,
     /// Bytes held in spill files (not yet committed), counted against the capacity.
-    spill_bytes: u64,
+    pub(super) spill_bytes: u64,
+    /// Where files to stream are queued (see [`stream`](super::stream)).
+    pub(super) streamer: Option<std::sync::mpsc::Sender<u64>>,
     /// Spill files opened since the last commit.
     open_spills: usize,
     /// Open write handles per file: background commits leave such files for later.
@@ -172,6 +182,7 @@ impl Drive {
             store,
             changed: false,
             spill_bytes: 0,
+            streamer: None,
             open_spills: 0,
             writers,
             extras: HashMap::new(),
@@ -447,7 +458,7 @@ impl Vfs {
             self.resolve(&mut d, ino)?;
             match d.nodes.get(&ino) {
                 Some(DNode::File { content: Content::Base { cid, .. }, .. }) => Ok(*cid),
-                Some(DNode::File { content: Content::Spill { file, size, overlay }, .. }) => {
+                Some(DNode::File { content: Content::Spill { file, size, overlay, .. }, .. }) => {
                     Err((file.clone(), *size, overlay.clone()))
                 }
                 Some(DNode::Foreign { cid, .. }) => {
@@ -510,8 +521,12 @@ impl Vfs {
     pub fn create(&self, parent: u64, name: &str, mode: u32) -> Result<Attr, VfsError> {
         let file = self.spill()?;
         let meta = Metadata { mode: Some(mode & 0o7777), mtime: Some(now()) };
-        let node =
-            DNode::File { content: Content::Spill { file, size: 0, overlay: None }, meta, base: None, committed: None };
+        let node = DNode::File {
+            content: Content::Spill { file, size: 0, overlay: None, stream: Stream::fresh() },
+            meta,
+            base: None,
+            committed: None,
+        };
         let attr = self.insert_new(parent, name, node)?;
         self.opened_for_write(attr.ino);
         Ok(attr)
@@ -547,7 +562,12 @@ impl Vfs {
                     let chunk = ImportOptions::default().chunk_size as u64;
                     let overlay = Overlay { base: cid, chunk, leaves: Arc::new(leaves), dirty: Default::default() };
                     f.set_len(size).map_err(VfsError::Io)?;
-                    *content = Content::Spill { file: f.clone(), size, overlay: Some(Box::new(overlay)) };
+                    *content = Content::Spill {
+                        file: f.clone(),
+                        size,
+                        overlay: Some(Box::new(overlay)),
+                        stream: Stream::off(),
+                    };
                     *base = None;
                     return Ok((f, size));
                 }
@@ -559,7 +579,7 @@ impl Vfs {
                         Ok(())
                     })?;
                 }
-                *content = Content::Spill { file: f.clone(), size, overlay: None };
+                *content = Content::Spill { file: f.clone(), size, overlay: None, stream: Stream::off() };
                 *base = None;
                 Ok((f, size))
             }
@@ -593,6 +613,8 @@ impl Vfs {
         let mut d = self.drive_mut()?;
         self.reserve(&mut d, data.len() as u64)?;
         let (file, size) = self.make_spill(&mut d, ino)?;
+        let chunk = ImportOptions::default().chunk_size as u64;
+        let wake = stream_of(&mut d, ino).is_some_and(|s| s.before_write(offset, data.len() as u64, size, chunk));
         if let Some(o) = overlay_of(&mut d, ino) {
             let end = offset + data.len() as u64;
             if end > size && !size.is_multiple_of(o.chunk) {
@@ -607,6 +629,9 @@ impl Vfs {
         file.write_all_at(data, offset).map_err(VfsError::Io)?;
         let end = offset + data.len() as u64;
         Self::set_size(&mut d, ino, size.max(end));
+        if wake && let Some(tx) = &d.streamer {
+            let _ = tx.send(ino);
+        }
         Ok(data.len() as u32)
     }
 
@@ -615,6 +640,17 @@ impl Vfs {
         let mut d = self.drive_mut()?;
         let (file, size) = self.make_spill(&mut d, ino)?;
         self.reserve(&mut d, len.saturating_sub(size))?;
+        if len == 0
+            && let Some(DNode::File { content: Content::Spill { overlay, stream, .. }, .. }) = d.nodes.get_mut(&ino)
+            && overlay.is_some()
+        {
+            // nothing of the old content remains: write the file anew (and stream it)
+            *overlay = None;
+            *stream = Stream::fresh();
+        }
+        if let Some(s) = stream_of(&mut d, ino) {
+            s.before_truncate(len, ImportOptions::default().chunk_size as u64);
+        }
         if let Some(o) = overlay_of(&mut d, ino) {
             if len < size {
                 if !len.is_multiple_of(o.chunk) {
@@ -930,7 +966,11 @@ impl Vfs {
                             sink,
                         )?
                     }
-                    Content::Spill { file, size, overlay } => {
+                    Content::Spill { file, size, overlay: None, stream } if stream.leaves.len() >= 2 => {
+                        let (file, size, leaves) = (file.clone(), *size, stream.leaves.clone());
+                        self.import_streamed(&opts, meta, file, size, &leaves, sink)?
+                    }
+                    Content::Spill { file, size, overlay, .. } => {
                         let (file, size, overlay) = (file.clone(), *size, overlay.clone());
                         match overlay {
                             Some(o) if size > o.chunk => {
@@ -1138,6 +1178,32 @@ impl Vfs {
         Ok((importer.finish(sink).map_err(VfsError::Store)?, leaves))
     }
 
+    /// Imports a streamed file: its staged leaves as they are, then the rest from the spill.
+    fn import_streamed(
+        &self,
+        opts: &ImportOptions,
+        meta: Metadata,
+        file: Arc<File>,
+        size: u64,
+        leaves: &[LinkInfo],
+        sink: &mut dyn BlockSink<Error = StoreError>,
+    ) -> Result<LinkInfo, VfsError> {
+        let mut importer = FileImporter::new(opts, meta);
+        for link in leaves {
+            importer.push_stored_leaf(*link, sink).map_err(VfsError::Store)?;
+        }
+        let from = leaves.len() as u64 * opts.chunk_size as u64;
+        let mut rest = ContentReader::Spill { vfs: self, file, size, overlay: None, pos: from };
+        loop {
+            let mut c = Chunk::with_capacity(opts.chunk_size);
+            if c.fill_from(&mut rest, opts.chunk_size).map_err(VfsError::Io)? == 0 {
+                break;
+            }
+            importer.push_leaf(encode_leaf(opts, c), sink).map_err(VfsError::Store)?;
+        }
+        importer.finish(sink).map_err(VfsError::Store)
+    }
+
     fn import_content(
         &self,
         opts: &ImportOptions,
@@ -1150,6 +1216,14 @@ impl Vfs {
             ReadError::Read(e) => VfsError::Io(e),
             ReadError::Sink(e) => VfsError::Store(e),
         })
+    }
+}
+
+/// The stream of a drive file being written anew, if it has one (see [`stream`](super::stream)).
+fn stream_of(d: &mut Drive, ino: u64) -> Option<&mut Stream> {
+    match d.nodes.get_mut(&ino) {
+        Some(DNode::File { content: Content::Spill { overlay: None, stream, .. }, .. }) => Some(stream),
+        _ => None,
     }
 }
 

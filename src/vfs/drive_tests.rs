@@ -24,6 +24,8 @@ struct MemStore {
     added: Mutex<Vec<usize>>,
     /// Blocks fetched.
     gets: Mutex<usize>,
+    /// Blocks staged ahead of a commit (streamed leaves).
+    staged: Mutex<usize>,
 }
 
 impl Blocks for MemStore {
@@ -60,6 +62,15 @@ impl DriveStore for MemStore {
         self.added.lock().unwrap().push(sink.1);
         *self.root.lock().unwrap() = Some(root);
         *self.side.lock().unwrap() = Some(side);
+        Ok(())
+    }
+
+    fn stage(&self, blocks: &[Block]) -> Result<(), VfsError> {
+        let mut m = self.blocks.lock().unwrap();
+        for b in blocks {
+            m.insert(*b.cid(), b.data().clone());
+        }
+        *self.staged.lock().unwrap() += blocks.len();
         Ok(())
     }
 }
@@ -785,4 +796,93 @@ fn rename_exchange_swaps_two_entries_atomically() {
     assert_eq!(read_all(&again, ino(&again, d, "b")), b"A");
     assert_eq!(read_all(&again, ino(&again, d, "sub")), b"B");
     assert!(again.lookup(ino(&again, ROOT_INO, "a"), OsStr::new("deep")).is_ok());
+}
+
+/// Waits (bounded) until the streaming thread has staged at least `n` blocks.
+fn wait_staged(store: &MemStore, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while *store.staged.lock().unwrap() < n {
+        assert!(std::time::Instant::now() < deadline, "only {} blocks staged", store.staged.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Sets a file's mtime to a fixed time; returns the metadata its UnixFS root then has.
+fn fixed_meta(vfs: &Vfs, ino: u64) -> Metadata {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    vfs.set_meta(ino, None, Some(t)).unwrap();
+    let mode = u32::from(vfs.getattr(ino).unwrap().perm);
+    let mtime = crate::unixfs::pb::UnixTime { seconds: 1_000_000, fractional_nanoseconds: None };
+    Metadata { mode: Some(mode), mtime: Some(mtime) }
+}
+
+fn kubo_cid(meta: Metadata, data: &[u8]) -> Cid {
+    import_bytes(&ImportOptions::default(), meta, data, &mut Vec::new()).unwrap().cid
+}
+
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+}
+
+#[test]
+fn a_file_written_in_order_is_hashed_while_it_is_written() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let data = noise(20 * 262_144 + 12_345, 1);
+    let f = vfs.create(ROOT_INO, "stream.bin", 0o644).unwrap().ino;
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        vfs.write(f, (i << 20) as u64, piece).unwrap();
+    }
+    wait_staged(&store, 20); // every full chunk, while the file is still open
+    assert_eq!(read_all(&vfs, f), data, "reads come from the spill file meanwhile");
+    let meta = fixed_meta(&vfs, f);
+    vfs.commit().unwrap();
+    assert_eq!(vfs.cid_of(f).unwrap(), Some(kubo_cid(meta, &data)), "the CID `cidfs add` gives");
+    // the commit stored the tail leaf, the file's inner node and root, and the drive root
+    let added = *store.added.lock().unwrap().last().unwrap();
+    assert!(added <= 4, "the commit re-stored streamed leaves: {added} blocks");
+    let again = mount(&store);
+    assert_eq!(read_all(&again, ino(&again, ROOT_INO, "stream.bin")), data);
+}
+
+#[test]
+fn writes_out_of_order_stop_streaming_and_the_cid_stays_right() {
+    let store = Arc::new(MemStore::default());
+    let vfs = mount(&store);
+    let mut data = noise(12 * 262_144, 2);
+    let f = vfs.create(ROOT_INO, "edited.bin", 0o600).unwrap().ino;
+    vfs.write(f, 0, &data[..8 * 262_144]).unwrap();
+    wait_staged(&store, 8);
+    // a write into a streamed chunk: the staged leaves no longer fit
+    data[262_144 + 7] ^= 0xff;
+    vfs.write(f, 262_144 + 7, &data[262_144 + 7..262_144 + 8]).unwrap();
+    vfs.write(f, 8 * 262_144, &data[8 * 262_144..]).unwrap();
+    let meta = fixed_meta(&vfs, f);
+    vfs.commit().unwrap();
+    assert_eq!(vfs.cid_of(f).unwrap(), Some(kubo_cid(meta, &data)));
+    // truncating into streamed chunks, then appending, likewise
+    let g = vfs.create(ROOT_INO, "cut.bin", 0o600).unwrap().ino;
+    let mut other = noise(10 * 262_144, 3);
+    vfs.write(g, 0, &other).unwrap();
+    wait_staged(&store, 8 + 10);
+    vfs.truncate(g, 3 * 262_144 + 5).unwrap();
+    other.truncate(3 * 262_144 + 5);
+    let more = noise(6 * 262_144, 4);
+    vfs.write(g, other.len() as u64, &more).unwrap();
+    other.extend_from_slice(&more);
+    let meta = fixed_meta(&vfs, g);
+    vfs.commit().unwrap();
+    assert_eq!(vfs.cid_of(g).unwrap(), Some(kubo_cid(meta, &other)));
+    // and truncating to zero starts a fresh stream
+    vfs.truncate(g, 0).unwrap();
+    let fresh = noise(9 * 262_144 + 1, 5);
+    let before = *store.staged.lock().unwrap();
+    vfs.write(g, 0, &fresh).unwrap();
+    wait_staged(&store, before + 9);
+    let meta = fixed_meta(&vfs, g);
+    vfs.commit().unwrap();
+    assert_eq!(vfs.cid_of(g).unwrap(), Some(kubo_cid(meta, &fresh)));
+    let again = mount(&store);
+    assert_eq!(read_all(&again, ino(&again, ROOT_INO, "edited.bin")), data);
+    assert_eq!(read_all(&again, ino(&again, ROOT_INO, "cut.bin")), fresh);
 }

@@ -226,7 +226,7 @@ pub struct Vfs {
     next_handle: AtomicU64,
     capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
     /// The drive tree (drive mode only).
-    drive: Option<Mutex<drive::Drive>>,
+    drive: Option<Arc<Mutex<drive::Drive>>>,
     /// The drive's commits (drive mode only).
     snapshots: Option<CommitLog>,
     /// Files whose reads went to the network lately: their reads prefetch ahead.
@@ -259,7 +259,15 @@ impl Vfs {
         capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
     ) -> Vfs {
         let drive = match &mode {
-            RootMode::Drive(root) => Some(Mutex::new(drive::Drive::new(*root, spill_dir, store))),
+            RootMode::Drive(root) => {
+                let writable = store.is_some();
+                let drive = Arc::new(Mutex::new(drive::Drive::new(*root, spill_dir, store)));
+                if writable {
+                    let streamer = stream::spawn(Arc::downgrade(&drive));
+                    drive.lock().expect("lock poisoned").streamer = Some(streamer);
+                }
+                Some(drive)
+            }
             RootMode::Ipfs => None,
         };
         let mut inodes = Inodes::default();
@@ -885,6 +893,7 @@ pub fn empty_dir_cid() -> Cid {
 
 mod drive;
 pub mod posix;
+mod stream;
 pub use drive::{CommitBuild, DriveStore, NAME_MAX};
 
 #[cfg(test)]
