@@ -59,6 +59,10 @@ impl Chunk {
     }
 
     /// Reads from `r` until the chunk holds `size` bytes or `r` ends; returns bytes added.
+    ///
+    /// The space read into must be zeroed first (safe `Read` needs initialised memory), so
+    /// it is offered in doubling steps from 16 KiB: a small file costs a few KiB of
+    /// zeroing, not a whole chunk's (which dominated extracting thousands of small files).
     pub fn fill_from(&mut self, r: &mut dyn Read, size: usize) -> io::Result<usize> {
         let start = self.len();
         let want = HEADROOM + size;
@@ -67,7 +71,8 @@ impl Chunk {
         }
         while self.buf.len() < want {
             let filled = self.buf.len();
-            self.buf.resize(want, 0);
+            let step = (filled - HEADROOM).max(16 << 10);
+            self.buf.resize(want.min(filled + step), 0);
             match r.read(&mut self.buf[filled..]) {
                 Ok(0) => {
                     self.buf.truncate(filled);

@@ -12,9 +12,7 @@
 //! their CIDs and are not touched.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,6 +20,7 @@ use bytes::Bytes;
 use cid::Cid;
 
 use super::posix::{self, Extras, Side, SideEntry};
+use super::spill::{MEMORY_MAX, SpillFile};
 use super::stream::Stream;
 use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
 use crate::importer::file::{Chunk, ReadError, encode_leaf, import_reader, import_symlink};
@@ -36,6 +35,8 @@ pub const NAME_MAX: usize = 255;
 /// Open spill files that trigger an early commit (each holds a file descriptor until the
 /// commit turns its file into blocks): extracting a big tarball must not run out of them.
 const MAX_OPEN_SPILLS: usize = 256;
+/// Spills held in memory (at most [`MEMORY_MAX`] bytes each) that trigger an early commit.
+const MAX_MEMORY_SPILLS: usize = 2048;
 
 /// Where commits go: blocks into the store and the new root, durably, in one batch.
 pub trait DriveStore: Send + Sync {
@@ -94,7 +95,7 @@ pub(super) enum Content {
     /// chunks nobody wrote are still read from the committed DAG. Without one, the leaves
     /// of a file written in order are made as it grows (`stream`).
     Spill {
-        file: Arc<File>,
+        file: Arc<SpillFile>,
         size: u64,
         overlay: Option<Box<Overlay>>,
         stream: Stream,
@@ -121,7 +122,7 @@ impl Overlay {
 }
 
 /// Reads `dst.len()` bytes at `pos`, zeros past the end of `f` (spill files are sparse).
-fn read_at_zero_fill(f: &File, dst: &mut [u8], pos: u64) -> Result<(), VfsError> {
+fn read_at_zero_fill(f: &SpillFile, dst: &mut [u8], pos: u64) -> Result<(), VfsError> {
     let mut done = 0;
     while done < dst.len() {
         match f.read_at(&mut dst[done..], pos + done as u64) {
@@ -151,6 +152,8 @@ pub(super) struct Drive {
     pub(super) streamer: Option<std::sync::mpsc::Sender<u64>>,
     /// Spill files opened since the last commit.
     open_spills: usize,
+    /// Spills created in memory since the last commit.
+    memory_spills: usize,
     /// Open write handles per file: background commits leave such files for later.
     writers: std::collections::HashMap<u64, usize>,
     /// What UnixFS cannot hold (owner, atime, xattrs), per inode with any (see [`posix`]).
@@ -184,6 +187,7 @@ impl Drive {
             spill_bytes: 0,
             streamer: None,
             open_spills: 0,
+            memory_spills: 0,
             writers,
             extras: HashMap::new(),
             sides: HashMap::new(),
@@ -507,14 +511,26 @@ impl Vfs {
         self.drive_attr(ino)
     }
 
-    fn spill(&self) -> Result<Arc<File>, VfsError> {
-        if self.drive_mut()?.open_spills >= MAX_OPEN_SPILLS {
+    /// A spill for a new file: in memory until it grows (see [`spill`](super::spill)).
+    fn spill(&self) -> Result<Arc<SpillFile>, VfsError> {
+        let full = {
+            let d = self.drive_mut()?;
+            d.open_spills >= MAX_OPEN_SPILLS || d.memory_spills >= MAX_MEMORY_SPILLS
+        };
+        if full {
             self.commit()?;
         }
-        let mut d = self.drive_mut()?;
-        let f = tempfile::tempfile_in(&d.spill_dir).map_err(VfsError::Io)?;
-        d.open_spills += 1;
-        Ok(Arc::new(f))
+        self.drive_mut()?.memory_spills += 1;
+        Ok(Arc::new(SpillFile::memory()))
+    }
+
+    /// Moves a spill that outgrows memory to disk.
+    fn grow_spill(d: &mut Drive, file: &SpillFile, len: u64) -> Result<(), VfsError> {
+        if len > MEMORY_MAX && file.in_memory() {
+            file.move_to_disk(&d.spill_dir).map_err(VfsError::Io)?;
+            d.open_spills += 1;
+        }
+        Ok(())
     }
 
     /// Creates an empty regular file.
@@ -546,7 +562,7 @@ impl Vfs {
     }
 
     /// Makes a file's content writable: copies its committed bytes into a spill file.
-    fn make_spill(&self, d: &mut Drive, ino: u64) -> Result<(Arc<File>, u64), VfsError> {
+    fn make_spill(&self, d: &mut Drive, ino: u64) -> Result<(Arc<SpillFile>, u64), VfsError> {
         self.resolve(d, ino)?;
         let spill_dir = d.spill_dir.clone();
         match d.nodes.get_mut(&ino) {
@@ -556,9 +572,15 @@ impl Vfs {
             }
             Some(DNode::File { content: content @ Content::Base { .. }, base, .. }) => {
                 let Content::Base { cid, size } = *content else { unreachable!() };
-                let f = Arc::new(tempfile::tempfile_in(&spill_dir).map_err(VfsError::Io)?);
-                d.open_spills += 1;
-                if let Some(leaves) = self.base_leaves(&cid, size) {
+                let leaves = self.base_leaves(&cid, size);
+                let f = if leaves.is_none() && size <= MEMORY_MAX {
+                    d.memory_spills += 1;
+                    Arc::new(SpillFile::memory())
+                } else {
+                    d.open_spills += 1;
+                    Arc::new(SpillFile::disk(&spill_dir).map_err(VfsError::Io)?)
+                };
+                if let Some(leaves) = leaves {
                     let chunk = ImportOptions::default().chunk_size as u64;
                     let overlay = Overlay { base: cid, chunk, leaves: Arc::new(leaves), dirty: Default::default() };
                     f.set_len(size).map_err(VfsError::Io)?;
@@ -613,6 +635,7 @@ impl Vfs {
         let mut d = self.drive_mut()?;
         self.reserve(&mut d, data.len() as u64)?;
         let (file, size) = self.make_spill(&mut d, ino)?;
+        Self::grow_spill(&mut d, &file, offset.saturating_add(data.len() as u64))?;
         let chunk = ImportOptions::default().chunk_size as u64;
         let wake = stream_of(&mut d, ino).is_some_and(|s| s.before_write(offset, data.len() as u64, size, chunk));
         if let Some(o) = overlay_of(&mut d, ino) {
@@ -640,6 +663,7 @@ impl Vfs {
         let mut d = self.drive_mut()?;
         let (file, size) = self.make_spill(&mut d, ino)?;
         self.reserve(&mut d, len.saturating_sub(size))?;
+        Self::grow_spill(&mut d, &file, len)?;
         if len == 0
             && let Some(DNode::File { content: Content::Spill { overlay, stream, .. }, .. }) = d.nodes.get_mut(&ino)
             && overlay.is_some()
@@ -892,6 +916,7 @@ impl Vfs {
         d.changed = skipped;
         d.spill_bytes = 0;
         d.open_spills = 0;
+        d.memory_spills = 0;
         Ok(root)
     }
 
@@ -1007,7 +1032,7 @@ impl Vfs {
                     *content = Content::Base { cid: link.cid, size };
                 } else if let (Content::Spill { file, overlay, .. }, Some(next)) = (content, next_overlay) {
                     // Every chunk is committed: the spill starts over, empty, on the new base.
-                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    let len = file.len().unwrap_or(0);
                     file.set_len(0).and_then(|_| file.set_len(len)).map_err(VfsError::Io)?;
                     *overlay = Some(Box::new(next));
                 }
@@ -1032,7 +1057,7 @@ impl Vfs {
     /// others from the committed DAG.
     fn spill_read(
         &self,
-        file: &File,
+        file: &SpillFile,
         size: u64,
         overlay: Option<&Overlay>,
         off: u64,
@@ -1048,7 +1073,7 @@ impl Vfs {
     /// bytes filled), without an intermediate buffer.
     fn spill_read_into(
         &self,
-        file: &File,
+        file: &SpillFile,
         size: u64,
         overlay: Option<&Overlay>,
         off: u64,
@@ -1083,7 +1108,7 @@ impl Vfs {
     }
 
     /// Copies chunk `i` from the committed DAG into the spill file (before a partial write).
-    fn materialize(&self, file: &File, o: &mut Overlay, i: u64) -> Result<(), VfsError> {
+    fn materialize(&self, file: &SpillFile, o: &mut Overlay, i: u64) -> Result<(), VfsError> {
         if o.in_base(i) {
             let leaf = o.leaves[i as usize];
             let mut pos = i * o.chunk;
@@ -1150,7 +1175,7 @@ impl Vfs {
         &self,
         opts: &ImportOptions,
         meta: Metadata,
-        file: &File,
+        file: &SpillFile,
         size: u64,
         o: &Overlay,
         sink: &mut dyn BlockSink<Error = StoreError>,
@@ -1183,7 +1208,7 @@ impl Vfs {
         &self,
         opts: &ImportOptions,
         meta: Metadata,
-        file: Arc<File>,
+        file: Arc<SpillFile>,
         size: u64,
         leaves: &[LinkInfo],
         sink: &mut dyn BlockSink<Error = StoreError>,
@@ -1237,7 +1262,7 @@ fn overlay_of(d: &mut Drive, ino: u64) -> Option<&mut Overlay> {
 
 /// File bytes to import: a changed file, or committed content being re-imported.
 enum ContentReader<'a> {
-    Spill { vfs: &'a Vfs, file: Arc<File>, size: u64, overlay: Option<Box<Overlay>>, pos: u64 },
+    Spill { vfs: &'a Vfs, file: Arc<SpillFile>, size: u64, overlay: Option<Box<Overlay>>, pos: u64 },
     Dag { vfs: &'a Vfs, cid: Cid, pos: u64, size: u64 },
 }
 

@@ -893,6 +893,7 @@ pub fn empty_dir_cid() -> Cid {
 
 mod drive;
 pub mod posix;
+mod spill;
 mod stream;
 pub use drive::{CommitBuild, DriveStore, NAME_MAX};
 

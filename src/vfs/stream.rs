@@ -16,13 +16,12 @@
 //! it never records leaves for bytes that changed under it. Leaves staged and then not
 //! used are unreferenced blocks that `gc` reclaims.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::drive::{Content, DNode, Drive};
+use super::spill::SpillFile;
 use crate::importer::file::{Chunk, encode_leaf};
 use crate::importer::{ImportOptions, LinkInfo};
 
@@ -121,7 +120,7 @@ fn worker(drive: &Weak<Mutex<Drive>>, queue: &Receiver<u64>) {
 }
 
 /// The spill file and stream of a file being streamed.
-fn streaming(d: &mut Drive, ino: u64) -> Option<(&Arc<File>, u64, &mut Stream)> {
+fn streaming(d: &mut Drive, ino: u64) -> Option<(&Arc<SpillFile>, u64, &mut Stream)> {
     match d.nodes.get_mut(&ino) {
         Some(DNode::File { content: Content::Spill { file, size, overlay: None, stream }, .. }) => {
             Some((file, *size, stream))
@@ -198,7 +197,7 @@ fn stream_some(drive: &Mutex<Drive>, ino: u64) -> bool {
 
 /// Reads a file from a position on, with `pread`.
 struct ReadAt<'a> {
-    file: &'a File,
+    file: &'a SpillFile,
     pos: u64,
 }
 
