@@ -729,6 +729,28 @@ fn o_direct_locks_fallocate_xattrs_and_chown_behave_as_documented() {
     // SAFETY: as above.
     let r = unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, libc::XATTR_REPLACE) };
     assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENODATA)));
+    // reading an ACL, or an SELinux label nobody set, is "not supported" (what makes `ls
+    // -l` stop asking every file), in the drive and under /.ipfs alike; other missing
+    // names are ENODATA
+    let xattr = |path: &Path, name: &str| String::from_utf8(common::getxattr(path, name).unwrap()).unwrap();
+    let xattr_err = |path: &Path, name: &str| common::getxattr(path, name).unwrap_err().raw_os_error().unwrap();
+    let cid = xattr(&p, "ipfs.cid");
+    for path in [p.clone(), m.dir.join(".ipfs").join(&cid)] {
+        for (name, errno) in [
+            ("system.posix_acl_access", libc::EOPNOTSUPP),
+            ("system.posix_acl_default", libc::EOPNOTSUPP),
+            ("security.selinux", libc::EOPNOTSUPP),
+            ("user.unset", libc::ENODATA),
+        ] {
+            let err = xattr_err(&path, name);
+            assert_eq!(err, errno, "getxattr {name} on {}", path.display());
+        }
+    }
+    // a label a tool stores (rsync -X as root copies them) reads back
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::setxattr(c.as_ptr(), c"security.selinux".as_ptr(), b"x_t".as_ptr().cast(), 3, 0) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(xattr(&p, "security.selinux"), "x_t");
     drop(f);
     drop(m);
     // chown: root gives files away; anyone else gets EPERM

@@ -45,6 +45,15 @@ pub const LATEST: &str = "latest";
 pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
 /// Name of the extended attribute holding a node's CID (Kubo's name).
 pub const CID_XATTR: &str = "ipfs.cid";
+
+/// The SELinux label attribute.
+pub const SELINUX_XATTR: &str = "security.selinux";
+
+/// The extended attributes that hold POSIX ACLs, which cidfs does not support.
+pub fn is_posix_acl(name: &OsStr) -> bool {
+    name == "system.posix_acl_access" || name == "system.posix_acl_default"
+}
+
 /// Blocks fetched ahead of a sequential reader of a file that streams from the network
 /// (2 MiB of Kubo's 256 KiB leaves).
 const PREFETCH_WINDOW: usize = 8;
@@ -738,12 +747,21 @@ impl Vfs {
 
     /// An extended attribute: `ipfs.cid` (computed), or one stored on a drive node.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, VfsError> {
+        if is_posix_acl(name) {
+            // as a filesystem mounted without ACL support answers; `ls -l` (coreutils)
+            // then stops asking every file of the mount
+            return Err(VfsError::NotSupported("POSIX ACLs"));
+        }
         if name != CID_XATTR {
+            // An unset SELinux label is "not supported" (cidfs does no labelling), as on a
+            // filesystem without it; a label a tool stored explicitly is returned.
+            let missing =
+                if name == SELINUX_XATTR { VfsError::NotSupported("SELinux labels") } else { VfsError::NoAttribute };
             if !self.is_drive(ino) {
-                return Err(VfsError::NoAttribute);
+                return Err(missing);
             }
             let name = name.to_str().ok_or(VfsError::NoAttribute)?;
-            return self.drive_xattrs(ino)?.remove(name).ok_or(VfsError::NoAttribute);
+            return self.drive_xattrs(ino)?.remove(name).ok_or(missing);
         }
         self.cid_of(ino)?.map(|c| c.to_string().into_bytes()).ok_or(VfsError::NoAttribute)
     }
