@@ -396,6 +396,44 @@ fn what_fsync_returned_for_survives_kill_9() {
     cli.ok(&["verify"]);
 }
 
+/// Drive entries and attributes are cached by the kernel for a minute: every change must
+/// show at once through every name, as the kernel learns of each change it passes on.
+#[test]
+fn what_the_kernel_caches_of_the_drive_follows_every_change() {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let d = &m.dir;
+    fs::create_dir(d.join("dir")).unwrap();
+    fs::write(d.join("dir/a"), b"12345").unwrap();
+    fs::hard_link(d.join("dir/a"), d.join("b")).unwrap();
+    let stat = |p: &str| fs::symlink_metadata(d.join(p)).unwrap();
+    assert_eq!((stat("b").len(), stat("b").nlink()), (5, 2)); // both cached now
+    let mut f = fs::OpenOptions::new().append(true).open(d.join("dir/a")).unwrap();
+    f.write_all(b"678").unwrap();
+    assert_eq!(stat("b").len(), 8, "a write through one name shows through the other");
+    drop(f);
+    fs::File::options().write(true).open(d.join("b")).unwrap().set_len(2).unwrap();
+    assert_eq!(stat("dir/a").len(), 2, "truncate");
+    fs::set_permissions(d.join("b"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(stat("dir/a").mode() & 0o777, 0o600, "chmod");
+    fs::remove_file(d.join("b")).unwrap();
+    assert_eq!(stat("dir/a").nlink(), 1, "unlink of the other name");
+    fs::write(d.join("c"), b"new content").unwrap();
+    let c_ino = stat("c").ino();
+    fs::rename(d.join("c"), d.join("dir/a")).unwrap();
+    assert_eq!((stat("dir/a").ino(), stat("dir/a").len()), (c_ino, 11), "rename over");
+    assert!(fs::symlink_metadata(d.join("c")).is_err());
+    fs::rename(d.join("dir"), d.join("moved")).unwrap();
+    assert_eq!(fs::read(d.join("moved/a")).unwrap(), b"new content");
+    assert!(fs::symlink_metadata(d.join("dir/a")).is_err(), "no stale entry under the old name");
+    let before = stat("moved").modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(d.join("moved/z"), b"z").unwrap();
+    assert!(stat("moved").modified().unwrap() > before, "a directory's mtime follows a create");
+}
+
 #[test]
 fn editor_and_log_patterns_work() {
     use std::io::Write;

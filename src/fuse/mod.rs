@@ -30,8 +30,14 @@ use crate::vfs::{Attr, FileKind, ROOT_INO, Vfs, VfsError};
 /// How long the kernel may cache entries and attributes of content under a CID: forever,
 /// really; it is immutable.
 const TTL: Duration = Duration::from_secs(24 * 3600);
-/// Drive entries change (through this mount only, so the kernel mostly knows): short.
-const DRIVE_TTL: Duration = Duration::from_secs(1);
+/// Drive entries change only through this mount (the mount holds the store's lock, so no
+/// other process can change the drive), and the kernel updates or drops what it caches
+/// for every change it passes on: a minute, so that walking a large directory (`ls -l`,
+/// `find`, `rsync`) is not a lookup per entry.
+const DRIVE_TTL: Duration = Duration::from_secs(60);
+/// The root and the virtual entries (`/.snapshots`, its `latest`), which change on every
+/// commit without the kernel seeing why: short.
+const SHORT_TTL: Duration = Duration::from_secs(1);
 /// Largest readahead we ask the kernel for.
 const MAX_READAHEAD: u32 = 4 << 20;
 
@@ -111,7 +117,15 @@ impl CidFs {
 
 impl CidFs {
     fn ttl(&self, ino: u64) -> &'static Duration {
-        if ino != ROOT_INO && self.vfs.is_immutable(ino) { &TTL } else { &DRIVE_TTL }
+        if ino == ROOT_INO {
+            &SHORT_TTL
+        } else if self.vfs.is_immutable(ino) {
+            &TTL
+        } else if self.vfs.is_drive(ino) {
+            &DRIVE_TTL
+        } else {
+            &SHORT_TTL
+        }
     }
 
     fn entry(&self, r: Result<Attr, VfsError>, op: impl std::fmt::Display, parent: u64, reply: ReplyEntry) {
