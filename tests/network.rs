@@ -39,18 +39,19 @@ impl Drop for Peer {
     }
 }
 
-fn serve(mut cmd: Command, file: &Path) -> Peer {
-    let mut child = cmd
-        .arg("serve")
-        .arg(file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+/// Starts a harness peer in `mode` over `file`; returns it and the JSON line it printed
+/// once ready.
+fn start(mut cmd: Command, mode: &str, file: &Path) -> (Child, String) {
+    let mut child =
+        cmd.arg(mode).arg(file).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("cid"), "the peer did not start: {line:?}");
+    assert!(line.contains("cid"), "the peer did not start ({mode}): {line:?}");
+    (child, line)
+}
+
+fn serve(cmd: Command, file: &Path) -> Peer {
+    let (child, line) = start(cmd, "serve", file);
     let (cid, addr) = (json_str(&line, "cid"), json_str(&line, "addrs"));
     Peer { child, cid, addr }
 }
@@ -166,17 +167,7 @@ struct Gateway {
 }
 
 fn helia_gateway(file: &Path) -> Gateway {
-    let mut child = helia()
-        .arg("gateway")
-        .arg(file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("url"), "the gateway did not start: {line:?}");
+    let (child, line) = start(helia(), "gateway", file);
     let (cid, url, liar) = (json_str(&line, "cid"), json_str(&line, "url"), json_str(&line, "liar"));
     Gateway { peer: Peer { child, cid, addr: String::new() }, url, liar }
 }
