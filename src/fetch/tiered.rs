@@ -158,6 +158,8 @@ impl Blocks for Tiered {
                 return Ok(b);
             }
             Err(FetchError::NotFound(_)) => {}
+            // evicted from the fetch cache between the index lookup and the read
+            Err(FetchError::Store(_)) if self.net.is_some() && !self.store.has(cid).unwrap_or(true) => {}
             Err(e) => return Err(e),
         }
         if let Some(b) = self.pending.lock().expect("lock poisoned").get(cid) {

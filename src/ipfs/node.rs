@@ -146,6 +146,9 @@ struct Inner {
     /// Whether the DHT is in use (bootstrap peers were given).
     dht: bool,
     gateways: Option<Arc<Gateways>>,
+    /// Peers named in the configuration, and as what (their dial failures are the user's
+    /// business; a DHT provider's are not).
+    configured: HashMap<PeerId, &'static str>,
 }
 
 /// A running node. Dropping it stops the node.
@@ -259,6 +262,7 @@ impl Node {
             handle: runtime.handle().clone(),
             dht: !config.bootstrap.is_empty(),
             gateways: (!gateways.is_empty()).then(|| Arc::new(gateways)),
+            configured: configured_peers(&config),
         });
         let reader_inner = inner.clone();
         runtime.spawn(async move {
@@ -509,7 +513,16 @@ fn on_event(
             inner.state.lock().expect("lock poisoned").peers.remove(&peer_id);
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-            log::warn!("connecting to {}: {error}", peer_id.map_or("a peer".to_string(), |p| p.to_string()));
+            match peer_id.and_then(|p| inner.configured.get(&p).map(|what| (p, *what))) {
+                Some((p, "bootstrap")) => log::warn!(
+                    "cannot reach DHT bootstrap peer {p}: {error} (until one is reachable, blocks come only from \
+                     connected peers and gateways; check the network, or pass --bootstrap)"
+                ),
+                Some((p, what)) => log::warn!("cannot reach {what} {p}: {error}"),
+                None => {
+                    log::debug!("connecting to {}: {error}", peer_id.map_or("a peer".to_string(), |p| p.to_string()))
+                }
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
             result: kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { key, providers })),
@@ -651,6 +664,30 @@ fn deliver(st: &mut State, w: Want, block: Block) {
     st.received.put(cid, block);
 }
 
+/// The peer IDs named by `--peer` and `--bootstrap` addresses.
+fn configured_peers(config: &NodeConfig) -> HashMap<PeerId, &'static str> {
+    let named = |addrs: &[Multiaddr], what: &'static str| -> Vec<(PeerId, &'static str)> {
+        addrs
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(p)) => Some((p, what)),
+                _ => None,
+            })
+            .collect()
+    };
+    named(&config.bootstrap, "bootstrap").into_iter().chain(named(&config.peers, "--peer")).collect()
+}
+
+/// Fails want `cid` at once: every source asked said it does not have the block.
+fn nobody_has(st: &mut State, cid: Cid) {
+    if let Some(w) = st.wants.remove(&cid) {
+        for (_, tx) in w.waiters {
+            let _ = tx.send(Err(()));
+        }
+    }
+    st.recent.put(cid, ());
+}
+
 /// The gateways answered for `cid`: a block settles the want (and withdraws it from the
 /// peers asked); nothing fails it if every connected peer already said don't-have and no
 /// provider can turn up.
@@ -675,12 +712,7 @@ fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
             let Some(w) = st.wants.get_mut(&cid) else { return };
             w.gateway_pending = false;
             if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
-                if let Some(w) = st.wants.remove(&cid) {
-                    for (_, tx) in w.waiters {
-                        let _ = tx.send(Err(()));
-                    }
-                }
-                st.recent.put(cid, ());
+                nobody_has(&mut st, cid);
             }
         }
     }
@@ -750,12 +782,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
                 // (with the DHT in use, a provider may still turn up: wait for it)
                 if !inner.dht && !w.gateway_pending && connected.iter().all(|p| w.dont_have.contains(p)) {
                     // nobody connected has it: fail now, not at the deadline
-                    if let Some(w) = st.wants.remove(&cid) {
-                        for (_, tx) in w.waiters {
-                            let _ = tx.send(Err(()));
-                        }
-                    }
-                    st.recent.put(cid, ());
+                    nobody_has(&mut st, cid);
                 }
             }
         }
