@@ -207,6 +207,9 @@ fn an_unreachable_gateway_fails_reads_with_eio_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     let status = cli.ok(&["status"]);
     assert!(status.contains("failed requests: 1\n"), "{status}");
+    // the log says what failed, and where to look
+    let log = std::fs::read_to_string(cli.path("mnt.log")).unwrap();
+    assert!(log.contains(absent) && log.contains("gateways failed: http://127.0.0.1:1: "), "{log}");
     let err = cli.fails(&["mount", "x", "--gateway", "gw.example"], 2);
     assert!(err.contains("not an http:// or https:// URL"), "{err}");
 }

@@ -69,8 +69,8 @@ const GATEWAY_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("{cid}: no connected peer or configured gateway has it (every one said don't-have)")]
-    NotFound { cid: Cid },
+    #[error("{cid}: no connected peer or configured gateway has it{why}")]
+    NotFound { cid: Cid, why: String },
     #[error("{cid}: no IPFS peer is connected to ask (connect one with --peer, or check the network)")]
     NoPeers { cid: Cid },
     #[error("{cid}: no peer sent it within {timeout:?} ({peers} peers connected)")]
@@ -102,8 +102,8 @@ struct Outgoing {
 }
 
 /// A reader waiting for a block: its id (to leave on timeout) and its channel; `Err`
-/// means every connected peer said don't-have.
-type Waiter = (u64, std::sync::mpsc::Sender<Result<Block, ()>>);
+/// means every source said don't-have (with what else went wrong, for the message).
+type Waiter = (u64, std::sync::mpsc::Sender<Result<Block, String>>);
 
 struct Want {
     waiters: Vec<Waiter>,
@@ -404,7 +404,7 @@ impl Node {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(interval)) {
                 Ok(Ok(block)) => return Ok(block),
-                Ok(Err(())) => return Err(NetError::NotFound { cid: *cid }),
+                Ok(Err(why)) => return Err(NetError::NotFound { cid: *cid, why }),
                 Err(_) if left > interval => {
                     self.rebroadcast(cid);
                     interval = (interval * 2).min(REBROADCAST_MAX);
@@ -678,11 +678,12 @@ fn configured_peers(config: &NodeConfig) -> HashMap<PeerId, &'static str> {
     named(&config.bootstrap, "bootstrap").into_iter().chain(named(&config.peers, "--peer")).collect()
 }
 
-/// Fails want `cid` at once: every source asked said it does not have the block.
-fn nobody_has(st: &mut State, cid: Cid) {
+/// Fails want `cid` at once: every source asked said it does not have the block (`why`:
+/// anything else worth telling, e.g. gateways that failed).
+fn nobody_has(st: &mut State, cid: Cid, why: &str) {
     if let Some(w) = st.wants.remove(&cid) {
         for (_, tx) in w.waiters {
-            let _ = tx.send(Err(()));
+            let _ = tx.send(Err(why.to_string()));
         }
     }
     st.recent.put(cid, ());
@@ -712,7 +713,12 @@ fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
             let Some(w) = st.wants.get_mut(&cid) else { return };
             w.gateway_pending = false;
             if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
-                nobody_has(&mut st, cid);
+                let why = if errors.is_empty() {
+                    " (every peer and gateway said don't-have)".to_string()
+                } else {
+                    format!(" (gateways failed: {}; check --gateway)", errors.join("; "))
+                };
+                nobody_has(&mut st, cid, &why);
             }
         }
     }
@@ -782,7 +788,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
                 // (with the DHT in use, a provider may still turn up: wait for it)
                 if !inner.dht && !w.gateway_pending && connected.iter().all(|p| w.dont_have.contains(p)) {
                     // nobody connected has it: fail now, not at the deadline
-                    nobody_has(&mut st, cid);
+                    nobody_has(&mut st, cid, " (every peer said don't-have)");
                 }
             }
         }
