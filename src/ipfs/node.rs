@@ -70,7 +70,7 @@ const GATEWAY_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("{cid}: no connected peer or configured gateway has it{why}")]
-    NotFound { cid: Cid, why: String },
+    NotFound { cid: Cid, why: Box<str> },
     #[error("{cid}: no IPFS peer is connected to ask (connect one with --peer, or check the network)")]
     NoPeers { cid: Cid },
     #[error("{cid}: no peer sent it within {timeout:?} ({peers} peers connected)")]
@@ -404,7 +404,7 @@ impl Node {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(interval)) {
                 Ok(Ok(block)) => return Ok(block),
-                Ok(Err(why)) => return Err(NetError::NotFound { cid: *cid, why }),
+                Ok(Err(why)) => return Err(NetError::NotFound { cid: *cid, why: why.into() }),
                 Err(_) if left > interval => {
                     self.rebroadcast(cid);
                     interval = (interval * 2).min(REBROADCAST_MAX);
