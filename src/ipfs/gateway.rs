@@ -2,8 +2,9 @@
 //!
 //! A trustless gateway answers `GET /ipfs/{cid}?format=raw` (with `Accept:
 //! application/vnd.ipld.raw`) with the block's bytes, which we verify against the CID like
-//! any peer's. The node asks the configured gateways for every block it wants, alongside
-//! its bitswap peers, and whichever answers first wins (see `node.rs`). Gateways are
+//! any peer's. The node asks the configured gateways for a block its bitswap peers have
+//! not delivered within a short head start (at once when no peer is connected or all
+//! said don't-have), and whichever answers first wins (see `node.rs`). Gateways are
 //! tried one after another, in the order given, skipping:
 //!
 //! - a gateway that sent bytes not matching the CID: a liar, never asked again this

@@ -14,9 +14,9 @@
 //! and not asked again this session. When every connected peer has said don't-have, the
 //! read fails at once rather than at the deadline.
 //!
-//! - [`gateway`] asks trustless HTTP gateways (`GET /ipfs/{cid}?format=raw`) for the same
-//!   wants, in parallel with the peers; their blocks are verified the same way, and a
-//!   gateway that lies is not asked again.
+//! - [`gateway`] asks trustless HTTP gateways (`GET /ipfs/{cid}?format=raw`) for wants the
+//!   peers do not answer within a head start; their blocks are verified the same way, and
+//!   a gateway that lies is not asked again.
 
 pub mod bitswap;
 pub mod gateway;

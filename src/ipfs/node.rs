@@ -66,6 +66,8 @@ pub struct NodeConfig {
 
 /// How long one gateway request may take.
 const GATEWAY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long connected peers have to deliver a block before the gateways are asked too.
+const GATEWAY_HEAD_START: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -109,8 +111,19 @@ struct Want {
     waiters: Vec<Waiter>,
     asked: HashSet<PeerId>,
     dont_have: HashSet<PeerId>,
-    /// The gateways are still being asked (so don't-haves from every peer are not final).
-    gateway_pending: bool,
+    /// Where the want stands with the gateways.
+    gateway: GatewayAsk,
+}
+
+/// A want and the gateways: they are asked only if the peers do not deliver within
+/// [`GATEWAY_HEAD_START`] (or all say don't-have, or none is connected), so a block a peer
+/// has is not downloaded twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GatewayAsk {
+    NotYet,
+    Asking,
+    /// Asked and answered without the block, or no gateways configured: nothing pending.
+    Done,
 }
 
 struct State {
@@ -375,13 +388,18 @@ impl Node {
                 }
                 None => {
                     let asked = peers.iter().copied().collect();
-                    let gateway_pending = self.inner.gateways.is_some();
-                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), gateway_pending };
+                    let gateway = match (&self.inner.gateways, peers.is_empty()) {
+                        (None, _) => GatewayAsk::Done,
+                        (Some(_), true) => GatewayAsk::Asking,
+                        (Some(_), false) => GatewayAsk::NotYet,
+                    };
+                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), gateway };
                     st.wants.insert(*cid, want);
                     (id, peers, true)
                 }
             }
         };
+        let targets_empty = targets.is_empty();
         for peer in targets {
             send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
         }
@@ -389,12 +407,18 @@ impl Node {
             // peers we are not connected to may have it: ask the DHT who provides it
             let _ = self.inner.commands.send(Command::FindProviders(*cid));
         }
-        if new_want && let Some(gateways) = self.inner.gateways.clone() {
-            let (inner, cid) = (self.inner.clone(), *cid);
-            self.inner.handle.spawn_blocking(move || {
-                let fetched = gateways.fetch(&cid);
-                from_gateways(&inner, cid, fetched);
-            });
+        if new_want && self.inner.gateways.is_some() {
+            if targets_empty {
+                ask_gateways(&self.inner, *cid);
+            } else {
+                let (inner, cid) = (self.inner.clone(), *cid);
+                self.inner.handle.spawn(async move {
+                    tokio::time::sleep(GATEWAY_HEAD_START).await;
+                    if gateways_next(&inner, &cid) {
+                        ask_gateways(&inner, cid);
+                    }
+                });
+            }
         }
         // A want can be lost (a peer restarts, a stream is dropped under load): ask again,
         // backing off, until the deadline.
@@ -678,6 +702,29 @@ fn configured_peers(config: &NodeConfig) -> HashMap<PeerId, &'static str> {
     named(&config.bootstrap, "bootstrap").into_iter().chain(named(&config.peers, "--peer")).collect()
 }
 
+/// Asks the gateways for `cid` (on the blocking pool: the HTTP client blocks).
+fn ask_gateways(inner: &Arc<Inner>, cid: Cid) {
+    let Some(gateways) = inner.gateways.clone() else { return };
+    let inner = inner.clone();
+    inner.handle.clone().spawn_blocking(move || {
+        let fetched = gateways.fetch(&cid);
+        from_gateways(&inner, cid, fetched);
+    });
+}
+
+/// The head start is over: whether the gateways should be asked for `cid` now (the want
+/// is still open and they have not been).
+fn gateways_next(inner: &Inner, cid: &Cid) -> bool {
+    let mut st = inner.state.lock().expect("lock poisoned");
+    match st.wants.get_mut(cid) {
+        Some(w) if w.gateway == GatewayAsk::NotYet => {
+            w.gateway = GatewayAsk::Asking;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Fails want `cid` at once: every source asked said it does not have the block (`why`:
 /// anything else worth telling, e.g. gateways that failed).
 fn nobody_has(st: &mut State, cid: Cid, why: &str) {
@@ -711,7 +758,7 @@ fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
             }
             let connected: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
             let Some(w) = st.wants.get_mut(&cid) else { return };
-            w.gateway_pending = false;
+            w.gateway = GatewayAsk::Done;
             if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
                 let why = if errors.is_empty() {
                     " (every peer and gateway said don't-have)".to_string()
@@ -754,6 +801,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
         msg.wantlist.as_ref().map_or(0, |w| w.entries.len())
     );
     let mut cancels = Vec::new();
+    let mut to_gateways = Vec::new();
     {
         let mut st = inner.state.lock().expect("lock poisoned");
         for block in blocks {
@@ -785,13 +833,25 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
         for cid in dont_have {
             if let Some(w) = st.wants.get_mut(&cid) {
                 w.dont_have.insert(peer);
-                // (with the DHT in use, a provider may still turn up: wait for it)
-                if !inner.dht && !w.gateway_pending && connected.iter().all(|p| w.dont_have.contains(p)) {
-                    // nobody connected has it: fail now, not at the deadline
-                    nobody_has(&mut st, cid, " (every peer said don't-have)");
+                if !connected.iter().all(|p| w.dont_have.contains(p)) {
+                    continue;
+                }
+                match w.gateway {
+                    // no connected peer has it: the gateways need not wait any longer
+                    GatewayAsk::NotYet => {
+                        w.gateway = GatewayAsk::Asking;
+                        to_gateways.push(cid);
+                    }
+                    GatewayAsk::Asking => {}
+                    // (with the DHT in use, a provider may still turn up: wait for it)
+                    GatewayAsk::Done if !inner.dht => nobody_has(&mut st, cid, " (every peer said don't-have)"),
+                    GatewayAsk::Done => {}
                 }
             }
         }
+    }
+    for cid in to_gateways {
+        ask_gateways(inner, cid);
     }
     for (p, cid) in cancels {
         send(inner, p, Outgoing { cancels: vec![cid], ..Default::default() });

@@ -10,7 +10,8 @@
 //       a trustless gateway (GET /ipfs/{cid}?format=raw or Accept:
 //       application/vnd.ipld.raw; 404 for blocks it lacks), on 127.0.0.1, until stdin
 //       closes; a second server, "liar", answers every block with one byte changed.
-//       Prints {"cid": ..., "url": "http://127.0.0.1:PORT", "liar": "http://..."}
+//       Prints {"cid": ..., "url": "http://127.0.0.1:PORT", "liar": "http://...",
+//       "addrs": [...]} (it serves the blocks over bitswap too)
 //   node helia_peer.mjs fetch CID MULTIADDR OUT
 //       dials MULTIADDR, reads the UnixFS file CID over bitswap into OUT, prints
 //       {"bytes": n, "ms": total, "first_byte_ms": t}
@@ -94,7 +95,8 @@ if (cmd === 'serve') {
   const honest = await gatewayServer(false)
   const liar = await gatewayServer(true)
   const url = s => `http://127.0.0.1:${s.address().port}`
-  console.log(JSON.stringify({ cid: cid.toString(), url: url(honest), liar: url(liar) }))
+  const addrs = helia.libp2p.getMultiaddrs().map(m => m.toString())
+  console.log(JSON.stringify({ cid: cid.toString(), url: url(honest), liar: url(liar), addrs }))
   await untilStdinCloses()
   honest.close()
   liar.close()
