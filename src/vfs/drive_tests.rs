@@ -314,6 +314,9 @@ mod model {
         Create(Vec<String>, String),
         Mkdir(Vec<String>, String),
         Write(Vec<String>, u64, Vec<u8>),
+        /// Appends this many bytes (made from the seed) in 128 KiB writes, as `cp` does: long
+        /// enough to be streamed (see `stream.rs`) while other operations go on.
+        Append(Vec<String>, u32, u32),
         Truncate(Vec<String>, u64),
         Unlink(Vec<String>, String),
         Rmdir(Vec<String>, String),
@@ -337,6 +340,8 @@ mod model {
             3 => (dir(), name()).prop_map(|(d, n)| Op::Create(d, n)),
             2 => (dir(), name()).prop_map(|(d, n)| Op::Mkdir(d, n)),
             4 => (prop::collection::vec(name(), 1..3), 0u64..600_000, prop::collection::vec(any::<u8>(), 0..3000)).prop_map(|(p, o, d)| Op::Write(p, o, d)),
+            // (mostly top-level names, which exist more often)
+            3 => (prop::collection::vec(name(), 1..2), any::<u32>(), 300_000u32..2_000_000).prop_map(|(p, s, n)| Op::Append(p, s, n)),
             1 => (prop::collection::vec(name(), 1..3), 0u64..600_000).prop_map(|(p, l)| Op::Truncate(p, l)),
             1 => (dir(), name()).prop_map(|(d, n)| Op::Unlink(d, n)),
             1 => (dir(), name()).prop_map(|(d, n)| Op::Rmdir(d, n)),
@@ -388,6 +393,13 @@ mod model {
                         f.resize(end, 0);
                     }
                     f[*off as usize..end].copy_from_slice(data);
+                    Ok(())
+                }
+                R::Dir(_) => Err(libc::EISDIR),
+            },
+            Op::Append(p, seed, len) => match get(root, p)? {
+                R::File(f) => {
+                    f.borrow_mut().extend(noise(*len as usize, *seed));
                     Ok(())
                 }
                 R::Dir(_) => Err(libc::EISDIR),
@@ -556,6 +568,19 @@ mod model {
                     return Ok(());
                 }
                 vfs.write(ino, *off, data).map(|_| ()).map_err(e)
+            }
+            Op::Append(p, seed, len) => {
+                let ino = resolve(vfs, p)?;
+                let attr = vfs.getattr(ino).map_err(e)?;
+                if attr.kind == FileKind::Directory {
+                    return Err(libc::EISDIR);
+                }
+                let mut at = attr.size;
+                for piece in noise(*len as usize, *seed).chunks(128 << 10) {
+                    vfs.write(ino, at, piece).map_err(e)?;
+                    at += piece.len() as u64;
+                }
+                Ok(())
             }
             Op::Truncate(p, len) => {
                 let ino = resolve(vfs, p)?;
