@@ -233,6 +233,8 @@ fn an_unreachable_gateway_fails_reads_with_eio_not_a_hang() {
     assert!(log.contains(absent) && log.contains("gateways failed: http://127.0.0.1:1: "), "{log}");
     let err = cli.fails(&["mount", "x", "--gateway", "gw.example"], 2);
     assert!(err.contains("not an http:// or https:// URL"), "{err}");
+    let err = cli.fails(&["mount", "x", "--cache-size", "10X"], 2);
+    assert!(err.contains("unknown size suffix"), "{err}");
 }
 
 #[test]
