@@ -10,14 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cid::Version;
 use cidfs::block::{Block, RAW};
-use cidfs::store::{Store, StoreOptions};
+use cidfs::store::{Batch, Store, StoreOptions};
 
 fn blocks(n: usize, size: usize, seed: u64) -> Vec<Block> {
     (0..n).map(|i| Block::encode(Version::V1, RAW, common::noise(size, seed * 1000 + i as u64)).unwrap()).collect()
 }
 
 fn put_all(store: &Store, bs: &[Block]) {
-    let mut b = store.batch();
+    commit_all(store.batch(), bs);
+}
+
+fn commit_all(mut b: Batch<'_>, bs: &[Block]) {
     for x in bs {
         b.put(x).unwrap();
     }
@@ -195,11 +198,7 @@ fn kill_9_during_add_loses_nothing_committed_and_keeps_nothing_partial() {
 // ---- the fetch cache: its own segments, evicted least recently read first ----
 
 fn cache_all(store: &Store, bs: &[Block]) {
-    let mut b = store.cache_batch();
-    for x in bs {
-        b.put(x).unwrap();
-    }
-    b.commit().unwrap();
+    commit_all(store.cache_batch(), bs);
 }
 
 /// Cache segments of at most 10,000 bytes (two 4,000-byte blocks each); no memory cache,

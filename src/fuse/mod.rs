@@ -528,18 +528,6 @@ impl Filesystem for CidFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        // `ls -l` asks every file for security.* and ACL attributes; the kernel cannot cache
-        // the answers, so answer names we never have without any work: only drive nodes
-        // store attributes, and never system.* ones. (ACLs and unset SELinux labels get
-        // ENOTSUP from the vfs, which tells `ls` to stop asking the rest of the mount.)
-        let stored = self.vfs.is_drive(ino.0) && !name.as_encoded_bytes().starts_with(b"system.");
-        if name != crate::vfs::CID_XATTR
-            && !stored
-            && !crate::vfs::is_posix_acl(name)
-            && name != crate::vfs::SELINUX_XATTR
-        {
-            return reply.error(Errno::from_i32(libc::ENODATA));
-        }
         match self.vfs.getxattr(ino.0, name) {
             Ok(v) => reply_xattr(v, size, reply),
             Err(e) => reply.error(self.errno(format_args!("getxattr {name:?}"), ino.0, &e)),

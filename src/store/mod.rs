@@ -790,13 +790,9 @@ impl Batch<'_> {
         if let Some(a) = self.slot().as_mut() {
             a.out.flush().map_err(io_err(&store.segment_path(a.id)))?;
         }
+        self.writer.dir_unsynced |= !self.new_segments.is_empty();
         if durable {
-            if !self.new_segments.is_empty() {
-                self.writer.dir_unsynced = true;
-            }
             store.settle(&mut self.writer)?;
-        } else if !self.new_segments.is_empty() {
-            self.writer.dir_unsynced = true;
         }
         self.writer.volatile = !durable;
         let mut lengths: Vec<(u32, u64, bool)> = self.sealed.iter().map(|(id, len)| (*id, *len, true)).collect();

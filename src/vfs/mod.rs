@@ -47,10 +47,10 @@ pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
 pub const CID_XATTR: &str = "ipfs.cid";
 
 /// The SELinux label attribute.
-pub const SELINUX_XATTR: &str = "security.selinux";
+const SELINUX_XATTR: &str = "security.selinux";
 
 /// The extended attributes that hold POSIX ACLs, which cidfs does not support.
-pub fn is_posix_acl(name: &OsStr) -> bool {
+fn is_posix_acl(name: &OsStr) -> bool {
     name == "system.posix_acl_access" || name == "system.posix_acl_default"
 }
 
@@ -757,7 +757,9 @@ impl Vfs {
             // filesystem without it; a label a tool stored explicitly is returned.
             let missing =
                 if name == SELINUX_XATTR { VfsError::NotSupported("SELinux labels") } else { VfsError::NoAttribute };
-            if !self.is_drive(ino) {
+            // `ls -l` asks every file; answer what is never stored without any work: only
+            // drive nodes store attributes, and never system.* ones
+            if !self.is_drive(ino) || name.as_encoded_bytes().starts_with(b"system.") {
                 return Err(missing);
             }
             let name = name.to_str().ok_or(VfsError::NoAttribute)?;
