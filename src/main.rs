@@ -369,6 +369,13 @@ fn run(command: Command) -> Result<(), CliError> {
                 repo::human_bytes(r.block_bytes_removed),
                 repo::human_bytes(r.disk_bytes_freed)
             ));
+            if r.hot_copies_removed > 0 {
+                print(&format!(
+                    "removed {} hot copies of deleted files ({})",
+                    r.hot_copies_removed,
+                    repo::human_bytes(r.hot_bytes_removed)
+                ));
+            }
         }
         Command::Verify { quiet } => {
             let store = commands::open_store()?;

@@ -53,7 +53,8 @@ fn ordinary_tools_read_the_drive() {
     let listing = cli.ok(&["ls", &root]); // (the CLI cannot open the store while it is mounted)
     let file_cid =
         listing.lines().find(|l| l.starts_with("big.bin\t")).unwrap().split('\t').nth(3).unwrap().to_string();
-    let m = cli.mount("mnt", &[]);
+    // no hot copies: every byte read comes through cidfs (they have a test of their own)
+    let m = cli.mount("mnt", &["--hot-size", "0"]);
     let t = m.dir.join("tree");
 
     run_ok(Command::new("cp").arg("-r").arg(&t).arg(cli.path("copy")));
@@ -942,4 +943,111 @@ fn adding_over_a_name_drops_what_was_said_about_the_old_content() {
     assert_eq!(getxattr(&m.dir.join("tree/a"), "user.keep").unwrap_err().raw_os_error(), Some(libc::ENODATA));
     assert_eq!(fs::metadata(m.dir.join("tree/hello.txt")).unwrap().nlink(), 1);
     assert_eq!(fs::read(m.dir.join("tree/a/twin")).unwrap(), b"not a link\n");
+}
+
+/// Bytes the process `pid` has read (all its threads, any file).
+fn rchar(pid: u32) -> u64 {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).unwrap().trim().parse().unwrap()
+}
+
+fn drop_page_cache() {
+    run_ok(&mut Command::new("sync"));
+    fs::write("/proc/sys/vm/drop_caches", "1").expect("dropping the page cache needs root");
+}
+
+fn wait_for_file(path: &Path, len: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs::metadata(path).map(|m| m.len()).ok() != Some(len) {
+        assert!(Instant::now() < deadline, "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hot_copies_are_read_by_the_kernel_directly_and_never_go_stale() {
+    let cli = Cli::new();
+    let data = common::noise(8 << 20, 71);
+    let src = cli.write("big.bin", &data);
+    let cid = cli.add_q(&src, &[]);
+    let hot = cli.home.path().join("hot");
+    assert_eq!(fs::metadata(hot.join(&cid)).unwrap().len(), data.len() as u64, "add keeps a hot copy");
+    let m = cli.mount("mnt", &[]);
+    let pid = m.child.id();
+    let file = m.dir.join("big.bin");
+
+    // Ordinary tools read the right bytes, and none of them pass through the mount process.
+    let before = rchar(pid);
+    let sum = run_ok(Command::new("sha256sum").arg(&file));
+    assert!(sum.starts_with(&common::sha256_hex(&data)), "{sum}");
+    run_ok(Command::new("cp").arg(&file).arg(cli.path("out.bin")));
+    assert!(fs::read(cli.path("out.bin")).unwrap() == data, "cp out of the mount differs");
+    let f = fs::File::open(&file).unwrap();
+    for (off, len) in [(0u64, 1usize), (4095, 8193), (3_000_001, 100_000), ((8 << 20) - 7, 100)] {
+        let mut buf = vec![0u8; len];
+        let n = f.read_at(&mut buf, off).unwrap();
+        let end = (off as usize + len).min(data.len());
+        assert!(buf[..n] == data[off as usize..end], "read at {off} of {len}");
+    }
+    let through = rchar(pid) - before;
+    assert!(through < 1 << 20, "{through} bytes were read by the mount process for 24 MiB of reads");
+
+    // While it is open for such reads, the file cannot change; more readers share the copy.
+    let err = fs::OpenOptions::new().write(true).open(&file).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ETXTBSY), "open for writing");
+    let err = fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ETXTBSY), "O_TRUNC");
+    let out = Command::new("truncate").args(["-s", "10"]).arg(&file).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Text file busy"));
+    assert!(fs::read(&file).unwrap() == data, "a second reader");
+    assert!(m.log().contains("hot copy"), "the refusal is logged: {}", m.log());
+    drop(f);
+
+    // Closed: writable again, and reads see the change at once (through cidfs).
+    let w = fs::OpenOptions::new().write(true).open(&file).unwrap();
+    w.write_all_at(b"changed", 0).unwrap();
+    let mut changed = data.clone();
+    changed[..7].copy_from_slice(b"changed");
+    assert!(fs::read(&file).unwrap() == changed, "a reader after the write");
+    w.sync_all().unwrap();
+    drop(w);
+    let new_cid = String::from_utf8(getxattr(&file, "ipfs.cid").unwrap()).unwrap();
+    assert_ne!(new_cid, cid);
+
+    // Read whole through cidfs, the new content gets a copy of its own, then used.
+    drop_page_cache();
+    assert!(fs::read(&file).unwrap() == changed);
+    wait_for_file(&hot.join(&new_cid), data.len() as u64);
+    drop_page_cache();
+    let before = rchar(pid);
+    assert!(fs::read(&file).unwrap() == changed, "read from the new copy");
+    assert!(rchar(pid) - before < 1 << 20, "the new copy is read by the kernel directly");
+    drop(m);
+
+    // gc drops the copy of content nothing keeps (no pin, no snapshot).
+    cli.ok(&["pin", "rm", &cid]);
+    cli.ok(&["log", "--prune", "1"]);
+    let gc = cli.ok(&["gc"]);
+    assert!(gc.contains("removed 1 hot copies"), "{gc}");
+    assert!(!hot.join(&cid).exists() && hot.join(&new_cid).exists());
+}
+
+#[test]
+fn a_hot_copy_of_the_wrong_length_is_dropped_and_reads_go_through_cidfs() {
+    let cli = Cli::new();
+    let data = common::noise(4 << 20, 72);
+    let src = cli.write("a.bin", &data);
+    let out = cli.cmd().args(["add", "-Q"]).arg(&src).env("CIDFS_HOT_SIZE", "0").output().unwrap();
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let hot = cli.home.path().join("hot");
+    assert!(!hot.join(&cid).exists(), "CIDFS_HOT_SIZE=0: no copy");
+    fs::write(hot.join(&cid), b"too short").unwrap();
+    let m = cli.mount("mnt", &[]);
+    let before = rchar(m.child.id());
+    assert!(fs::read(m.dir.join("a.bin")).unwrap() == data);
+    assert!(rchar(m.child.id()) - before >= data.len() as u64, "read through cidfs");
+    assert!(m.log().contains("not 4194304 bytes long: dropped"), "{}", m.log());
+    // read whole, it gets a good copy
+    wait_for_file(&hot.join(&cid), data.len() as u64);
+    assert!(fs::read(hot.join(&cid)).unwrap() == data);
 }

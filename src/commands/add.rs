@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use super::{CliError, StoreSink, drive, io_error, progress};
 use crate::importer::file::{ReadError, import_reader, import_symlink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
-use crate::store::Store;
+use crate::store::{HotFiles, Store, hot::HotWriter};
 use crate::unixfs::Metadata;
 use crate::unixfs::pb::UnixTime;
 
@@ -36,6 +36,8 @@ pub struct AddOptions {
 
 struct Adder<'a, 's> {
     opts: &'a AddOptions,
+    /// Where hot copies of added files go (none if hot copies are off).
+    hot: Option<&'a HotFiles>,
     sink: StoreSink<'a, 's>,
     bar: ProgressBar,
     out: &'a mut dyn FnMut(&str),
@@ -53,7 +55,8 @@ pub fn run(
     let total = paths.iter().map(|p| tree_size(p.as_ref(), opts.hidden)).sum();
     let bar = progress::bytes("adding", Some(total), opts.quiet);
     let mut batch = store.batch();
-    let mut adder = Adder { opts, sink: StoreSink { batch: &mut batch }, bar, out };
+    let hot = Some(store.hot_files().as_ref()).filter(|h| h.usage().cap > 0);
+    let mut adder = Adder { opts, hot, sink: StoreSink { batch: &mut batch }, bar, out };
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();
@@ -112,12 +115,21 @@ impl Adder<'_, '_> {
         let mut f = File::open(path).map_err(io_error(path))?;
         let len = f.metadata().map_err(io_error(path))?.len();
         let bar = &self.bar;
-        import_reader(&self.opts.import, meta, &mut f, Some(len), &mut self.sink, &mut |n| bar.inc(n)).map_err(|e| {
-            match e {
-                ReadError::Read(e) => io_error(path)(e),
-                ReadError::Sink(e) => e.into(),
-            }
-        })
+        // The hot copy is written from the very bytes the importer hashes (the file may
+        // change while it is read; a copy of it afterwards could differ from the CID).
+        let copy = self.hot.and_then(|h| h.anonymous_writer(len).ok().flatten());
+        let mut input = Tee { src: &mut f, copy };
+        let link = import_reader(&self.opts.import, meta, &mut input, Some(len), &mut self.sink, &mut |n| bar.inc(n))
+            .map_err(|e| match e {
+            ReadError::Read(e) => io_error(path)(e),
+            ReadError::Sink(e) => e.into(),
+        })?;
+        if let Some(copy) = input.copy
+            && let Err(e) = copy.finish_as(&link.cid)
+        {
+            log::warn!("{}: no hot copy kept ({e}); reads of it go through cidfs", path.display());
+        }
+        Ok(link)
     }
 
     fn add_dir(&mut self, path: &Path, display: &str, meta: Metadata) -> Result<LinkInfo, CliError> {
@@ -150,6 +162,26 @@ impl Adder<'_, '_> {
                 fractional_nanoseconds: (md.mtime_nsec() != 0).then_some(md.mtime_nsec() as u32),
             }),
         }
+    }
+}
+
+/// A reader that also writes what it reads to a hot copy (given up on a write error: the
+/// copy is only ever a second one).
+struct Tee<'a, 'h> {
+    src: &'a mut File,
+    copy: Option<HotWriter<'h>>,
+}
+
+impl std::io::Read for Tee<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.src.read(buf)?;
+        if let Some(copy) = &mut self.copy
+            && let Err(e) = std::io::Write::write_all(copy, &buf[..n])
+        {
+            log::warn!("writing a hot copy: {e}; going on without it");
+            self.copy = None;
+        }
+        Ok(n)
     }
 }
 

@@ -129,9 +129,16 @@ impl crate::importer::BlockSink for StoreSink<'_, '_> {
     }
 }
 
-/// Opens the store at `$CIDFS_HOME` (or the default location).
+/// Opens the store at `$CIDFS_HOME` (or the default location), with the hot copies'
+/// cap from `$CIDFS_HOT_SIZE` (what `cidfs add` keeps; the mount's `--hot-size` reads it too).
 pub fn open_store() -> Result<Store, CliError> {
-    Ok(Store::open(&Store::default_home())?)
+    let store = Store::open(&Store::default_home())?;
+    if let Some(v) = std::env::var_os("CIDFS_HOT_SIZE") {
+        let v = v.to_string_lossy();
+        let cap = mount::parse_size(&v).map_err(|e| CliError::new(exit::USAGE, format!("CIDFS_HOT_SIZE={v}: {e}")))?;
+        store.hot_files().set_cap(cap);
+    }
+    Ok(store)
 }
 
 /// Maps an I/O error on `path` to a CliError naming the path.

@@ -83,6 +83,11 @@ pub struct NetArgs {
     /// recently read are evicted beyond it. Data you write, add, import or pin never counts.
     #[arg(long, value_name = "SIZE", env = "CIDFS_CACHE_SIZE", default_value = "10G", value_parser = parse_size)]
     pub cache_size: u64,
+    /// Most disk space hot copies may use (plain copies of whole files that were added or
+    /// read whole, which the kernel reads directly; 0 for none). Only a second copy: the
+    /// least recently opened are dropped beyond it.
+    #[arg(long, value_name = "SIZE", env = "CIDFS_HOT_SIZE", default_value = "4G", value_parser = parse_size)]
+    pub hot_size: u64,
 }
 
 /// What the node announces: every pinned root and the drive root.
@@ -110,6 +115,7 @@ impl NetArgs {
         }
         out.push(format!("--fetch-timeout={}", self.fetch_timeout));
         out.push(format!("--cache-size={}", self.cache_size));
+        out.push(format!("--hot-size={}", self.hot_size));
         out
     }
 
@@ -120,6 +126,7 @@ impl NetArgs {
     /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
     pub fn start_node(&self, store: &Arc<Store>, home: &Path) -> Result<Option<Arc<Node>>, CliError> {
         store.set_cache_cap(self.cache_size);
+        store.hot_files().set_cap(self.hot_size);
         if self.offline {
             return Ok(None);
         }
@@ -198,7 +205,8 @@ pub fn foreground(
             mode => Vfs::new(blocks.clone(), mode, capacity),
         }
         .with_posix_sidecar(store.root_cid(DRIVE_POSIX_ROOT)?)
-        .with_snapshots(commits),
+        .with_snapshots(commits)
+        .with_hot_copies(store.hot_files().clone()),
     );
     let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };
     let session = mount::mount(vfs.clone(), &opts)?;

@@ -77,6 +77,13 @@ pub fn store_status(store: &crate::store::Store) -> Result<String, CliError> {
     out.push_str(&format!("blocks:    {} ({})\n", s.blocks, human_bytes(s.block_bytes)));
     out.push_str(&format!("segments:  {} ({} on disk)\n", s.segments, human_bytes(s.segment_bytes)));
     out.push_str(&format!("pins:      {}\n", s.pins));
+    let h = store.hot_files().usage();
+    out.push_str(&format!(
+        "hot:       {} files ({}) of {} cap, for reads the kernel serves itself\n",
+        h.files,
+        human_bytes(h.bytes),
+        human_bytes(h.cap)
+    ));
     if let Some(drive) = store.root_cid(super::drive::DRIVE_ROOT)? {
         out.push_str(&format!("drive:     {drive}\n"));
     }

@@ -10,6 +10,7 @@
 //! later a network fetch) never stalls other callbacks.
 
 pub mod mount;
+mod passthrough;
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct CidFs {
     gid: u32,
     /// Where requests that may wait on the network go (none without a network tier).
     network_reads: Option<Arc<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>>,
+    /// Which opens pass through to hot copies (see [`passthrough`]).
+    io: Arc<passthrough::IoModes>,
 }
 
 impl CidFs {
@@ -79,7 +82,7 @@ impl CidFs {
             }
             Arc::new(std::sync::Mutex::new(tx))
         });
-        CidFs { vfs, uid, gid, network_reads }
+        CidFs { vfs, uid, gid, network_reads, io: Arc::default() }
     }
 
     /// Runs `job` on a network thread if serving `ino` may wait on the network, else here.
@@ -183,6 +186,12 @@ impl Filesystem for CidFs {
                 log::debug!("kernel does not offer {cap:?}");
             }
         }
+        // Backing files live on an ordinary filesystem (stack depth 0), so one level is enough.
+        if config.set_max_stack_depth(1).is_ok() && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
+            self.io.enable();
+        } else {
+            log::debug!("kernel does not offer FUSE passthrough");
+        }
         Ok(())
     }
 
@@ -212,14 +221,14 @@ impl Filesystem for CidFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        let mut r = self.vfs.open(ino.0, write);
-        if r.is_ok() && write && flags.0 & libc::O_TRUNC != 0 {
-            r = self.vfs.truncate(ino.0, 0);
-        }
-        match r {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(self.errno("open", ino.0, &e)),
-        }
+        let prepare = || {
+            self.vfs.open(ino.0, write)?;
+            if write && flags.0 & libc::O_TRUNC != 0 {
+                self.vfs.truncate(ino.0, 0)?;
+            }
+            Ok(())
+        };
+        self.io.open(&self.vfs, ino.0, write, prepare, reply, |e, reply| reply.error(self.errno("open", ino.0, &e)));
     }
 
     fn create(
@@ -234,7 +243,9 @@ impl Filesystem for CidFs {
     ) {
         match name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask)) {
             Ok(a) => {
-                reply.created(self.ttl(a.ino), &self.file_attr(&a), Generation(0), FileHandle(0), FopenFlags::empty())
+                self.io.created(a.ino);
+                let fh = FileHandle(passthrough::FH_CACHED);
+                reply.created(self.ttl(a.ino), &self.file_attr(&a), Generation(0), fh, FopenFlags::empty())
             }
             Err(e) => reply.error(self.errno(format_args!("create {name:?} in"), parent.0, &e)),
         }
@@ -362,7 +373,7 @@ impl Filesystem for CidFs {
                 self.vfs.set_owner(ino.0, uid, gid)?;
             }
             if let Some(len) = size {
-                self.vfs.truncate(ino.0, len)?;
+                self.io.change_content(ino.0, || self.vfs.truncate(ino.0, len))?;
             }
             let time = |t: TimeOrNow| match t {
                 TimeOrNow::SpecificTime(t) => t,
@@ -477,12 +488,13 @@ impl Filesystem for CidFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.io.release(ino.0, fh.0);
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             self.vfs.released_writer(ino.0);
         }
@@ -583,7 +595,12 @@ impl CidFs {
 /// missing or broken).
 fn errno_of(vfs: &Vfs, op: impl std::fmt::Display, ino: u64, e: &VfsError) -> Errno {
     let n = e.errno();
-    let level = if matches!(n, libc::EIO | libc::ESTALE) { log::Level::Error } else { log::Level::Debug };
+    let level = match n {
+        libc::EIO | libc::ESTALE => log::Level::Error,
+        // unusual enough that whoever meets it wants to know why (see `passthrough`)
+        libc::ETXTBSY => log::Level::Info,
+        _ => log::Level::Debug,
+    };
     if log::log_enabled!(level) {
         log::log!(level, "{op} {}: {e}", vfs.path_of(ino));
     }

@@ -25,6 +25,9 @@ pub struct GcReport {
     /// Disk space given back (segment bytes deleted minus bytes rewritten).
     pub disk_bytes_freed: u64,
     pub segments_removed: u64,
+    /// Hot copies of files no longer reachable, deleted (and their bytes).
+    pub hot_copies_removed: u64,
+    pub hot_bytes_removed: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -86,6 +89,7 @@ impl Store {
         }
         let live = self.reachable(&self.gc_roots()?)?.live;
         let mut report = GcReport::default();
+        (report.hot_copies_removed, report.hot_bytes_removed) = self.hot.retain(|c| live.contains(c));
 
         // 1. Drop dead blocks from the index.
         let txn = self.db().begin_write()?;

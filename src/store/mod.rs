@@ -6,6 +6,7 @@
 //!                          segments_v1: segment -> (committed length, live bytes, sealed)
 //!                          pins_v1:     CID -> label
 //!    segments/00000001.car CARv1: header, then `varint CID bytes` sections
+//!    hot/<file CID>        plain copies of whole files, a bounded cache (see [`hot`])
 //! ```
 //!
 //! Writes go through a [`Batch`]: blocks are appended to the active segment, and on
@@ -39,6 +40,7 @@
 mod cache;
 mod evict;
 mod gc;
+pub mod hot;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -56,6 +58,7 @@ use crate::block::{Block, IDENTITY, Kind, RAW};
 use crate::car;
 pub use evict::{CacheUsage, DEFAULT_CACHE_CAP, EvictReport};
 pub use gc::{GcReport, Reachable, VerifyReport};
+pub use hot::{HotFiles, HotUsage};
 
 /// CID -> (segment, data offset, data length, [`Kind`] as u8).
 const BLOCKS: TableDefinition<&[u8], (u32, u64, u32, u8)> = TableDefinition::new("blocks_v1");
@@ -255,6 +258,8 @@ pub struct Store {
     cache: Mutex<cache::BlockCache>,
     /// The fetch cache on disk: its segments, their sizes and recency, and its cap.
     fetched: evict::FetchCache,
+    /// Plain copies of whole files, for FUSE passthrough (see [`hot`]).
+    hot: Arc<HotFiles>,
 }
 
 impl Store {
@@ -300,6 +305,7 @@ impl Store {
             writer: Mutex::new(Writers::default()),
             cache: Mutex::new(cache::BlockCache::new(opts.cache_bytes)),
             fetched: evict::FetchCache::default(),
+            hot: Arc::new(HotFiles::open(&root.join("hot")).map_err(io_err(&root.join("hot")))?),
             opts,
         };
         store.recover()?;
@@ -309,6 +315,11 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The hot copies of whole files (see [`hot`]).
+    pub fn hot_files(&self) -> &Arc<HotFiles> {
+        &self.hot
     }
 
     fn segment_path(&self, id: u32) -> PathBuf {

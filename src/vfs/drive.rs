@@ -484,6 +484,16 @@ impl Vfs {
         }
     }
 
+    /// The CID of a drive file's content, if it is committed and unchanged since.
+    pub(super) fn drive_clean_content(&self, ino: u64) -> Option<Cid> {
+        let mut d = self.drive().ok()?;
+        self.resolve(&mut d, ino).ok()?;
+        match d.nodes.get(&ino)? {
+            DNode::File { content: Content::Base { cid, .. }, .. } | DNode::Foreign { cid, .. } => Some(*cid),
+            _ => None,
+        }
+    }
+
     pub(super) fn drive_readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
         let mut d = self.drive()?;
         self.resolve(&mut d, ino)?;

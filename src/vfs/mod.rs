@@ -156,6 +156,8 @@ pub enum VfsError {
     BadSidecar { cid: Cid, reason: String },
     #[error("extended attribute value over {} bytes", posix::MAX_XATTR_BYTES)]
     TooBig,
+    #[error("the file is open for reading straight from its hot copy; close those readers first")]
+    Busy,
 }
 
 impl VfsError {
@@ -183,6 +185,7 @@ impl VfsError {
             VfsError::CrossDevice => libc::EXDEV,
             VfsError::BadSidecar { .. } => libc::EIO,
             VfsError::TooBig => libc::E2BIG,
+            VfsError::Busy => libc::ETXTBSY,
         }
     }
 }
@@ -240,6 +243,8 @@ pub struct Vfs {
     snapshots: Option<CommitLog>,
     /// Files whose reads went to the network lately: their reads prefetch ahead.
     streaming: Mutex<LruCache<Cid, ()>>,
+    /// Hot copies of whole files, if kept (see [`hot`]).
+    hot: Option<hot::Hot>,
 }
 
 impl Vfs {
@@ -294,6 +299,7 @@ impl Vfs {
             drive,
             snapshots: None,
             streaming: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(64).expect("non-zero"))),
+            hot: None,
         }
     }
 
@@ -678,6 +684,7 @@ impl Vfs {
                     out.push(b.clone());
                     Ok(())
                 })?;
+                self.note_read(&cid, f.size, offset, offset.saturating_add(u64::from(size)).min(f.size));
                 if !network {
                     return Ok(out);
                 }
@@ -912,10 +919,12 @@ pub fn empty_dir_cid() -> Cid {
 }
 
 mod drive;
+mod hot;
 pub mod posix;
 mod spill;
 mod stream;
 pub use drive::{CommitBuild, DriveStore, NAME_MAX};
+pub use hot::{HOT_MIN_BYTES, HotCopies};
 
 #[cfg(test)]
 mod drive_tests;
