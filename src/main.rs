@@ -379,23 +379,33 @@ fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Verify { quiet } => {
             let store = commands::open_store()?;
-            let r = repo::verify(&store, quiet)?;
+            let (r, hot) = repo::verify(&store, quiet)?;
             for (cid, why) in &r.bad {
                 print(&format!("bad block {cid}: {why}"));
             }
             for (root, cid) in &r.missing {
                 print(&format!("missing block {cid} (reachable from pin {root})"));
             }
+            for (cid, why) in &hot.bad {
+                print(&format!("bad hot copy of {cid}: {why} (deleted; reads of it go through its blocks)"));
+            }
             print(&format!(
-                "checked {} blocks ({}) and {} pinned roots",
+                "checked {} blocks ({}), {} pinned roots and {} hot copies ({})",
                 r.blocks_checked,
                 repo::human_bytes(r.bytes_checked),
-                r.roots_checked
+                r.roots_checked,
+                hot.checked,
+                repo::human_bytes(hot.bytes)
             ));
-            if !r.ok() {
+            if !r.ok() || !hot.bad.is_empty() {
                 return Err(CliError::new(
                     exit::INVALID_DATA,
-                    format!("store verification failed: {} bad, {} missing blocks", r.bad.len(), r.missing.len()),
+                    format!(
+                        "store verification failed: {} bad, {} missing blocks, {} bad hot copies",
+                        r.bad.len(),
+                        r.missing.len(),
+                        hot.bad.len()
+                    ),
                 ));
             }
         }

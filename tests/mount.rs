@@ -1050,4 +1050,17 @@ fn a_hot_copy_of_the_wrong_length_is_dropped_and_reads_go_through_cidfs() {
     // read whole, it gets a good copy
     wait_for_file(&hot.join(&cid), data.len() as u64);
     assert!(fs::read(hot.join(&cid)).unwrap() == data);
+    drop(m);
+
+    // A copy that no longer matches its blocks is found by `verify`, and deleted.
+    assert!(cli.ok(&["verify"]).contains("and 1 hot copies"));
+    let mut flipped = data.clone();
+    flipped[3_000_000] ^= 1;
+    fs::write(hot.join(&cid), &flipped).unwrap();
+    let out = cli.run(&["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    assert!(stdout.contains(&format!("bad hot copy of {cid}: differs from the blocks at byte 3000000")), "{stdout}");
+    assert!(!hot.join(&cid).exists());
+    assert!(cli.ok(&["verify"]).contains("and 0 hot copies"));
 }

@@ -25,12 +25,61 @@ pub fn gc(store: &Store) -> Result<GcReport, CliError> {
     Ok(store.gc()?)
 }
 
-pub fn verify(store: &Store, quiet: bool) -> Result<VerifyReport, CliError> {
-    let total = store.stats()?.block_bytes;
+/// What `verify` found of the hot copies: how many were compared with their file's
+/// blocks, and those that differed (now deleted).
+#[derive(Debug, Default)]
+pub struct HotReport {
+    pub checked: u64,
+    pub bytes: u64,
+    pub bad: Vec<(Cid, String)>,
+}
+
+pub fn verify(store: &Store, quiet: bool) -> Result<(VerifyReport, HotReport), CliError> {
+    let copies = store.hot_files().list();
+    let total = store.stats()?.block_bytes + copies.iter().map(|(_, l)| l).sum::<u64>();
     let bar = progress::bytes("verifying", Some(total), quiet);
     let report = store.verify(&mut |n| bar.inc(n))?;
+    let mut hot = HotReport::default();
+    for (cid, len) in copies {
+        hot.checked += 1;
+        hot.bytes += len;
+        if let Err(why) = hot_copy_matches(store, &cid, len, &mut |n| bar.inc(n)) {
+            store.hot_files().discard(&cid);
+            hot.bad.push((cid, why));
+        }
+    }
     bar.finish_and_clear();
-    Ok(report)
+    Ok((report, hot))
+}
+
+/// Compares the hot copy of the file `cid` with the file's bytes from its blocks.
+fn hot_copy_matches(store: &Store, cid: &Cid, len: u64, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
+    use crate::unixfs::{Node, Nodes, UnixfsError, file};
+    use std::io::Read;
+    let node = store.node(cid).map_err(|e| e.to_string())?;
+    let Node::File(f) = node.as_ref() else { return Err("not a file".into()) };
+    if f.size != len {
+        return Err(format!("{len} bytes, the file has {}", f.size));
+    }
+    let mut copy = store.hot_files().get(cid, len).ok_or("cannot be opened")?;
+    let mut buf = Vec::new();
+    let mut at = 0u64;
+    let mut differs = None;
+    let read = file::read_range(store, cid, f, 0, len, &mut |b| {
+        buf.resize(b.len(), 0);
+        copy.read_exact(&mut buf).map_err(UnixfsError::Output)?;
+        if let Some(i) = buf.iter().zip(b.iter()).position(|(x, y)| x != y) {
+            differs = Some(at + i as u64);
+            return Err(UnixfsError::Output(std::io::ErrorKind::InvalidData.into()));
+        }
+        at += b.len() as u64;
+        progress(b.len() as u64);
+        Ok(())
+    });
+    match (differs, read) {
+        (Some(at), _) => Err(format!("differs from the blocks at byte {at}")),
+        (None, r) => r.map_err(|e| e.to_string()),
+    }
 }
 
 /// The cumulative size of the DAG under `cid` as its root block records it (block bytes

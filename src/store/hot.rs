@@ -11,8 +11,12 @@
 //! - a cache, never the only copy of anything: bounded by a byte cap (`--hot-size`), the
 //!   least recently opened copy dropped first, all of them dropped with no loss;
 //! - made only from bytes that hashed to the CID (the importer's own input during `add`,
-//!   or blocks read back from the store), written under a temporary name, synced and then
-//!   renamed, so a crash leaves a whole copy or a temporary the next open deletes;
+//!   or blocks read back from the store), written under a temporary name and renamed;
+//! - not synced as they are made (an fsync per copy made `cidfs add` a third slower):
+//!   before a copy is renamed into place, a line `<boot id> <CID>` is appended (and
+//!   synced) to `hot/.unsynced`. A process that dies leaves its copies in the page cache,
+//!   whole; only a crash of the machine can tear them. So the next open syncs the copies
+//!   listed under the current boot id and deletes those listed under another one;
 //! - trusted as far as segments are, and checked for its length on every use (a copy of
 //!   the wrong length is deleted, and the read goes the ordinary way).
 //!
@@ -41,6 +45,38 @@ pub const DEFAULT_HOT_CAP: u64 = 4 << 30;
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 const TMP_PREFIX: &str = ".tmp-";
+/// Copies placed but not yet synced, one `<boot id> <CID>` line each.
+const UNSYNCED: &str = ".unsynced";
+
+/// This boot of the machine (empty if unknown: every unsynced copy is then distrusted).
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Settles the copies the last owner placed without syncing (see the module docs).
+fn settle_unsynced(dir: &Path) -> std::io::Result<()> {
+    let journal = dir.join(UNSYNCED);
+    let text = match fs::read_to_string(&journal) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let now = boot_id();
+    for line in text.lines() {
+        let Some((boot, name)) = line.split_once(' ') else { continue };
+        let Ok(cid) = Cid::try_from(name) else { continue };
+        let path = dir.join(cid.to_string());
+        if boot == now && !now.is_empty() {
+            if let Ok(f) = File::open(&path) {
+                f.sync_data()?;
+            }
+        } else if fs::remove_file(&path).is_ok() {
+            log::info!("hot copy {cid} was written before the machine restarted: dropped");
+        }
+    }
+    File::open(dir)?.sync_all()?;
+    fs::remove_file(&journal)
+}
 
 struct Entry {
     len: u64,
@@ -63,6 +99,9 @@ pub struct HotFiles {
     cap: AtomicU64,
     state: Mutex<State>,
     tmp_serial: AtomicU64,
+    /// `hot/.unsynced`, once this process placed a copy.
+    journal: Mutex<Option<File>>,
+    boot_id: String,
 }
 
 /// The hot copies as `cidfs status` shows them.
@@ -84,10 +123,14 @@ impl HotFiles {
     /// left and anything not named by a CID.
     pub fn open(dir: &Path) -> std::io::Result<HotFiles> {
         fs::create_dir_all(dir)?;
+        settle_unsynced(dir)?;
         let mut state = State::default();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
+            if name == UNSYNCED {
+                continue;
+            }
             let cid = name.to_str().filter(|n| !n.starts_with(TMP_PREFIX)).and_then(|n| Cid::try_from(n).ok());
             let meta = entry.metadata()?;
             match cid {
@@ -107,6 +150,8 @@ impl HotFiles {
             cap: AtomicU64::new(DEFAULT_HOT_CAP),
             state: Mutex::new(state),
             tmp_serial: AtomicU64::new(0),
+            journal: Mutex::new(None),
+            boot_id: boot_id(),
         })
     }
 
@@ -165,10 +210,12 @@ impl HotFiles {
     }
 
     /// Starts writing the copy of a file whose CID is known only once its bytes are (an
-    /// import): name it with [`HotWriter::finish_as`].
+    /// import): name it with [`HotWriter::finish_as`]. Only if it fits in the room left:
+    /// an import is not a use, and a large one must not churn through the copies of the
+    /// files that are read.
     pub fn anonymous_writer(&self, len: u64) -> std::io::Result<Option<HotWriter<'_>>> {
         let cap = self.cap.load(Ordering::Relaxed);
-        if len < HOT_MIN_BYTES || len > cap / 2 {
+        if len < HOT_MIN_BYTES || len > cap / 2 || self.lock().bytes + len > cap {
             return Ok(None);
         }
         self.start(None, len)
@@ -187,6 +234,29 @@ impl HotFiles {
             }
         };
         Ok(Some(HotWriter { hot: self, cid, len, tmp, out: Some(BufWriter::with_capacity(1 << 20, file)) }))
+    }
+
+    /// Records (durably) that the copy of `cid` is about to be placed unsynced.
+    fn note_unsynced(&self, cid: &Cid) -> std::io::Result<()> {
+        let mut journal = self.journal.lock().expect("lock poisoned");
+        if journal.is_none() {
+            let f = fs::OpenOptions::new().create(true).append(true).open(self.dir.join(UNSYNCED))?;
+            File::open(&self.dir)?.sync_all()?;
+            *journal = Some(f);
+        }
+        let f = journal.as_mut().expect("opened above");
+        f.write_all(format!("{} {cid}\n", self.boot_id).as_bytes())?;
+        f.sync_data()
+    }
+
+    /// Every copy: (file CID, length).
+    pub fn list(&self) -> Vec<(Cid, u64)> {
+        self.lock().entries.iter().map(|(c, e)| (*c, e.len)).collect()
+    }
+
+    /// Deletes the copy of `cid` (one found bad).
+    pub fn discard(&self, cid: &Cid) {
+        self.remove(cid);
     }
 
     fn remove(&self, cid: &Cid) {
@@ -293,8 +363,8 @@ impl HotWriter<'_> {
         if written != self.len {
             return Err(std::io::Error::other(format!("hot copy of {cid}: wrote {written} of {} bytes", self.len)));
         }
-        file.sync_data()?;
         drop(file);
+        self.hot.note_unsynced(cid)?;
         fs::rename(&self.tmp, self.hot.path(cid))?;
         {
             let mut st = self.hot.lock();
@@ -325,6 +395,13 @@ mod tests {
 
     fn cid(n: u8) -> Cid {
         *Block::encode(cid::Version::V1, RAW, vec![n]).unwrap().cid()
+    }
+
+    fn copies_on_disk(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .count()
     }
 
     fn make(hot: &HotFiles, c: &Cid, len: u64) {
@@ -386,8 +463,32 @@ mod tests {
         let mut first = [0u8; 1];
         std::io::Read::read_exact(&mut f, &mut first).unwrap();
         assert_eq!(first, [1], "an existing copy is kept");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(copies_on_disk(dir.path()), 1);
         assert!(hot.anonymous_writer(HOT_MIN_BYTES - 1).unwrap().is_none());
+        hot.set_cap(2 * HOT_MIN_BYTES);
+        assert!(hot.anonymous_writer(HOT_MIN_BYTES).unwrap().is_some(), "room for one more");
+        make(&hot, &cid(2), HOT_MIN_BYTES);
+        assert!(hot.anonymous_writer(HOT_MIN_BYTES).unwrap().is_none(), "an import evicts nothing");
+        assert!(hot.wants(&cid(3), HOT_MIN_BYTES), "a file read whole may");
+    }
+
+    #[test]
+    fn copies_placed_before_a_restart_of_the_machine_are_dropped_and_others_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let hot = HotFiles::open(dir.path()).unwrap();
+        let (a, b) = (cid(1), cid(2));
+        make(&hot, &a, HOT_MIN_BYTES);
+        make(&hot, &b, HOT_MIN_BYTES);
+        drop(hot);
+        let journal = fs::read_to_string(dir.path().join(UNSYNCED)).unwrap();
+        assert_eq!(journal.lines().count(), 2, "{journal}");
+        // as if `a` had been placed during an earlier boot
+        let earlier = journal.replacen(&boot_id(), "an-earlier-boot", 1);
+        fs::write(dir.path().join(UNSYNCED), earlier).unwrap();
+        let hot = HotFiles::open(dir.path()).unwrap();
+        assert!(hot.get(&a, HOT_MIN_BYTES).is_none(), "possibly torn: dropped");
+        assert!(hot.get(&b, HOT_MIN_BYTES).is_some(), "this boot: kept (and synced)");
+        assert!(!dir.path().join(UNSYNCED).exists());
     }
 
     #[test]
@@ -408,7 +509,7 @@ mod tests {
         assert!(hot.get(&b, HOT_MIN_BYTES).is_some() && hot.get(&c, HOT_MIN_BYTES).is_some());
         assert_eq!(hot.usage().evicted, 1);
         assert_eq!(hot.retain(|x| *x == b), (1, HOT_MIN_BYTES));
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(copies_on_disk(dir.path()), 1);
         hot.set_cap(0);
         assert_eq!(hot.usage().files, 0);
     }
