@@ -991,6 +991,8 @@ fn hot_copies_are_read_by_the_kernel_directly_and_never_go_stale() {
     }
     let through = rchar(pid) - before;
     assert!(through < 1 << 20, "{through} bytes were read by the mount process for 24 MiB of reads");
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("hot:       1 files (8.0 MiB) of 4.0 GiB cap"), "{status}");
 
     // While it is open for such reads, the file cannot change; more readers share the copy.
     let err = fs::OpenOptions::new().write(true).open(&file).unwrap_err();

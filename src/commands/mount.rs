@@ -206,7 +206,7 @@ pub fn foreground(
         }
         .with_posix_sidecar(store.root_cid(DRIVE_POSIX_ROOT)?)
         .with_snapshots(commits)
-        .with_hot_copies(store.hot_files().clone()),
+        .with_hot_copies(store.hot_files().clone(), store.clone()),
     );
     let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };
     let session = mount::mount(vfs.clone(), &opts)?;

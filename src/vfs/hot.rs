@@ -8,10 +8,10 @@
 //!   written since (a drive file with uncommitted writes reads through cidfs), at least
 //!   [`HOT_MIN_BYTES`] long, whose copy exists and has the file's length.
 //! - **When one is made:** `cidfs add` writes it from the bytes it imports; the mount
-//!   writes one in the background, from the blocks, for a file that was read whole through
-//!   it (every byte of it reached cidfs since the mount started: a file that is read once
-//!   from start to end, or sliced by `tail`, gets none). One copy is written at a time, on
-//!   a thread of its own; a copy wanted while another is written is wanted again on the
+//!   writes one in the background, from the local blocks, for a file read whole through
+//!   it (every byte of it reached cidfs, in any order, since the mount started; a file
+//!   only sliced by `head` or `tail` gets none). One copy is written at a time, on a
+//!   thread of its own; a copy wanted while another is written is wanted again on the
 //!   next whole read.
 //!
 //! Copies are bounded by the store's cap and are only ever a second copy: losing one costs
@@ -147,7 +147,7 @@ impl Hot {
 fn copier_loop(rx: Receiver<(Cid, u64)>, copies: &dyn HotCopies, blocks: &dyn Blocks) {
     for (cid, len) in rx {
         if let Err(e) = copy_from_blocks(copies, blocks, &cid, len) {
-            log::warn!("hot copy of {cid}: {e} (reads of it keep going through cidfs)");
+            log::info!("no hot copy of {cid}: {e} (reads of it keep going through cidfs)");
         }
     }
 }
@@ -172,9 +172,11 @@ fn copy_from_blocks(copies: &dyn HotCopies, blocks: &dyn Blocks, cid: &Cid, len:
 
 impl Vfs {
     /// Keeps hot copies in `copies`: opens may be handed to the kernel (see
-    /// [`Vfs::hot_copy`]), and files read whole get one.
-    pub fn with_hot_copies(mut self, copies: Arc<dyn HotCopies>) -> Vfs {
-        self.hot = Some(Hot::new(copies, self.blocks.clone()));
+    /// [`Vfs::hot_copy`]), and files read whole get one, made from the blocks in `local`
+    /// (the local store: a copy never fetches anything; a file whose blocks were evicted
+    /// meanwhile gets none).
+    pub fn with_hot_copies(mut self, copies: Arc<dyn HotCopies>, local: Arc<dyn Blocks>) -> Vfs {
+        self.hot = Some(Hot::new(copies, local));
         self
     }
 
@@ -257,7 +259,9 @@ mod tests {
         let mem = Mem(std::sync::Mutex::new(blocks.into_iter().map(|b| (*b.cid(), b.into_data())).collect()));
         let dir = tempfile::tempdir().unwrap();
         let copies = Arc::new(HotFiles::open(dir.path()).unwrap());
-        let vfs = Vfs::new(Arc::new(mem), RootMode::Ipfs, Box::new(Default::default)).with_hot_copies(copies.clone());
+        let mem: Arc<dyn Blocks> = Arc::new(mem);
+        let vfs =
+            Vfs::new(mem.clone(), RootMode::Ipfs, Box::new(Default::default)).with_hot_copies(copies.clone(), mem);
         let ino = |cid: &Cid| vfs.lookup(crate::vfs::ROOT_INO, std::ffi::OsStr::new(&cid.to_string())).unwrap().ino;
         let (a, b) = (ino(&file.cid), ino(&other.cid));
         assert!(vfs.hot_copy(a).is_none());
