@@ -1005,6 +1005,15 @@ fn hot_copies_are_read_by_the_kernel_directly_and_never_go_stale() {
     assert!(m.log().contains("hot copy"), "the refusal is logged: {}", m.log());
     drop(f);
 
+    // A reader that closed never keeps a writer out (the kernel tells cidfs of the close
+    // only after `close` returns).
+    for _ in 0..20 {
+        let mut r = fs::File::open(&file).unwrap();
+        std::io::Read::read_exact(&mut r, &mut [0u8; 4096]).unwrap();
+        drop(r);
+        drop(fs::OpenOptions::new().write(true).open(&file).expect("open for writing after the reader closed"));
+    }
+
     // Closed: writable again, and reads see the change at once (through cidfs).
     let w = fs::OpenOptions::new().write(true).open(&file).unwrap();
     w.write_all_at(b"changed", 0).unwrap();

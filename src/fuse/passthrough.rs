@@ -13,9 +13,10 @@
 //! write into the hot copy, behind cidfs's back. So while a file is open for passthrough
 //! reads its content cannot change: opening it for writing, or truncating it, fails with
 //! `ETXTBSY` ("text file busy", as writing a running program does) until those readers
-//! close it. The adapter tracks, per inode, the open handles of each kind (it learns of a
-//! close only from `release`, which the kernel sends after it dropped the handle's mode:
-//! the counts here are never lower than the kernel's):
+//! close it. The adapter tracks, per inode, the open handles of each kind. It learns of a
+//! close only from `release`, which the kernel sends after `close` returns and after it
+//! dropped the handle's mode, so the counts here are never lower than the kernel's, and a
+//! writer waits up to [`RELEASE_WAIT`] for a reader that just closed to be counted out.
 //!
 //! - a read-only open while passthrough handles are open: passes through to the same
 //!   backing file (the content cannot have changed since);
@@ -24,8 +25,9 @@
 //! - any other open: the page cache, kept across opens (`FOPEN_KEEP_CACHE`), as before.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use fuser::{BackingId, FileHandle, FopenFlags, ReplyOpen};
 
@@ -44,10 +46,19 @@ struct InodeIo {
     backing: Option<BackingId>,
 }
 
+/// How long a writer waits for passthrough readers to go before `ETXTBSY`: the kernel
+/// sends `release` after `close` returns, so a reader that just closed may not be counted
+/// out yet.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+type Inodes = HashMap<u64, InodeIo>;
+
 /// Per-inode I/O modes of a mount (see the module docs).
 #[derive(Default)]
 pub(super) struct IoModes {
-    inodes: Mutex<HashMap<u64, InodeIo>>,
+    inodes: Mutex<Inodes>,
+    /// Signalled whenever a passthrough handle is released.
+    released: Condvar,
     /// Whether the kernel took passthrough at init and we may register backing files.
     enabled: AtomicBool,
 }
@@ -68,18 +79,32 @@ impl IoModes {
         reply: ReplyOpen,
         refuse: impl FnOnce(VfsError, ReplyOpen),
     ) {
+        // Found before taking the lock (it may read the file's root block); checked again
+        // under it, where the content cannot change (no writer is open, truncates wait).
+        let copy = (!write && self.enabled.load(Ordering::Relaxed)).then(|| vfs.hot_copy(ino)).flatten();
         let mut inodes = self.inodes.lock().expect("lock poisoned");
+        if write {
+            let free;
+            (inodes, free) = self.wait_for_readers(inodes, ino);
+            if !free {
+                drop(inodes);
+                return refuse(VfsError::Busy, reply);
+            }
+        }
         let io = inodes.entry(ino).or_default();
-        let r = if write && io.passthrough > 0 { Err(VfsError::Busy) } else { prepare() };
-        if let Err(e) = r {
+        if let Err(e) = prepare() {
             if io.cached == 0 && io.passthrough == 0 {
                 inodes.remove(&ino);
             }
             drop(inodes);
             return refuse(e, reply);
         }
-        if !write && io.cached == 0 && io.backing.is_none() && self.enabled.load(Ordering::Relaxed) {
-            self.register(vfs, ino, io, &reply);
+        if let Some((file, cid)) = copy
+            && io.cached == 0
+            && io.backing.is_none()
+            && vfs.clean_cid(ino) == Some(cid)
+        {
+            self.register(&file, io, &reply);
         }
         match &io.backing {
             Some(id) if !write => {
@@ -94,10 +119,9 @@ impl IoModes {
         }
     }
 
-    /// Registers the hot copy of `ino` (if it has one) as its backing file.
-    fn register(&self, vfs: &Vfs, ino: u64, io: &mut InodeIo, reply: &ReplyOpen) {
-        let Some(file) = vfs.hot_copy(ino) else { return };
-        match reply.open_backing(&file) {
+    /// Registers `file` (a hot copy) as the inode's backing file.
+    fn register(&self, file: &std::fs::File, io: &mut InodeIo, reply: &ReplyOpen) {
+        match reply.open_backing(file) {
             Ok(id) => io.backing = Some(id),
             Err(e) => {
                 log::info!(
@@ -116,11 +140,25 @@ impl IoModes {
         ino: u64,
         change: impl FnOnce() -> Result<(), VfsError>,
     ) -> Result<(), VfsError> {
-        let inodes = self.inodes.lock().expect("lock poisoned");
-        if inodes.get(&ino).is_some_and(|io| io.passthrough > 0) {
+        let (_inodes, free) = self.wait_for_readers(self.inodes.lock().expect("lock poisoned"), ino);
+        if !free {
             return Err(VfsError::Busy);
         }
         change()
+    }
+
+    /// Waits (up to [`RELEASE_WAIT`]) until no passthrough handle of `ino` is open; says
+    /// whether none is.
+    fn wait_for_readers<'a>(&self, mut inodes: MutexGuard<'a, Inodes>, ino: u64) -> (MutexGuard<'a, Inodes>, bool) {
+        let deadline = Instant::now() + RELEASE_WAIT;
+        while inodes.get(&ino).is_some_and(|io| io.passthrough > 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (inodes, false);
+            }
+            inodes = self.released.wait_timeout(inodes, left).expect("lock poisoned").0;
+        }
+        (inodes, true)
     }
 
     /// A file created (and opened) through the page cache.
@@ -139,6 +177,7 @@ impl IoModes {
                 if io.passthrough == 0 {
                     io.backing = None; // unregisters the backing file
                 }
+                self.released.notify_all();
             }
             _ => {}
         }

@@ -198,14 +198,20 @@ impl Vfs {
     }
 
     /// A local file holding exactly the bytes `ino` shows, for the kernel to read from
-    /// directly (FUSE passthrough), if there is one (see the module docs).
-    pub fn hot_copy(&self, ino: u64) -> Option<File> {
+    /// directly (FUSE passthrough), and the CID of those bytes, if there is one (see the
+    /// module docs).
+    pub fn hot_copy(&self, ino: u64) -> Option<(File, Cid)> {
         let hot = self.hot.as_ref()?;
         let (cid, len) = self.clean_content(ino)?;
         if len < HOT_MIN_BYTES {
             return None;
         }
-        hot.copies.open(&cid, len)
+        Some((hot.copies.open(&cid, len)?, cid))
+    }
+
+    /// The CID of what `ino` shows now, if nothing was written to it since its last commit.
+    pub fn clean_cid(&self, ino: u64) -> Option<Cid> {
+        self.clean_content(ino).map(|(cid, _)| cid)
     }
 
     /// Notes that `[offset, end)` of the file `cid` (`len` long) was read through cidfs.
@@ -275,7 +281,8 @@ mod tests {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut copy = loop {
-            if let Some(f) = vfs.hot_copy(a) {
+            if let Some((f, cid)) = vfs.hot_copy(a) {
+                assert_eq!(cid, file.cid);
                 break f;
             }
             assert!(
