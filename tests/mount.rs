@@ -1075,3 +1075,23 @@ fn a_hot_copy_of_the_wrong_length_is_dropped_and_reads_go_through_cidfs() {
     assert!(!hot.join(&cid).exists());
     assert!(cli.ok(&["verify"]).contains("and 0 hot copies"));
 }
+
+#[test]
+fn a_file_written_through_the_drive_keeps_its_written_bytes_as_its_hot_copy() {
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let data = common::noise(3 << 20, 73);
+    let file = m.dir.join("written.bin");
+    fs::write(&file, &data).unwrap();
+    fs::File::open(&file).unwrap().sync_all().unwrap();
+    let cid = String::from_utf8(getxattr(&file, "ipfs.cid").unwrap()).unwrap();
+    let hot = cli.home.path().join("hot").join(&cid);
+    wait_for_file(&hot, data.len() as u64);
+    assert!(fs::read(&hot).unwrap() == data);
+    drop_page_cache();
+    let before = rchar(m.child.id());
+    assert!(fs::read(&file).unwrap() == data);
+    assert!(rchar(m.child.id()) - before < 1 << 20, "read by the kernel from the kept bytes");
+    drop(m);
+    assert!(cli.ok(&["verify"]).contains("and 1 hot copies"));
+}

@@ -249,6 +249,52 @@ impl HotFiles {
         f.sync_data()
     }
 
+    /// Keeps `file` itself (an anonymous `O_TMPFILE` holding exactly the `len` bytes of the
+    /// file `cid`, that nobody will write again) as the copy: a link, no bytes copied. Like
+    /// an import, only into the room left under the cap. Returns whether it was kept.
+    pub fn adopt(&self, cid: &Cid, len: u64, file: &File) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let cap = self.cap.load(Ordering::Relaxed);
+        {
+            let mut st = self.lock();
+            if len < HOT_MIN_BYTES
+                || len > cap / 2
+                || st.bytes + len > cap
+                || st.entries.contains_key(cid)
+                || file.metadata()?.len() != len
+                || !st.pending.insert(*cid)
+            {
+                return Ok(false);
+            }
+        }
+        let serial = self.tmp_serial.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{serial}", std::process::id()));
+        let linked = nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        );
+        let placed = match linked {
+            Ok(()) => self.note_unsynced(cid).and_then(|_| fs::rename(&tmp, self.path(cid))),
+            Err(e) => Err(std::io::Error::from(e)),
+        };
+        let mut st = self.lock();
+        st.pending.remove(cid);
+        match placed {
+            Ok(()) => {
+                st.bytes += len;
+                st.entries.insert(*cid, Entry { len, used: now_secs() });
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
     /// Every copy: (file CID, length).
     pub fn list(&self) -> Vec<(Cid, u64)> {
         self.lock().entries.iter().map(|(c, e)| (*c, e.len)).collect()
@@ -489,6 +535,29 @@ mod tests {
         assert!(hot.get(&a, HOT_MIN_BYTES).is_none(), "possibly torn: dropped");
         assert!(hot.get(&b, HOT_MIN_BYTES).is_some(), "this boot: kept (and synced)");
         assert!(!dir.path().join(UNSYNCED).exists());
+    }
+
+    #[test]
+    fn an_anonymous_file_is_adopted_as_a_copy_by_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let hot = HotFiles::open(&dir.path().join("hot")).unwrap();
+        let spill = tempfile::tempfile_in(dir.path()).unwrap();
+        spill.set_len(HOT_MIN_BYTES).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&spill, b"spilled", 0).unwrap();
+        let a = cid(1);
+        assert!(!hot.adopt(&a, HOT_MIN_BYTES + 1, &spill).unwrap(), "a length that is not the file's");
+        assert!(hot.adopt(&a, HOT_MIN_BYTES, &spill).unwrap());
+        assert!(!hot.adopt(&a, HOT_MIN_BYTES, &spill).unwrap(), "once");
+        let copy = hot.get(&a, HOT_MIN_BYTES).unwrap();
+        let mut head = [0u8; 7];
+        std::os::unix::fs::FileExt::read_exact_at(&copy, &mut head, 0).unwrap();
+        assert_eq!(&head, b"spilled");
+        hot.set_cap(HOT_MIN_BYTES * 2);
+        let other = tempfile::tempfile_in(dir.path()).unwrap();
+        other.set_len(HOT_MIN_BYTES).unwrap();
+        assert!(hot.adopt(&cid(2), HOT_MIN_BYTES, &other).unwrap(), "room for one more");
+        assert!(!hot.adopt(&cid(3), HOT_MIN_BYTES, &other).unwrap(), "no room left");
+        assert_eq!(hot.usage().evicted, 0, "adopting evicts nothing");
     }
 
     #[test]

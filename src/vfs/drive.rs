@@ -1039,7 +1039,10 @@ impl Vfs {
                     let size = match content {
                         Content::Base { size, .. } | Content::Spill { size, .. } => *size,
                     };
-                    *content = Content::Base { cid: link.cid, size };
+                    let old = std::mem::replace(content, Content::Base { cid: link.cid, size });
+                    if let Content::Spill { file, overlay: None, .. } = old {
+                        self.adopt_written(&file, &link.cid, size);
+                    }
                 } else if let (Content::Spill { file, overlay, .. }, Some(next)) = (content, next_overlay) {
                     // Every chunk is committed: the spill starts over, empty, on the new base.
                     let len = file.len().unwrap_or(0);

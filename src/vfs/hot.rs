@@ -7,8 +7,10 @@
 //! - **What may use one:** a read-only open of a file whose content is a CID, with nothing
 //!   written since (a drive file with uncommitted writes reads through cidfs), at least
 //!   [`HOT_MIN_BYTES`] long, whose copy exists and has the file's length.
-//! - **When one is made:** `cidfs add` writes it from the bytes it imports; the mount
-//!   writes one in the background, from the local blocks, for a file read whole through
+//! - **When one is made:** `cidfs add` writes it from the bytes it imports; a file
+//!   written through the drive keeps its written bytes (the anonymous spill file, linked,
+//!   once it is committed and closed); both only into the room left under the cap. The
+//!   mount writes one in the background, from the local blocks, for a file read whole through
 //!   it (every byte of it reached cidfs, in any order, since the mount started; a file
 //!   only sliced by `head` or `tail` gets none). One copy is written at a time, on a
 //!   thread of its own; a copy wanted while another is written is wanted again on the
@@ -37,6 +39,9 @@ pub trait HotCopies: Send + Sync {
     fn open(&self, cid: &Cid, len: u64) -> Option<File>;
     /// Whether a copy of the file would be made now (big enough, fits, not there yet).
     fn wants(&self, cid: &Cid, len: u64) -> bool;
+    /// Keeps `file`, which holds exactly the `len` bytes of the file `cid` and will not be
+    /// written again, as its copy (if there is room). Returns whether it was kept.
+    fn adopt(&self, cid: &Cid, len: u64, file: &File) -> bool;
     /// Makes the copy: `fill` writes the file's bytes, in order, to the writer given.
     fn make(
         &self,
@@ -53,6 +58,13 @@ impl HotCopies for HotFiles {
 
     fn wants(&self, cid: &Cid, len: u64) -> bool {
         HotFiles::wants(self, cid, len)
+    }
+
+    fn adopt(&self, cid: &Cid, len: u64, file: &File) -> bool {
+        HotFiles::adopt(self, cid, len, file).unwrap_or_else(|e| {
+            log::debug!("keeping the written bytes of {cid} as its hot copy: {e}");
+            false
+        })
     }
 
     fn make(
@@ -212,6 +224,18 @@ impl Vfs {
     /// The CID of what `ino` shows now, if nothing was written to it since its last commit.
     pub fn clean_cid(&self, ino: u64) -> Option<Cid> {
         self.clean_content(ino).map(|(cid, _)| cid)
+    }
+
+    /// A file's written bytes (`spill`) were just committed as the file `cid`, `len`
+    /// bytes long, and will not be written again: they become its hot copy, if there is
+    /// room (a link, nothing copied).
+    pub(super) fn adopt_written(&self, spill: &super::spill::SpillFile, cid: &Cid, len: u64) {
+        if let Some(hot) = &self.hot
+            && len >= HOT_MIN_BYTES
+            && spill.with_disk_file(|f| hot.copies.adopt(cid, len, f)) == Some(true)
+        {
+            log::debug!("the written bytes of {cid} are its hot copy");
+        }
     }
 
     /// Notes that `[offset, end)` of the file `cid` (`len` long) was read through cidfs.

@@ -37,6 +37,14 @@ impl SpillFile {
         Ok(SpillFile { inner: RwLock::new(Inner::Disk(tempfile::tempfile_in(dir)?)) })
     }
 
+    /// Runs `f` on the temporary file, if the bytes are in one.
+    pub fn with_disk_file<R>(&self, f: impl FnOnce(&File) -> R) -> Option<R> {
+        match &*self.inner.read().expect("lock poisoned") {
+            Inner::Disk(file) => Some(f(file)),
+            Inner::Memory(_) => None,
+        }
+    }
+
     pub fn in_memory(&self) -> bool {
         matches!(*self.inner.read().expect("lock poisoned"), Inner::Memory(_))
     }
