@@ -192,12 +192,19 @@ impl HotFiles {
         Some(file)
     }
 
-    /// Whether a copy of the file `cid` (`len` bytes) would be made now: big enough,
-    /// within the cap, not there and not being written.
-    pub fn wants(&self, cid: &Cid, len: u64) -> bool {
+    /// Whether a copy `len` bytes long may be made: big enough, at most half the cap, and
+    /// (`room_only`: for imports and written files, which are not uses) fitting in the room
+    /// left without evicting anything.
+    fn admits(&self, st: &State, len: u64, room_only: bool) -> bool {
         let cap = self.cap.load(Ordering::Relaxed);
+        len >= HOT_MIN_BYTES && len <= cap / 2 && (!room_only || st.bytes + len <= cap)
+    }
+
+    /// Whether a copy of the file `cid` (`len` bytes) would be made now for a file read
+    /// whole: [admitted](Self::admits), not there and not being written.
+    pub fn wants(&self, cid: &Cid, len: u64) -> bool {
         let st = self.lock();
-        len >= HOT_MIN_BYTES && len <= cap / 2 && !st.entries.contains_key(cid) && !st.pending.contains(cid)
+        self.admits(&st, len, false) && !st.entries.contains_key(cid) && !st.pending.contains(cid)
     }
 
     /// Starts writing the copy of the file `cid`, `len` bytes long (`None` if it is not
@@ -214,16 +221,20 @@ impl HotFiles {
     /// an import is not a use, and a large one must not churn through the copies of the
     /// files that are read.
     pub fn anonymous_writer(&self, len: u64) -> std::io::Result<Option<HotWriter<'_>>> {
-        let cap = self.cap.load(Ordering::Relaxed);
-        if len < HOT_MIN_BYTES || len > cap / 2 || self.lock().bytes + len > cap {
+        if !self.admits(&self.lock(), len, true) {
             return Ok(None);
         }
         self.start(None, len)
     }
 
-    fn start(&self, cid: Option<Cid>, len: u64) -> std::io::Result<Option<HotWriter<'_>>> {
+    /// A fresh temporary name in the directory (deleted by the next open if left).
+    fn tmp_path(&self) -> PathBuf {
         let serial = self.tmp_serial.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{serial}", std::process::id()));
+        self.dir.join(format!("{TMP_PREFIX}{}-{serial}", std::process::id()))
+    }
+
+    fn start(&self, cid: Option<Cid>, len: u64) -> std::io::Result<Option<HotWriter<'_>>> {
+        let tmp = self.tmp_path();
         let file = match File::create(&tmp) {
             Ok(f) => f,
             Err(e) => {
@@ -234,6 +245,17 @@ impl HotFiles {
             }
         };
         Ok(Some(HotWriter { hot: self, cid, len, tmp, out: Some(BufWriter::with_capacity(1 << 20, file)) }))
+    }
+
+    /// Makes the finished temporary `tmp` the copy of `cid`: journals it as unsynced,
+    /// renames it into place and counts it.
+    fn install(&self, tmp: &Path, cid: &Cid, len: u64) -> std::io::Result<()> {
+        self.note_unsynced(cid)?;
+        fs::rename(tmp, self.path(cid))?;
+        let mut st = self.lock();
+        st.bytes += len;
+        st.entries.insert(*cid, Entry { len, used: now_secs() });
+        Ok(())
     }
 
     /// Records (durably) that the copy of `cid` is about to be placed unsynced.
@@ -254,12 +276,9 @@ impl HotFiles {
     /// an import, only into the room left under the cap. Returns whether it was kept.
     pub fn adopt(&self, cid: &Cid, len: u64, file: &File) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
-        let cap = self.cap.load(Ordering::Relaxed);
         {
             let mut st = self.lock();
-            if len < HOT_MIN_BYTES
-                || len > cap / 2
-                || st.bytes + len > cap
+            if !self.admits(&st, len, true)
                 || st.entries.contains_key(cid)
                 || file.metadata()?.len() != len
                 || !st.pending.insert(*cid)
@@ -267,32 +286,21 @@ impl HotFiles {
                 return Ok(false);
             }
         }
-        let serial = self.tmp_serial.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{serial}", std::process::id()));
-        let linked = nix::unistd::linkat(
+        let tmp = self.tmp_path();
+        let placed = nix::unistd::linkat(
             nix::fcntl::AT_FDCWD,
             format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
             nix::fcntl::AT_FDCWD,
             &tmp,
             nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-        );
-        let placed = match linked {
-            Ok(()) => self.note_unsynced(cid).and_then(|_| fs::rename(&tmp, self.path(cid))),
-            Err(e) => Err(std::io::Error::from(e)),
-        };
-        let mut st = self.lock();
-        st.pending.remove(cid);
-        match placed {
-            Ok(()) => {
-                st.bytes += len;
-                st.entries.insert(*cid, Entry { len, used: now_secs() });
-                Ok(true)
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|_| self.install(&tmp, cid, len));
+        self.lock().pending.remove(cid);
+        if placed.is_err() {
+            let _ = fs::remove_file(&tmp);
         }
+        placed.map(|_| true)
     }
 
     /// Every copy: (file CID, length).
@@ -410,13 +418,7 @@ impl HotWriter<'_> {
             return Err(std::io::Error::other(format!("hot copy of {cid}: wrote {written} of {} bytes", self.len)));
         }
         drop(file);
-        self.hot.note_unsynced(cid)?;
-        fs::rename(&self.tmp, self.hot.path(cid))?;
-        {
-            let mut st = self.hot.lock();
-            st.bytes += self.len;
-            st.entries.insert(*cid, Entry { len: self.len, used: now_secs() });
-        }
+        self.hot.install(&self.tmp, cid, self.len)?;
         self.hot.evict_over_cap(Some(cid));
         Ok(())
     }

@@ -79,7 +79,7 @@ impl HotCopies for HotFiles {
     }
 }
 
-/// Files being read through the mount: bytes read of each, to notice one read whole.
+/// Files being read through the mount whose read ranges are tracked, to notice one read whole.
 const TRACKED_FILES: usize = 64;
 
 /// The mount's side of hot copies: the store, the files being read, the copier thread.
@@ -164,7 +164,7 @@ fn copier_loop(rx: Receiver<(Cid, u64)>, copies: &dyn HotCopies, blocks: &dyn Bl
     }
 }
 
-/// Writes the hot copy of the file `cid` from its blocks, a megabyte at a time.
+/// Writes the hot copy of the file `cid` from its blocks, leaf by leaf.
 fn copy_from_blocks(copies: &dyn HotCopies, blocks: &dyn Blocks, cid: &Cid, len: u64) -> Result<(), VfsError> {
     let node = blocks.node(cid).map_err(VfsError::from)?;
     let Node::File(f) = node.as_ref() else { return Ok(()) };
@@ -172,13 +172,8 @@ fn copy_from_blocks(copies: &dyn HotCopies, blocks: &dyn Blocks, cid: &Cid, len:
         return Ok(());
     }
     copies.make(cid, len, &mut |w| {
-        let mut off = 0;
-        while off < len {
-            file::read_range(blocks, cid, f, off, 1 << 20, &mut |b| w.write_all(b).map_err(UnixfsError::Output))
-                .map_err(VfsError::from)?;
-            off += 1 << 20;
-        }
-        Ok(())
+        file::read_range(blocks, cid, f, 0, len, &mut |b| w.write_all(b).map_err(UnixfsError::Output))
+            .map_err(VfsError::from)
     })
 }
 
