@@ -47,6 +47,8 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 const TMP_PREFIX: &str = ".tmp-";
 /// Copies placed but not yet synced, one `<boot id> <CID>` line each.
 const UNSYNCED: &str = ".unsynced";
+/// Lines `.unsynced` may hold before its copies are synced and it starts over.
+const JOURNAL_MAX: usize = 1024;
 
 /// This boot of the machine (empty if unknown: every unsynced copy is then distrusted).
 fn boot_id() -> String {
@@ -99,8 +101,10 @@ pub struct HotFiles {
     cap: AtomicU64,
     state: Mutex<State>,
     tmp_serial: AtomicU64,
-    /// `hot/.unsynced`, once this process placed a copy.
-    journal: Mutex<Option<File>>,
+    /// `hot/.unsynced` (once this process placed a copy) and the copies it lists.
+    journal: Mutex<(Option<File>, Vec<Cid>)>,
+    /// Lines the journal may hold before it starts over ([`JOURNAL_MAX`]; tests shrink it).
+    journal_max: usize,
     boot_id: String,
 }
 
@@ -150,7 +154,8 @@ impl HotFiles {
             cap: AtomicU64::new(DEFAULT_HOT_CAP),
             state: Mutex::new(state),
             tmp_serial: AtomicU64::new(0),
-            journal: Mutex::new(None),
+            journal: Mutex::new((None, Vec::new())),
+            journal_max: JOURNAL_MAX,
             boot_id: boot_id(),
         })
     }
@@ -261,14 +266,26 @@ impl HotFiles {
     /// Records (durably) that the copy of `cid` is about to be placed unsynced.
     fn note_unsynced(&self, cid: &Cid) -> std::io::Result<()> {
         let mut journal = self.journal.lock().expect("lock poisoned");
-        if journal.is_none() {
+        let (file, listed) = &mut *journal;
+        if file.is_none() {
             let f = fs::OpenOptions::new().create(true).append(true).open(self.dir.join(UNSYNCED))?;
             File::open(&self.dir)?.sync_all()?;
-            *journal = Some(f);
+            *file = Some(f);
         }
-        let f = journal.as_mut().expect("opened above");
+        let f = file.as_mut().expect("opened above");
+        if listed.len() >= self.journal_max {
+            // settle what is listed, so the list starts over
+            for listed in listed.drain(..) {
+                if let Ok(copy) = File::open(self.path(&listed)) {
+                    copy.sync_data()?;
+                }
+            }
+            f.set_len(0)?;
+        }
         f.write_all(format!("{} {cid}\n", self.boot_id).as_bytes())?;
-        f.sync_data()
+        f.sync_data()?;
+        listed.push(*cid);
+        Ok(())
     }
 
     /// Keeps `file` itself (an anonymous `O_TMPFILE` holding exactly the `len` bytes of the
@@ -537,6 +554,14 @@ mod tests {
         assert!(hot.get(&a, HOT_MIN_BYTES).is_none(), "possibly torn: dropped");
         assert!(hot.get(&b, HOT_MIN_BYTES).is_some(), "this boot: kept (and synced)");
         assert!(!dir.path().join(UNSYNCED).exists());
+
+        let mut hot = hot;
+        hot.journal_max = 2;
+        for n in 3..8 {
+            make(&hot, &cid(n), HOT_MIN_BYTES);
+        }
+        let journal = fs::read_to_string(dir.path().join(UNSYNCED)).unwrap();
+        assert_eq!(journal.lines().count(), 1, "the journal starts over once its copies are synced: {journal}");
     }
 
     #[test]
