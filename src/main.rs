@@ -46,6 +46,9 @@ enum Profile {
 #[derive(Subcommand)]
 enum Command {
     /// Add files and directories to the store, pin them, print their CIDs.
+    ///
+    /// Files of 1 MiB or more also get a hot copy, which mounts hand to the kernel to read
+    /// directly, while there is room under `CIDFS_HOT_SIZE` (default 4G; 0 for none).
     Add {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
