@@ -989,6 +989,20 @@ fn hot_copies_are_read_by_the_kernel_directly_and_never_go_stale() {
         let end = (off as usize + len).min(data.len());
         assert!(buf[..n] == data[off as usize..end], "read at {off} of {len}");
     }
+    // mmap too (the kernel maps the copy)
+    {
+        use std::os::fd::AsRawFd;
+        let len = data.len();
+        // SAFETY: a read-only private mapping of an open file, unmapped below.
+        let map =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+        assert_ne!(map, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        // SAFETY: `map` is `len` readable bytes until munmap.
+        let mapped = unsafe { std::slice::from_raw_parts(map as *const u8, len) };
+        assert!(mapped[5_000_000..5_001_000] == data[5_000_000..5_001_000], "mmap'd bytes");
+        // SAFETY: unmapping what was mapped above.
+        unsafe { libc::munmap(map, len) };
+    }
     let through = rchar(pid) - before;
     assert!(through < 1 << 20, "{through} bytes were read by the mount process for 24 MiB of reads");
     let status = cli.ok(&["status"]);
