@@ -36,8 +36,8 @@ pub struct AddOptions {
 
 struct Adder<'a, 's> {
     opts: &'a AddOptions,
-    /// Where hot copies of added files go (none if hot copies are off).
-    hot: Option<&'a HotFiles>,
+    /// Where hot copies of added files go (it takes none when its cap is 0).
+    hot: &'a HotFiles,
     sink: StoreSink<'a, 's>,
     bar: ProgressBar,
     out: &'a mut dyn FnMut(&str),
@@ -55,8 +55,7 @@ pub fn run(
     let total = paths.iter().map(|p| tree_size(p.as_ref(), opts.hidden)).sum();
     let bar = progress::bytes("adding", Some(total), opts.quiet);
     let mut batch = store.batch();
-    let hot = Some(store.hot_files().as_ref()).filter(|h| h.usage().cap > 0);
-    let mut adder = Adder { opts, hot, sink: StoreSink { batch: &mut batch }, bar, out };
+    let mut adder = Adder { opts, hot: store.hot_files(), sink: StoreSink { batch: &mut batch }, bar, out };
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();
@@ -117,7 +116,7 @@ impl Adder<'_, '_> {
         let bar = &self.bar;
         // The hot copy is written from the very bytes the importer hashes (the file may
         // change while it is read; a copy of it afterwards could differ from the CID).
-        let copy = self.hot.and_then(|h| h.anonymous_writer(len).ok().flatten());
+        let copy = self.hot.anonymous_writer(len).ok().flatten();
         let mut input = Tee { src: &mut f, copy };
         let link = import_reader(&self.opts.import, meta, &mut input, Some(len), &mut self.sink, &mut |n| bar.inc(n))
             .map_err(|e| match e {

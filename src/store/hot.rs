@@ -188,7 +188,7 @@ impl HotFiles {
         let file = File::open(&path).ok().filter(|f| f.metadata().is_ok_and(|m| m.len() == len));
         let Some(file) = file else {
             log::warn!("hot copy {} is missing or not {len} bytes long: dropped", path.display());
-            self.remove(cid);
+            self.discard(cid);
             return None;
         };
         if touch {
@@ -325,12 +325,8 @@ impl HotFiles {
         self.lock().entries.iter().map(|(c, e)| (*c, e.len)).collect()
     }
 
-    /// Deletes the copy of `cid` (one found bad).
+    /// Deletes the copy of `cid` (one found bad, stale or evicted).
     pub fn discard(&self, cid: &Cid) {
-        self.remove(cid);
-    }
-
-    fn remove(&self, cid: &Cid) {
         let mut st = self.lock();
         if let Some(e) = st.entries.remove(cid) {
             st.bytes -= e.len;
@@ -351,7 +347,7 @@ impl HotFiles {
                 st.entries.iter().filter(|(c, _)| Some(*c) != keep).min_by_key(|(_, e)| e.used).map(|(c, _)| *c)
             };
             let Some(victim) = victim else { return };
-            self.remove(&victim);
+            self.discard(&victim);
             self.lock().evicted += 1;
         }
     }
@@ -361,7 +357,7 @@ impl HotFiles {
         let doomed: Vec<(Cid, u64)> =
             self.lock().entries.iter().filter(|(c, _)| !keep(c)).map(|(c, e)| (*c, e.len)).collect();
         for (cid, _) in &doomed {
-            self.remove(cid);
+            self.discard(cid);
         }
         (doomed.len() as u64, doomed.iter().map(|(_, l)| l).sum())
     }
