@@ -1,4 +1,4 @@
-//! Every row of shared/vectors/unixfs.tsv: the importer must give Kubo's CIDs and block counts.
+//! Every row of tests/vectors/unixfs.tsv: the importer must give Kubo's CIDs and block counts.
 
 mod common;
 

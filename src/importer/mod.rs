@@ -4,7 +4,7 @@
 //!
 //! Defaults reproduce Kubo's `ipfs add` byte for byte (CIDv0, dag-pb leaves, 262144-byte
 //! fixed chunks, balanced layout of at most 174 links, HAMT sharding when a directory's
-//! links estimate reaches 256 KiB); the vectors in `shared/vectors/unixfs.tsv` prove it.
+//! links estimate reaches 256 KiB); the vectors in `tests/vectors/unixfs.tsv` prove it.
 
 pub mod dir;
 pub mod file;

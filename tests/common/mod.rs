@@ -3,14 +3,13 @@
 
 use std::path::PathBuf;
 
-/// The published vectors: `$CIDFS_VECTORS`, else `../shared/vectors` beside the checkout.
+/// The published vectors (see `tests/vectors/README.md`): `$CIDFS_VECTORS`, else
+/// `tests/vectors` in this repository.
 pub fn vectors_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CIDFS_VECTORS") {
         return PathBuf::from(d);
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    assert!(dir.is_dir(), "test vectors not found at {} (set CIDFS_VECTORS)", dir.display());
-    dir
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 /// Rows of a vectors file, comments and blank lines skipped, split on `sep`.
