@@ -72,7 +72,7 @@ fn drive_with(home: &Path, name: &str, build: impl FnOnce(&mut Sink) -> cidfs::i
 }
 
 fn main() {
-    assert!(nix::unistd::getuid().is_root(), "this benchmark needs root (mounts, drop_caches)");
+    support::require("mount_read", true, &[("bindfs", "bindfs"), ("dd", "coreutils")]);
     let mib: usize = std::env::var("CIDFS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let stream_gib: usize = std::env::var("CIDFS_BENCH_STREAM_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let base = tempfile::tempdir_in("/dev/shm").unwrap();

@@ -33,7 +33,7 @@ fn dd_to(src: &Path, dst: &Path) -> f64 {
 }
 
 fn main() {
-    assert!(nix::unistd::getuid().is_root(), "this benchmark needs root (mounts)");
+    support::require("mount_write", true, &[("bindfs", "bindfs"), ("dd", "coreutils"), ("tar", "tar")]);
     let mib: usize = std::env::var("CIDFS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let gib: usize = std::env::var("CIDFS_BENCH_WRITE_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();

@@ -28,7 +28,11 @@ fn json_num(line: &str, key: &str) -> f64 {
 }
 
 fn main() {
-    assert!(nix::unistd::getuid().is_root(), "this benchmark needs root (mounts)");
+    support::require("network_read", true, &[("node", "nodejs")]);
+    if !std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/node_modules/helia").is_dir() {
+        eprintln!("network_read: cannot run; it needs the Helia harness: run scripts/setup-test-deps");
+        std::process::exit(2);
+    }
     let mib: usize = std::env::var("CIDFS_BENCH_NET_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
     let base = tempfile::tempdir().unwrap();
     let b = base.path();

@@ -7,6 +7,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+/// What a benchmark needs before it starts: root (for mounts) and the baseline tools,
+/// each with the Debian package that provides it. Says what is missing and how to get it,
+/// then exits, rather than failing half-way with "No such file or directory".
+pub fn require(bench: &str, root: bool, tools: &[(&str, &str)]) {
+    let mut missing = Vec::new();
+    if root && !nix::unistd::getuid().is_root() {
+        missing.push("root (it mounts filesystems and drops the page cache): run it with sudo".to_string());
+    }
+    for (tool, package) in tools {
+        if !on_path(tool) {
+            missing.push(format!("`{tool}` for its baseline: apt-get install {package}"));
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!("{bench}: cannot run; it needs:");
+        for m in &missing {
+            eprintln!("  - {m}");
+        }
+        std::process::exit(2);
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
 pub fn sh(cmd: &mut Command) {
     let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(st.success(), "{cmd:?} failed");
