@@ -238,6 +238,32 @@ fn an_unreachable_gateway_fails_reads_with_eio_not_a_hang() {
 }
 
 #[test]
+fn with_no_peer_no_gateway_and_no_dht_route_a_read_fails_at_once() {
+    let cli = Cli::new();
+    // the DHT is in use, but its only bootstrap peer cannot be reached (nothing listens on
+    // port 1): once that dial fails, nobody could ever answer
+    let nobody = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+    let bootstrap = format!("/ip4/127.0.0.1/tcp/1/p2p/{nobody}");
+    let m = cli.mount("mnt", &["--bootstrap", &bootstrap, "--fetch-timeout", "60"]);
+    let absent = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let started = Instant::now();
+    let err = std::fs::read(m.dir.join(".ipfs").join(absent)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "waited {:?} for nobody", started.elapsed());
+    // the log says why, naming the CID once, and suggests --offline for the bootstrap
+    let log = std::fs::read_to_string(cli.path("mnt.log")).unwrap();
+    let line = log.lines().find(|l| l.contains(absent) && l.contains("ERROR")).unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(line.matches(absent).count(), 1, "{line}");
+    assert!(line.contains("no IPFS peer is connected") || line.contains("the DHT is unreachable"), "{line}");
+    assert!(log.contains("cannot reach DHT bootstrap peer") && log.contains("--offline"), "{log}");
+    // the CLI, through the running mount, fails at once too, saying the CID once
+    let started = Instant::now();
+    let err = cli.fails(&["cat", absent], 3);
+    assert!(started.elapsed() < Duration::from_secs(20), "waited {:?}", started.elapsed());
+    assert_eq!(err.matches(absent).count(), 1, "{err}");
+}
+
+#[test]
 fn helia_fetches_a_file_written_into_the_drive() {
     fetch_from_drive(|cid, addr, out| run_ok(helia().arg("fetch").arg(cid).arg(addr).arg(out)));
 }

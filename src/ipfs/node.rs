@@ -37,6 +37,11 @@ const RECEIVED_KEPT: usize = 32;
 const REBROADCAST_FIRST: Duration = Duration::from_secs(1);
 const REBROADCAST_MAX: Duration = Duration::from_secs(8);
 
+/// How long after start a bootstrap peer still being dialled counts as a route into the
+/// DHT. Past it, with no DHT peer connected, the DHT is taken to have no route, and a want
+/// nobody else can answer fails at once instead of at the deadline.
+const BOOTSTRAP_GRACE: Duration = Duration::from_secs(10);
+
 /// Where the node gets the blocks it serves (the local store).
 pub trait BlockSource: Send + Sync {
     /// The block `cid`, if held locally (never fetched from the network).
@@ -70,12 +75,17 @@ const GATEWAY_TIMEOUT: Duration = Duration::from_secs(20);
 const GATEWAY_HEAD_START: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
+/// Why the network did not deliver a block. The messages leave the CID out: whoever
+/// reports the failure names it once (see `FetchError::Unavailable`).
 pub enum NetError {
-    #[error("{cid}: no connected peer or configured gateway has it{why}")]
+    #[error("no connected peer or configured gateway has it{why}")]
     NotFound { cid: Cid, why: Box<str> },
-    #[error("{cid}: no IPFS peer is connected to ask (connect one with --peer, or check the network)")]
+    #[error(
+        "no IPFS peer is connected to ask and the DHT has no route to any (connect one with --peer or `cidfs swarm \
+         connect`, add a --gateway, or check the network)"
+    )]
     NoPeers { cid: Cid },
-    #[error("{cid}: no peer sent it within {timeout:?} ({peers} peers connected)")]
+    #[error("no peer sent it within {timeout:?} ({peers} peers connected)")]
     Timeout { cid: Cid, timeout: Duration, peers: usize },
     #[error("peer key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
@@ -113,6 +123,9 @@ struct Want {
     dont_have: HashSet<PeerId>,
     /// Where the want stands with the gateways.
     gateway: GatewayAsk,
+    /// A DHT provider lookup for it may still name a provider (it is running, or it named
+    /// one that is being dialled).
+    lookup: bool,
 }
 
 /// A want and the gateways: they are asked only if the peers do not deliver within
@@ -142,6 +155,12 @@ struct State {
     listen: Vec<Multiaddr>,
     stats: NetStats,
     next_waiter: u64,
+    /// Connected peers that speak the DHT: the node's routes into it.
+    dht_peers: HashSet<PeerId>,
+    /// Bootstrap peers whose dial has not failed or succeeded yet.
+    bootstrap_pending: HashSet<PeerId>,
+    /// Provider lookups running: which CID, and whether they named a provider yet.
+    lookups: HashMap<kad::QueryId, (Cid, bool)>,
 }
 
 enum Command {
@@ -158,6 +177,7 @@ struct Inner {
     handle: tokio::runtime::Handle,
     /// Whether the DHT is in use (bootstrap peers were given).
     dht: bool,
+    started: Instant,
     gateways: Option<Arc<Gateways>>,
     /// Peers named in the configuration, and as what (their dial failures are the user's
     /// business; a DHT provider's are not).
@@ -268,12 +288,20 @@ impl Node {
                 listen: Vec::new(),
                 stats: NetStats::default(),
                 next_waiter: 0,
+                dht_peers: HashSet::new(),
+                bootstrap_pending: configured_peers(&config)
+                    .into_iter()
+                    .filter(|(_, what)| *what == "bootstrap")
+                    .map(|(p, _)| p)
+                    .collect(),
+                lookups: HashMap::new(),
             }),
             opener,
             commands,
             source,
             handle: runtime.handle().clone(),
             dht: !config.bootstrap.is_empty(),
+            started: Instant::now(),
             gateways: (!gateways.is_empty()).then(|| Arc::new(gateways)),
             configured: configured_peers(&config),
         });
@@ -300,6 +328,14 @@ impl Node {
                 }
             }
         }
+        if inner.dht {
+            // past the grace, a bootstrap peer still being dialled is no route any more
+            let grace_inner = inner.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(BOOTSTRAP_GRACE).await;
+                settle_all(&grace_inner);
+            });
+        }
         let swarm_inner = inner.clone();
         let addrs_file = config.addrs_file.clone();
         runtime.spawn(async move {
@@ -316,7 +352,8 @@ impl Node {
                             let _ = swarm.disconnect_peer_id(peer);
                         }
                         Some(Command::FindProviders(cid)) => {
-                            swarm.behaviour_mut().kad.get_providers(dht_key(&cid));
+                            let query = swarm.behaviour_mut().kad.get_providers(dht_key(&cid));
+                            swarm_inner.state.lock().expect("lock poisoned").lookups.insert(query, (cid, false));
                         }
                         None => break,
                     },
@@ -378,12 +415,13 @@ impl Node {
             st.next_waiter += 1;
             let id = st.next_waiter;
             let peers: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
+            let dht = dht_reachable(&self.inner, &st);
             match st.wants.get_mut(cid) {
                 Some(w) => {
                     w.waiters.push((id, tx));
                     (id, Vec::new(), false)
                 }
-                None if peers.is_empty() && !self.inner.dht && self.inner.gateways.is_none() => {
+                None if peers.is_empty() && self.inner.gateways.is_none() && !dht => {
                     return Err(NetError::NoPeers { cid: *cid });
                 }
                 None => {
@@ -393,7 +431,8 @@ impl Node {
                         (Some(_), true) => GatewayAsk::Asking,
                         (Some(_), false) => GatewayAsk::NotYet,
                     };
-                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), gateway };
+                    let lookup = self.inner.dht;
+                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), gateway, lookup };
                     st.wants.insert(*cid, want);
                     (id, peers, true)
                 }
@@ -520,6 +559,7 @@ fn on_event(
                     return;
                 }
                 st.peers.entry(peer_id).or_insert(None);
+                st.bootstrap_pending.remove(&peer_id);
                 let wants: Vec<Cid> = st.wants.keys().copied().collect();
                 for cid in &wants {
                     if let Some(w) = st.wants.get_mut(cid) {
@@ -534,13 +574,25 @@ fn on_event(
         }
         SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
             log::info!("disconnected from {peer_id}");
-            inner.state.lock().expect("lock poisoned").peers.remove(&peer_id);
+            let mut st = inner.state.lock().expect("lock poisoned");
+            st.peers.remove(&peer_id);
+            st.dht_peers.remove(&peer_id);
+            drop(st);
+            // wants that only it could still answer (or, if it was the last DHT peer, only
+            // the DHT) have nobody left
+            settle_all(inner);
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            if let Some(p) = peer_id
+                && inner.state.lock().expect("lock poisoned").bootstrap_pending.remove(&p)
+            {
+                settle_all(inner);
+            }
             match peer_id.and_then(|p| inner.configured.get(&p).map(|what| (p, *what))) {
                 Some((p, "bootstrap")) => log::warn!(
                     "cannot reach DHT bootstrap peer {p}: {error} (until one is reachable, blocks come only from \
-                     connected peers and gateways; check the network, or pass --bootstrap)"
+                     connected peers and gateways; check the network, pass --bootstrap, or mount with --offline to \
+                     read only what is stored here)"
                 ),
                 Some((p, what)) => log::warn!("cannot reach {what} {p}: {error}"),
                 None => {
@@ -549,38 +601,77 @@ fn on_event(
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-            result: kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { key, providers })),
+            id,
+            result: kad::QueryResult::GetProviders(result),
+            step,
             ..
         })) => {
-            let local = *swarm.local_peer_id();
-            let (connected, bad): (HashSet<PeerId>, HashSet<PeerId>) = {
-                let st = inner.state.lock().expect("lock poisoned");
-                (st.peers.keys().copied().collect(), st.bad.clone())
+            let found = match result {
+                Ok(kad::GetProvidersOk::FoundProviders { key, providers }) => {
+                    dial_providers(inner, swarm, &key, providers)
+                }
+                _ => false,
             };
-            for peer in providers {
-                if peer == local || connected.contains(&peer) || bad.contains(&peer) {
-                    continue;
+            let finished = {
+                let mut st = inner.state.lock().expect("lock poisoned");
+                if let Some(lookup) = st.lookups.get_mut(&id) {
+                    lookup.1 |= found;
                 }
-                log::info!("the DHT names {peer} as a provider of {}; connecting", multihash_hex(key.as_ref()));
-                // the query just learnt the provider's addresses: dialling by peer ID finds them
-                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = swarm.dial(opts) {
-                    log::debug!("dialling provider {peer}: {e}");
+                if step.last { st.lookups.remove(&id) } else { None }
+            };
+            // a lookup that named nobody leaves only the peers and gateways to wait for
+            if let Some((cid, false)) = finished {
+                let mut st = inner.state.lock().expect("lock poisoned");
+                if let Some(w) = st.wants.get_mut(&cid) {
+                    w.lookup = false;
                 }
+                settle(inner, &mut st, cid, "");
             }
         }
         // peers that answer DHT queries join the routing table at the addresses they listen on
         SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
             if info.protocols.iter().any(|p| p.as_ref() == "/ipfs/kad/1.0.0") =>
         {
+            inner.state.lock().expect("lock poisoned").dht_peers.insert(peer_id);
             for addr in info.listen_addrs {
                 swarm.behaviour_mut().kad.add_address(&peer_id, addr);
             }
         }
         _ => {}
     }
+}
+
+/// Dials the providers a DHT lookup named; whether it named any we could ask.
+fn dial_providers(
+    inner: &Arc<Inner>,
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    key: &kad::RecordKey,
+    providers: HashSet<PeerId>,
+) -> bool {
+    let local = *swarm.local_peer_id();
+    let (connected, bad): (HashSet<PeerId>, HashSet<PeerId>) = {
+        let st = inner.state.lock().expect("lock poisoned");
+        (st.peers.keys().copied().collect(), st.bad.clone())
+    };
+    let mut named = false;
+    for peer in providers {
+        if peer == local || bad.contains(&peer) {
+            continue;
+        }
+        named = true;
+        if connected.contains(&peer) {
+            continue; // asked already
+        }
+        log::info!("the DHT names {peer} as a provider of {}; connecting", multihash_hex(key.as_ref()));
+        // the query just learnt the provider's addresses: dialling by peer ID finds them
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = swarm.dial(opts) {
+            log::debug!("dialling provider {peer}: {e}");
+        }
+    }
+    named
 }
 
 /// Queues `out` for `peer`, starting its writer task if needed.
@@ -725,6 +816,48 @@ fn gateways_next(inner: &Inner, cid: &Cid) -> bool {
     }
 }
 
+/// Whether a DHT lookup could still reach a provider: a DHT peer is connected, or a
+/// bootstrap peer is still being dialled within [`BOOTSTRAP_GRACE`] of the start.
+fn dht_reachable(inner: &Inner, st: &State) -> bool {
+    inner.dht
+        && (!st.dht_peers.is_empty() || (!st.bootstrap_pending.is_empty() && inner.started.elapsed() < BOOTSTRAP_GRACE))
+}
+
+/// Fails want `cid` at once if nobody is left who could answer it: every usable connected
+/// peer said don't-have (or none is connected), the gateways are done (or there are none),
+/// and no DHT lookup for it can still name a provider. `extra` adds to the reason.
+fn settle(inner: &Inner, st: &mut State, cid: Cid, extra: &str) {
+    let dht = dht_reachable(inner, st);
+    let connected: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
+    let Some(w) = st.wants.get(&cid) else { return };
+    if w.gateway != GatewayAsk::Done || (w.lookup && dht) || !connected.iter().all(|p| w.dont_have.contains(p)) {
+        return;
+    }
+    let mut why = if connected.is_empty() {
+        " (no peer connected".to_string()
+    } else {
+        format!(" ({} connected peers said don't-have", connected.len())
+    };
+    if inner.gateways.is_some() {
+        why.push_str(", nor did the gateways");
+    }
+    if inner.dht {
+        why.push_str(if dht { "; the DHT found no provider" } else { "; the DHT is unreachable" });
+    }
+    why.push_str(extra);
+    why.push(')');
+    nobody_has(st, cid, &why);
+}
+
+/// [`settle`] for every open want (after something that was waited for went away).
+fn settle_all(inner: &Inner) {
+    let mut st = inner.state.lock().expect("lock poisoned");
+    let cids: Vec<Cid> = st.wants.keys().copied().collect();
+    for cid in cids {
+        settle(inner, &mut st, cid, "");
+    }
+}
+
 /// Fails want `cid` at once: every source asked said it does not have the block (`why`:
 /// anything else worth telling, e.g. gateways that failed).
 fn nobody_has(st: &mut State, cid: Cid, why: &str) {
@@ -756,17 +889,14 @@ fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
             if !errors.is_empty() {
                 log::debug!("{cid}: {tried} gateways asked, none had it: {}", errors.join("; "));
             }
-            let connected: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
             let Some(w) = st.wants.get_mut(&cid) else { return };
             w.gateway = GatewayAsk::Done;
-            if !inner.dht && connected.iter().all(|p| w.dont_have.contains(p)) {
-                let why = if errors.is_empty() {
-                    " (every peer and gateway said don't-have)".to_string()
-                } else {
-                    format!(" (gateways failed: {}; check --gateway)", errors.join("; "))
-                };
-                nobody_has(&mut st, cid, &why);
-            }
+            let why = if errors.is_empty() {
+                String::new()
+            } else {
+                format!("; gateways failed: {} (check --gateway)", errors.join("; "))
+            };
+            settle(inner, &mut st, cid, &why);
         }
     }
 }
@@ -843,9 +973,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
                         to_gateways.push(cid);
                     }
                     GatewayAsk::Asking => {}
-                    // (with the DHT in use, a provider may still turn up: wait for it)
-                    GatewayAsk::Done if !inner.dht => nobody_has(&mut st, cid, " (every peer said don't-have)"),
-                    GatewayAsk::Done => {}
+                    GatewayAsk::Done => settle(inner, &mut st, cid, ""),
                 }
             }
         }
