@@ -18,7 +18,8 @@ Exit codes:
   2  command-line usage error
   3  a block needed is not in the local store (\"not found locally: CID\")
   4  invalid data: corrupt CAR, block not matching its CID, malformed node, failed verify
-  5  the store is in use by another cidfs process
+  5  the store is in use by another cidfs process (the message says which, and how to stop it)
+  6  a name add/import would give in the drive is taken (nothing was added; --replace)
 
 Environment:
   CIDFS_HOME  where the store lives (default $XDG_DATA_HOME/cidfs, i.e. ~/.local/share/cidfs)
@@ -85,6 +86,10 @@ enum Command {
         /// Name in the drive (one path only; default: the path's base name).
         #[arg(long)]
         name: Option<String>,
+        /// Replace a drive entry of the same name (the previous snapshot keeps the old one);
+        /// without it, a name the drive has is refused (exit 6).
+        #[arg(long)]
+        replace: bool,
     },
     /// Write the bytes of a file to stdout.
     Cat {
@@ -119,6 +124,10 @@ enum Command {
         /// Name in the drive (one CAR with one root; default: the CAR's file name).
         #[arg(long)]
         name: Option<String>,
+        /// Replace a drive entry of the same name (the previous snapshot keeps the old one);
+        /// without it, a name the drive has is refused (exit 6).
+        #[arg(long)]
+        replace: bool,
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,
@@ -215,9 +224,14 @@ enum PinAction {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser::mnt=error"))
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser::mnt=error"))
         .format_timestamp(None)
-        .init();
+        .build();
+    let max_level = logger.filter();
+    // fuser's failed replies are told with the operation they answered (see `oplog`)
+    if log::set_boxed_logger(Box::new(cidfs::fuse::oplog::ReplyLog::new(logger))).is_ok() {
+        log::set_max_level(max_level);
+    }
     commands::tune_allocator();
     let cli = Cli::parse();
     if let Some(home) = &cli.home {
@@ -229,9 +243,14 @@ fn main() -> ExitCode {
         Err(e) if e.message.contains("Broken pipe") => ExitCode::from(exit::OK as u8),
         Err(e) => {
             eprintln!("cidfs: {e}");
+            commands::mount::report_failure(&e);
             ExitCode::from(e.code as u8)
         }
     }
+}
+
+fn drive_root(store: &cidfs::store::Store) -> Result<Option<cid::Cid>, CliError> {
+    Ok(store.root_cid(commands::drive::DRIVE_ROOT)?)
 }
 
 fn parse_cid(s: &str) -> Result<cid::Cid, CliError> {
@@ -257,6 +276,7 @@ fn run(command: Command) -> Result<(), CliError> {
             preserve_mtime,
             pin,
             name,
+            replace,
         } => {
             let mut import = match profile {
                 Some(Profile::UnixfsV12025) => ImportOptions::unixfs_v1_2025(),
@@ -275,8 +295,17 @@ fn run(command: Command) -> Result<(), CliError> {
             if let Some(spec) = chunker {
                 import.chunk_size = ImportOptions::parse_chunker(&spec).map_err(CliError::failure)?;
             }
-            let opts =
-                AddOptions { import, hidden, preserve_mode, preserve_mtime, quiet_roots: quieter, quiet, pin, name };
+            let opts = AddOptions {
+                import,
+                hidden,
+                preserve_mode,
+                preserve_mtime,
+                quiet_roots: quieter,
+                quiet,
+                pin,
+                name,
+                replace,
+            };
             let store = commands::open_store()?;
             commands::add::run(&store, &paths, &opts, &mut print)?;
         }
@@ -286,7 +315,10 @@ fn run(command: Command) -> Result<(), CliError> {
             let mut stdout = std::io::stdout().lock();
             match commands::control::cat(&home, &path, offset, length, &mut stdout) {
                 Some(r) => r?,
-                None => read::cat(&commands::open_store()?, &path, offset, length, &mut stdout)?,
+                None => {
+                    let store = commands::open_store()?;
+                    read::cat(&store, drive_root(&store)?, &path, offset, length, &mut stdout)?
+                }
             }
         }
         Command::Ls { path } => {
@@ -294,7 +326,8 @@ fn run(command: Command) -> Result<(), CliError> {
             match commands::control::ask(&home, &format!("ls {path}")) {
                 Some(reply) => print!("{}", reply?),
                 None => {
-                    for e in read::ls(&commands::open_store()?, &path)? {
+                    let store = commands::open_store()?;
+                    for e in read::ls(&store, drive_root(&store)?, &path)? {
                         print(&read::ls_line(&e));
                     }
                 }
@@ -305,21 +338,38 @@ fn run(command: Command) -> Result<(), CliError> {
             let abs = std::path::absolute(&out).map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
             let written = match commands::control::ask(&home, &format!("get {}\t{path}", abs.display())) {
                 Some(reply) => PathBuf::from(reply?.trim_end()),
-                None => read::get(&commands::open_store()?, &path, &out)?,
+                None => {
+                    let store = commands::open_store()?;
+                    read::get(&store, drive_root(&store)?, &path, &out)?
+                }
             };
             eprintln!("saved {path} to {}", written.display());
         }
-        Command::Import { files, no_pin, name, quiet } => {
+        Command::Import { files, no_pin, name, replace, quiet } => {
             let store = commands::open_store()?;
-            let r = commands::car::import(&store, &files, !no_pin, name.as_deref(), quiet)?;
+            let r = commands::car::import(&store, &files, !no_pin, name.as_deref(), replace, quiet)?;
             for root in &r.roots {
                 print(&format!("root {root}{}", if no_pin { "" } else { " pinned" }));
             }
-            eprintln!("imported {} blocks ({} new, {})", r.blocks, r.new_blocks, repo::human_bytes(r.bytes));
+            let linked = if r.drive_names.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = r.drive_names.iter().map(|n| format!("/{n}")).collect();
+                format!("; in the drive as {}", names.join(", "))
+            };
+            eprintln!(
+                "imported {} blocks ({}), {} of them new to the store{linked}",
+                r.blocks,
+                repo::human_bytes(r.bytes),
+                r.new_blocks
+            );
+            for line in r.linked.report() {
+                eprintln!("cidfs: {line}");
+            }
         }
         Command::Export { path, output, quiet } => {
             let store = commands::open_store()?;
-            let (_, resolved) = read::resolve(&store, &path)?;
+            let (_, resolved) = read::resolve(&store, drive_root(&store)?, &path)?;
             let cid = match resolved {
                 cidfs::unixfs::path::Resolved::Node { cid, .. } => cid,
                 cidfs::unixfs::path::Resolved::Value { .. } => {
@@ -392,8 +442,17 @@ fn run(command: Command) -> Result<(), CliError> {
             for (cid, why) in &hot.bad {
                 print(&format!("bad hot copy of {cid}: {why} (deleted; reads of it go through its blocks)"));
             }
+            // the DAGs checked are those gc keeps: pins, the drive (and its sidecar), and
+            // every snapshot in the drive's log; say which, so the count adds up
+            let (pins, snapshots) = (store.pins()?.len(), store.commits()?.len());
+            let drive = match store.roots()?.len() {
+                0 => "",
+                1 => "the drive, ",
+                _ => "the drive and its sidecar, ",
+            };
             print(&format!(
-                "checked {} blocks ({}), {} pinned roots and {} hot copies ({})",
+                "checked {} blocks ({}), the DAGs under {} roots ({pins} pins, {drive}{snapshots} snapshots; a \
+                 root that is several of these counts once) and {} hot copies ({})",
                 r.blocks_checked,
                 repo::human_bytes(r.bytes_checked),
                 r.roots_checked,

@@ -75,11 +75,13 @@ fn import_options_match_the_vectors_from_the_cli() {
         .map(|r| (r[1].clone(), r[2].clone()))
         .collect();
     assert_eq!(cli.add_q(&f, &[]), want["kubo-v0"]);
-    assert_eq!(cli.add_q(&f, &["--cid-version", "1"]), want["kubo-v1"]);
-    assert_eq!(cli.add_q(&f, &["--profile", "unixfs-v1-2025"]), want["v1-2025"]);
+    // (the drive has /p251 now: the variants are stored, not linked into it)
+    assert_eq!(cli.add_q(&f, &["--pin=false", "--cid-version", "1"]), want["kubo-v1"]);
+    assert_eq!(cli.add_q(&f, &["--pin=false", "--profile", "unixfs-v1-2025"]), want["v1-2025"]);
     // explicit options override a profile / imply what Kubo implies
-    assert_eq!(cli.add_q(&f, &["--raw-leaves", "--cid-version", "1", "--chunker", "size-262144"]), want["kubo-v1"]);
-    let small = cli.add_q(&f, &["--chunker", "size-1000"]);
+    let explicit = ["--pin=false", "--raw-leaves", "--cid-version", "1", "--chunker", "size-262144"];
+    assert_eq!(cli.add_q(&f, &explicit), want["kubo-v1"]);
+    let small = cli.add_q(&f, &["--pin=false", "--chunker", "size-1000"]);
     assert_ne!(small, want["kubo-v0"]);
     assert_eq!(cli.cmd().args(["cat", &small]).output().unwrap().stdout, common::p251());
     cli.fails(&["add", "--chunker", "rabin", f.to_str().unwrap()], 1);
@@ -91,7 +93,7 @@ fn hidden_files_follow_kubo() {
     cli.write("d/.secret", b"s");
     cli.write("d/plain", b"p");
     let without = cli.add_q(&cli.path("d"), &[]);
-    let with = cli.add_q(&cli.path("d"), &["-H"]);
+    let with = cli.add_q(&cli.path("d"), &["-H", "--name", "d-hidden"]);
     assert_ne!(without, with);
     assert!(!cli.ok(&["ls", &without]).contains(".secret"));
     assert!(cli.ok(&["ls", &with]).contains(".secret"));
@@ -105,7 +107,7 @@ fn preserved_mode_and_mtime_are_restored_by_get() {
     let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123);
     std::fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
     let plain = cli.add_q(&cli.path("d"), &[]);
-    let root = cli.add_q(&cli.path("d"), &["--preserve-mode", "--preserve-mtime"]);
+    let root = cli.add_q(&cli.path("d"), &["--preserve-mode", "--preserve-mtime", "--replace"]);
     assert_ne!(plain, root, "metadata changes the CID");
     cli.ok(&["get", &root, "out"]);
     let md = std::fs::metadata(cli.path("out/script.sh")).unwrap();
@@ -380,7 +382,7 @@ fn progress_shows_on_a_terminal_only() {
     assert!(out.stderr.is_empty(), "no progress when not on a terminal: {:?}", String::from_utf8_lossy(&out.stderr));
     // under a pseudo-terminal (script(1)), the bar is drawn
     let bin = env!("CARGO_BIN_EXE_cidfs");
-    let cmd = format!("{bin} add --cid-version 1 {}", f.display());
+    let cmd = format!("{bin} add --pin=false --cid-version 1 {}", f.display());
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env("CIDFS_HOME", cli.home.path())
@@ -459,4 +461,110 @@ fn identity_cids_read_without_any_store() {
     cli.ok(&["import", "--no-pin", "d.car"]);
     assert_eq!(cli.ok(&["cat", &format!("{}/inline.txt", dir.cid())]), "inline bytes");
     assert_eq!(store_blocks(&cli), 1, "only the directory; the identity CID is never stored");
+}
+
+#[test]
+fn add_never_replaces_a_drive_entry_unless_asked() {
+    let cli = Cli::new();
+    cli.write("doc/a.txt", b"first\n");
+    let first = cli.add_q(&cli.path("doc"), &[]);
+    // the same name again, with other content: refused, nothing added, the drive unchanged
+    cli.write("doc/a.txt", b"second\n");
+    let err = cli.fails(&["add", "-Q", cli.path("doc").to_str().unwrap()], 6);
+    assert!(err.contains("/doc already exists in the drive") && err.contains("--replace"), "{err}");
+    assert_eq!(cli.ok(&["cat", "/doc/a.txt"]), "first\n");
+    let one_file = cli.write("one.txt", b"one\n");
+    let err = cli.fails(&["add", "--name", "doc", one_file.to_str().unwrap()], 6);
+    assert!(err.contains("/doc already exists"), "{err}");
+    assert_eq!(cli.ok(&["cat", "/doc/a.txt"]), "first\n", "--name does not replace either");
+    // two paths that would share a name are refused before anything is added
+    cli.write("other/doc/x", b"x");
+    let err = cli.fails(&["add", "--name", "d", "a", "b"], 2);
+    assert!(err.contains("--name needs exactly one path"), "{err}");
+    let err = cli.fails(&["add", cli.path("other/doc").to_str().unwrap(), cli.path("doc").to_str().unwrap()], 6);
+    assert!(err.contains("doc"), "{err}");
+
+    // --replace: says what it replaced and which snapshot still holds it
+    let before = cli.ok(&["log"]);
+    let last_seq = before.lines().last().unwrap().split('\t').next().unwrap().to_string();
+    let out = cli.run(&["add", "-Q", "--replace", cli.path("doc").to_str().unwrap()]);
+    assert!(out.status.success());
+    let second = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("replaced /doc in the drive (was {first})")), "{err}");
+    assert!(err.contains(&format!("snapshot {last_seq}")), "{err}");
+    assert_eq!(cli.ok(&["cat", "/doc/a.txt"]), "second\n");
+    assert_eq!(
+        cli.ok(&["ls", "/"]).lines().find(|l| l.starts_with("doc\t")).unwrap().split('\t').nth(3),
+        Some(&*second)
+    );
+    // the snapshot named still holds the old tree
+    let old_root = before.lines().last().unwrap().split('\t').nth(2).unwrap().to_string();
+    assert_eq!(cli.ok(&["cat", &format!("{old_root}/doc/a.txt")]), "first\n");
+    let help = cli.ok(&["--help"]);
+    assert!(help.contains("6  a name add/import would give in the drive is taken"), "{help}");
+}
+
+#[test]
+fn import_refuses_a_taken_drive_name_too_and_its_counts_add_up() {
+    let cli = Cli::new();
+    let root = cli.add_q(&sample_tree(&cli), &["--pin=false"]);
+    cli.ok(&["export", &root, "-o", "tree.car"]);
+    let out = cli.run(&["import", "tree.car"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // the blocks read, those new to the store (not more than read), and the drive name
+    assert!(err.contains("in the drive as /tree"), "{err}");
+    assert!(err.contains("0 of them new to the store"), "all were added before: {err}");
+    // the same CAR again: the same content under its name, no change
+    cli.ok(&["import", "tree.car"]);
+    // another DAG in a CAR of the same name: refused before any block is read
+    cli.write("other/x.txt", b"other\n");
+    let other = cli.add_q(&cli.path("other"), &["--pin=false"]);
+    std::fs::create_dir(cli.path("elsewhere")).unwrap();
+    cli.ok(&["export", &other, "-o", "elsewhere/tree.car"]);
+    let err = cli.fails(&["import", "elsewhere/tree.car"], 6);
+    assert!(err.contains("/tree already exists in the drive"), "{err}");
+    assert_eq!(cli.ok(&["cat", "/tree/hello.txt"]), "hello\n");
+    let out = cli.run(&["import", "--replace", "elsewhere/tree.car"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("replaced /tree in the drive (was {root})")));
+    assert_eq!(cli.ok(&["cat", "/tree/x.txt"]), "other\n");
+}
+
+#[test]
+fn ls_cat_and_get_take_kubo_paths_and_drive_paths() {
+    let cli = Cli::new();
+    // an empty drive lists as empty
+    assert_eq!(cli.ok(&["ls", "/"]), "");
+    let err = cli.fails(&["cat", "/nothing.txt"], 3);
+    assert!(err.contains("the drive is empty"), "{err}");
+    let root = cli.add_q(&sample_tree(&cli), &[]);
+    // Kubo's /ipfs/CID/path form and the bare CID/path form name the same thing
+    assert_eq!(cli.ok(&["cat", &format!("/ipfs/{root}/hello.txt")]), "hello\n");
+    assert_eq!(cli.ok(&["ls", &format!("/ipfs/{root}/sub")]), cli.ok(&["ls", &format!("{root}/sub")]));
+    // a path in the drive
+    let top = cli.ok(&["ls", "/"]);
+    assert!(top.starts_with(&format!("tree\tdir\t-\t{root}")), "{top}");
+    assert_eq!(cli.ok(&["cat", "/tree/hello.txt"]), "hello\n");
+    assert_eq!(cli.ok(&["ls", "/tree/sub"]), cli.ok(&["ls", &format!("{root}/sub")]));
+    cli.ok(&["get", "/tree/sub", cli.path("out").to_str().unwrap()]);
+    assert!(same_tree(&cli.path("tree/sub"), &cli.path("out")));
+    let err = cli.fails(&["cat", "/tree/missing.txt"], 1);
+    assert!(err.contains("/tree/missing.txt: no such file or directory in the drive"), "{err}");
+    let err = cli.fails(&["ls", "not-a-cid"], 1);
+    assert!(err.contains("/path for a path in the drive"), "{err}");
+}
+
+#[test]
+fn verify_says_which_roots_it_checked() {
+    let cli = Cli::new();
+    cli.add_q(&sample_tree(&cli), &[]);
+    cli.write("second/x", b"x");
+    cli.add_q(&cli.path("second"), &[]);
+    let pins = cli.ok(&["pin", "ls"]).lines().count();
+    assert_eq!(pins, 2);
+    let out = cli.ok(&["verify"]);
+    // two pins, the drive root, and two snapshots (the second is the drive root itself)
+    assert!(out.contains("the DAGs under 4 roots (2 pins, the drive, 2 snapshots;"), "{out}");
 }

@@ -105,7 +105,10 @@ fn helia_imports_cidfs_exports_and_reads_every_file() {
     let cli = Cli::new();
     let tree = edge_tree(&cli);
     let want = expected_listing(&tree);
-    for flags in [&[][..], &["--cid-version", "1"][..], &["--profile", "unixfs-v1-2025"][..]] {
+    // (stored only: each variant would otherwise take the drive name `tree`)
+    for flags in
+        [&["--pin=false"][..], &["--pin=false", "--cid-version", "1"], &["--pin=false", "--profile", "unixfs-v1-2025"]]
+    {
         let root = cli.add_q(&tree, flags);
         cli.ok(&["export", &root, "-o", "tree.car"]);
         let (helia_root, listing) = helia_check(&cli.path("tree.car"));

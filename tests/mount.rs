@@ -205,8 +205,39 @@ fn mountpoints_must_exist_be_empty_and_not_in_use() {
     let err = other.fails(&["mount", m.dir.to_str().unwrap()], 1);
     assert!(err.contains("already mounted"), "{err}");
     let err = cli.fails(&["pin", "ls"], 5);
-    assert!(err.contains("in use"), "{err}");
+    // names the process holding the store, where it is mounted, and how to stop it
+    let pid = m.child.id();
+    assert!(err.contains(&format!("in use by cidfs process {pid} (mounted at {})", m.dir.display())), "{err}");
+    assert!(err.contains(&format!("stop it with `cidfs unmount {}`", m.dir.display())), "{err}");
     assert!(cli.ok(&["status"]).contains("peers connected"), "status asks the running mount");
+}
+
+#[test]
+fn a_failed_background_mount_says_why_with_its_exit_code_and_leaves_the_other_log_alone() {
+    let cli = Cli::new();
+    fs::create_dir(cli.path("bg")).unwrap();
+    let _guard = UnmountOnDrop(cli.path("bg"));
+    cli.ok(&["mount", "--background", cli.path("bg").to_str().unwrap()]);
+    let log = cli.home.path().join("mount.log");
+    let before = fs::read(&log).unwrap();
+    // the same store again, elsewhere: refused by the first mount's hold on the store
+    fs::create_dir(cli.path("bg2")).unwrap();
+    let err = cli.fails(&["mount", "--background", cli.path("bg2").to_str().unwrap()], 5);
+    assert!(err.contains(&format!("mounted at {}", cli.path("bg").display())), "{err}");
+    assert!(!err.contains("INFO") && !err.contains(" says:"), "only this attempt's reason: {err}");
+    assert_eq!(err.matches("in use by").count(), 1, "said once: {err}");
+    assert_eq!(fs::read(&log).unwrap(), before, "nothing written into the running mount's log");
+    cli.ok(&["unmount", cli.path("bg").to_str().unwrap()]);
+    wait_for_mount_process_to_exit(&cli);
+}
+
+#[test]
+fn the_empty_drive_root_shows_when_the_store_was_made() {
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mtime = fs::metadata(&m.dir).unwrap().mtime();
+    assert!((now - 120..=now + 5).contains(&mtime), "root mtime {mtime}, now {now}");
 }
 
 #[test]
@@ -364,7 +395,10 @@ fn files_copied_into_the_drive_survive_remount_and_verify() {
     )));
     drop(m); // unmount commits whatever is left
     let out = cli.ok(&["verify"]);
-    assert!(out.contains("2 pinned roots"), "the drive and its POSIX sidecar: {out}");
+    assert!(
+        out.contains("the DAGs under 2 roots (0 pins, the drive and its sidecar, "),
+        "the drive and its POSIX sidecar: {out}"
+    );
     let m = cli.mount("mnt", &[]);
     assert!(same_tree(&src, &m.dir.join("copy")), "after remount");
     assert!(same_tree(&src, &m.dir.join("untar")), "tar extracted into the mount");
@@ -934,10 +968,19 @@ fn adding_over_a_name_drops_what_was_said_about_the_old_content() {
     fs::hard_link(m.dir.join("tree/hello.txt"), m.dir.join("tree/a/twin")).unwrap();
     run_ok(Command::new("setfattr").args(["-n", "user.keep", "-v", "1"]).arg(m.dir.join("tree/a")));
     drop(m);
+    // the same content linked again under its name is no change: what was said of it stays
+    let tree_cid =
+        cli.ok(&["ls", "/"]).lines().find(|l| l.starts_with("tree\t")).unwrap().split('\t').nth(3).unwrap().to_string();
+    cli.ok(&["export", &tree_cid, "-o", "same.car"]);
+    cli.ok(&["import", "--name", "tree", "same.car"]);
+    let m = cli.mount("mnt", &[]);
+    assert_eq!(getxattr(&m.dir.join("tree"), "user.old").unwrap(), b"1");
+    assert_eq!(fs::metadata(m.dir.join("tree/hello.txt")).unwrap().nlink(), 2);
+    drop(m);
     // a new tree under the same name: none of the old attributes or links apply to it
     cli.write("other/tree/hello.txt", b"new\n");
     cli.write("other/tree/a/twin", b"not a link\n");
-    cli.ok(&["add", "-Q", cli.path("other/tree").to_str().unwrap()]);
+    cli.ok(&["add", "-Q", "--replace", cli.path("other/tree").to_str().unwrap()]);
     let m = cli.mount("mnt", &[]);
     assert_eq!(getxattr(&m.dir.join("tree"), "user.old").unwrap_err().raw_os_error(), Some(libc::ENODATA));
     assert_eq!(getxattr(&m.dir.join("tree/a"), "user.keep").unwrap_err().raw_os_error(), Some(libc::ENODATA));

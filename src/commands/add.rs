@@ -32,6 +32,8 @@ pub struct AddOptions {
     pub pin: bool,
     /// Name in the drive (one path only); default: the path's base name.
     pub name: Option<String>,
+    /// Replace drive entries of the same name (else such a name is refused).
+    pub replace: bool,
 }
 
 struct Adder<'a, 's> {
@@ -52,6 +54,8 @@ pub fn run(
     out: &mut dyn FnMut(&str),
 ) -> Result<Vec<LinkInfo>, CliError> {
     opts.import.validate().map_err(CliError::failure)?;
+    // (a taken name is refused once the content is known: the same content is no change)
+    let names = if opts.pin { drive_names(paths, opts.name.as_deref())? } else { Vec::new() };
     let total = paths.iter().map(|p| tree_size(p.as_ref(), opts.hidden)).sum();
     let bar = progress::bytes("adding", Some(total), opts.quiet);
     let mut batch = store.batch();
@@ -68,21 +72,29 @@ pub fn run(
         roots.push((root, path));
     }
     adder.bar.finish_and_clear();
+    let mut linked = drive::Linked::default();
     if opts.pin {
         let mut entries = Vec::new();
-        for (root, path) in &roots {
-            let name = match (&opts.name, roots.len()) {
-                (Some(n), 1) => n.clone(),
-                (Some(_), _) => return Err(CliError::failure("--name needs exactly one path")),
-                (None, _) => drive::base_name(path)?,
-            };
+        for ((root, path), name) in roots.iter().zip(names) {
             batch.pin(root.cid, &format!("add {}", path.display()));
             entries.push((name, *root));
         }
-        drive::link(store, &mut batch, entries)?;
+        linked = drive::link(store, &mut batch, entries, opts.replace)?;
     }
     batch.commit()?;
+    for line in linked.report() {
+        eprintln!("cidfs: {line}");
+    }
     Ok(roots.into_iter().map(|(r, _)| r).collect())
+}
+
+/// The names the added paths get in the drive: `--name` (one path only), else base names.
+fn drive_names(paths: &[impl AsRef<Path>], name: Option<&str>) -> Result<Vec<String>, CliError> {
+    match (name, paths.len()) {
+        (Some(n), 1) => Ok(vec![n.to_string()]),
+        (Some(_), _) => Err(CliError::new(super::exit::USAGE, "--name needs exactly one path")),
+        (None, _) => paths.iter().map(|p| drive::base_name(p.as_ref())).collect(),
+    }
 }
 
 impl Adder<'_, '_> {

@@ -14,12 +14,17 @@ use crate::fetch::Blocks;
 use crate::importer::LinkInfo;
 use crate::store::{Batch, Store};
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct ImportReport {
     pub roots: Vec<Cid>,
+    /// Blocks read from the CAR files (a block repeated in them counts each time).
     pub blocks: u64,
+    /// Of those, blocks the store did not hold before.
     pub new_blocks: u64,
     pub bytes: u64,
+    /// Names the roots got in the drive.
+    pub drive_names: Vec<String>,
+    pub linked: super::drive::Linked,
 }
 
 /// Imports CAR files in one batch: every block is verified and every root's DAG must be
@@ -32,6 +37,7 @@ pub fn import(
     files: &[impl AsRef<Path>],
     pin: bool,
     name: Option<&str>,
+    replace: bool,
     quiet: bool,
 ) -> Result<ImportReport, CliError> {
     let mut batch = store.batch();
@@ -45,6 +51,19 @@ pub fn import(
         let mut reader = CarReader::new(BufReader::with_capacity(1 << 20, f))
             .map_err(|e| CliError::from(e).context(path.display()))?;
         let roots = reader.roots().to_vec();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("import").to_string();
+        let names: Vec<String> = match (name, files.len() * roots.len()) {
+            _ if !pin => Vec::new(),
+            (Some(n), 1) => vec![n.to_string()],
+            (Some(_), _) => {
+                return Err(CliError::new(exit::USAGE, "--name needs exactly one CAR with one root"));
+            }
+            (None, _) if roots.len() == 1 => vec![stem.clone()],
+            (None, _) => (1..=roots.len()).map(|i| format!("{stem}-{i}")).collect(),
+        };
+        // a name taken by other content is refused before any block is read
+        let entries: Vec<(String, Cid)> = names.iter().cloned().zip(roots.iter().copied()).collect();
+        super::drive::check_free(store, &entries, replace)?;
         while let Some((_, block)) = reader.next_block().map_err(|e| CliError::from(e).context(path.display()))? {
             report.blocks += 1;
             report.bytes += block.data().len() as u64;
@@ -52,8 +71,7 @@ pub fn import(
             bar.set_position(reader.offset());
         }
         bar.finish_and_clear();
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("import").to_string();
-        for (i, root) in roots.iter().enumerate() {
+        for root in &roots {
             if let Some(missing) = first_missing(&mut batch, root)? {
                 return Err(CliError::new(
                     exit::INVALID_DATA,
@@ -65,22 +83,19 @@ pub fn import(
             }
             if pin {
                 batch.pin(*root, &format!("import {}", path.display()));
-                let entry = match (name, files.len() * roots.len()) {
-                    (Some(n), 1) => n.to_string(),
-                    (Some(_), _) => return Err(CliError::failure("--name needs exactly one CAR with one root")),
-                    (None, _) if roots.len() == 1 => stem.clone(),
-                    (None, _) => format!("{stem}-{}", i + 1),
-                };
-                let tsize = batch.get(root)?.map_or(0, |b| b.len() as u64);
-                drive_entries.push((entry, LinkInfo { cid: *root, tsize, filesize: 0 }));
             }
+        }
+        for (root, entry) in roots.iter().zip(names) {
+            let tsize = batch.get(root)?.map_or(0, |b| b.len() as u64);
+            drive_entries.push((entry, LinkInfo { cid: *root, tsize, filesize: 0 }));
         }
         report.roots.extend(roots);
     }
-    if !drive_entries.is_empty() {
-        super::drive::link(store, &mut batch, drive_entries)?;
-    }
     report.new_blocks = batch.new_blocks() as u64;
+    if !drive_entries.is_empty() {
+        report.drive_names = drive_entries.iter().map(|(n, _)| n.clone()).collect();
+        report.linked = super::drive::link(store, &mut batch, drive_entries, replace)?;
+    }
     batch.commit()?;
     Ok(report)
 }

@@ -26,6 +26,26 @@ pub fn socket_path(home: &Path) -> PathBuf {
 pub struct Live {
     pub store: Arc<Store>,
     pub blocks: Arc<Tiered>,
+    /// Commits the mounted drive's pending changes (set once the drive is mounted), so
+    /// that a drive path read here sees what was written through the mount.
+    pub commit_drive: std::sync::OnceLock<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+}
+
+impl Live {
+    pub fn new(store: Arc<Store>, blocks: Arc<Tiered>) -> Live {
+        Live { store, blocks, commit_drive: std::sync::OnceLock::new() }
+    }
+
+    /// The drive's root for a path in it: pending changes committed first.
+    fn drive_root(&self, spec: &str) -> Result<Option<cid::Cid>, CliError> {
+        if spec.starts_with('/')
+            && !spec.starts_with("/ipfs/")
+            && let Some(commit) = self.commit_drive.get()
+        {
+            commit().map_err(|e| CliError::failure(format!("committing the drive: {e}")))?;
+        }
+        Ok(self.store.root_cid(super::drive::DRIVE_ROOT)?)
+    }
 }
 
 /// Serves requests on a background thread until the process exits; removes a socket file
@@ -73,13 +93,13 @@ fn handle(request: &str, live: &Live) -> Result<String, CliError> {
     match verb {
         "status" => Ok(status(live)),
         "ls" => {
-            let entries = super::read::ls(live.blocks.as_ref(), arg)?;
+            let entries = super::read::ls(live.blocks.as_ref(), live.drive_root(arg)?, arg)?;
             Ok(entries.iter().map(|e| format!("{}\n", super::read::ls_line(e))).collect())
         }
         "get" => {
             // `get OUT<TAB>SPEC`: the output path is the caller's, resolved by the caller
             let (out, spec) = arg.split_once('\t').ok_or_else(|| CliError::failure("get needs OUT<TAB>SPEC"))?;
-            let written = super::read::get(live.blocks.as_ref(), spec, Path::new(out))?;
+            let written = super::read::get(live.blocks.as_ref(), live.drive_root(spec)?, spec, Path::new(out))?;
             Ok(format!("{}\n", written.display()))
         }
         "id" => {
@@ -176,7 +196,9 @@ fn stream_cat(conn: &UnixStream, live: &Live, args: &str) {
         _ => Err(()),
     };
     let result = match parsed {
-        Ok((offset, length, spec)) => super::read::cat(live.blocks.as_ref(), spec, offset, length, &mut out),
+        Ok((offset, length, spec)) => live
+            .drive_root(spec)
+            .and_then(|drive| super::read::cat(live.blocks.as_ref(), drive, spec, offset, length, &mut out)),
         Err(()) => Err(CliError::failure(format!("bad cat request {args:?}"))),
     };
     let _ = match result {

@@ -35,6 +35,9 @@ pub mod exit {
     pub const INVALID_DATA: i32 = 4;
     /// The store is in use by another cidfs process.
     pub const BUSY: i32 = 5;
+    /// A name `add` or `import` would give in the drive is taken (and `--replace` was not
+    /// given): nothing was added.
+    pub const EXISTS: i32 = 6;
 }
 
 #[derive(Debug)]
@@ -52,9 +55,10 @@ impl CliError {
         CliError::new(exit::FAILURE, message)
     }
 
-    /// Prefixes the message with what was being worked on.
+    /// Prefixes the message with what was being worked on (unless it starts with it
+    /// already: a CID or path is said once).
     pub fn context(mut self, what: impl fmt::Display) -> Self {
-        self.message = format!("{what}: {}", self.message);
+        self.message = crate::context::with_context(&what.to_string(), &self.message);
         self
     }
 }

@@ -24,8 +24,12 @@ use crate::store::Store;
 use crate::vfs::{Capacity, RootMode, Vfs};
 use libp2p::Multiaddr;
 
-/// Set in the environment of a background child: print `ready` on stdout once mounted.
+/// Set in the environment of a background child: print `ready` on stdout once mounted,
+/// or `error <exit code>` and the message if it fails.
 const NOTIFY_ENV: &str = "CIDFS_MOUNT_NOTIFY";
+/// Set in the environment of a background child: the log to write to once it holds the
+/// store (never before: another mount of the same store may be writing it).
+const LOG_ENV: &str = "CIDFS_MOUNT_LOG";
 /// How long `--background` waits for the child to mount.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -178,6 +182,7 @@ pub fn foreground(
     raise_open_files_limit();
     let mountpoint = mount::prepare_mountpoint(mountpoint)?;
     let store = Arc::new(open_store()?);
+    log_to_file_if_asked()?;
     let mode = if ipfs { RootMode::Ipfs } else { RootMode::Drive(store.root_cid(DRIVE_ROOT)?) };
     let what = match &mode {
         RootMode::Ipfs => "the /ipfs namespace".to_string(),
@@ -190,8 +195,8 @@ pub fn foreground(
     let home = Store::default_home();
     let node = net.start_node(&store, &home)?;
     let blocks = Tiered::new(store.clone(), node.clone(), net.timeout());
-    let live = Arc::new(super::control::Live { store: store.clone(), blocks: blocks.clone() });
-    super::control::serve(&home, live)?;
+    let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone()));
+    super::control::serve(&home, live.clone())?;
     let log_store = store.clone();
     let commits =
         Box::new(move || log_store.commits().unwrap_or_default().into_iter().map(|c| (c.seq, c.root)).collect());
@@ -205,11 +210,17 @@ pub fn foreground(
             mode => Vfs::new(blocks.clone(), mode, capacity),
         }
         .with_posix_sidecar(store.root_cid(DRIVE_POSIX_ROOT)?)
+        .with_drive_time(drive_time(&store)?)
         .with_snapshots(commits)
         .with_hot_copies(store.hot_files().clone(), store.clone()),
     );
+    if writable {
+        let vfs = vfs.clone();
+        let _ = live.commit_drive.set(Box::new(move || vfs.commit().map(|_| ()).map_err(|e| e.to_string())));
+    }
     let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };
     let session = mount::mount(vfs.clone(), &opts)?;
+    store.set_mountpoint(&mountpoint);
     log::info!("mounted {what} at {}", mountpoint.display());
     if std::env::var_os(NOTIFY_ENV).is_some() {
         let mut out = std::io::stdout().lock();
@@ -249,6 +260,15 @@ pub fn foreground(
     r
 }
 
+/// When the drive last changed: its last commit, else the store's creation.
+fn drive_time(store: &Store) -> Result<std::time::SystemTime, CliError> {
+    let secs = match store.last_commit()? {
+        Some(c) => c.time,
+        None => store.created()?,
+    };
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// `cidfs daemon`: the IPFS node and the control socket without a mount — serves the
 /// store to peers and answers `status`, `id` and `swarm` until SIGINT/SIGTERM/SIGHUP.
 pub fn daemon(net: &NetArgs) -> Result<(), CliError> {
@@ -264,7 +284,7 @@ pub fn daemon(net: &NetArgs) -> Result<(), CliError> {
     let home = Store::default_home();
     let node = net.start_node(&store, &home)?;
     let blocks = Tiered::new(store.clone(), node, net.timeout());
-    let live = Arc::new(super::control::Live { store: store.clone(), blocks: blocks.clone() });
+    let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone()));
     super::control::serve(&home, live)?;
     if std::env::var_os(NOTIFY_ENV).is_some() {
         let mut out = std::io::stdout().lock();
@@ -342,15 +362,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Starts the mount as a detached child and returns once it is ready.
+/// Starts the mount as a detached child and returns once it is ready. If it fails, the
+/// error is the child's own (its message and exit code), not a log's tail.
 pub fn background(args: &[String], home: &Path) -> Result<PathBuf, CliError> {
     std::fs::create_dir_all(home).map_err(super::io_error(home))?;
     let log_path = home.join("mount.log");
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(super::io_error(&log_path))?;
     let exe = std::env::current_exe().map_err(|e| CliError::failure(format!("finding the cidfs binary: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(args).env(NOTIFY_ENV, "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    cmd.args(args)
+        .env(NOTIFY_ENV, "1")
+        .env(LOG_ENV, &log_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info,fuser::mnt=error");
     }
@@ -362,25 +386,67 @@ pub fn background(args: &[String], home: &Path) -> Result<PathBuf, CliError> {
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(line) if line.trim() == "ready" => Ok(log_path),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let last: Vec<&str> = tail.lines().rev().take(5).collect();
-            let last: Vec<&str> = last.into_iter().rev().collect();
-            Err(CliError::failure(format!(
-                "the mount did not start; {} says:\n{}",
-                log_path.display(),
-                last.join("\n")
-            )))
+        let mut reply = String::new();
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut reply);
+        if reply.starts_with("error ") {
+            let _ = std::io::Read::read_to_string(&mut reader, &mut reply);
         }
+        let _ = tx.send(reply);
+    });
+    let reply = rx.recv_timeout(READY_TIMEOUT);
+    if matches!(&reply, Ok(line) if line.trim() == "ready") {
+        return Ok(log_path);
     }
+    let _ = child.kill();
+    let status = child.wait();
+    Err(match reply {
+        Ok(reply) => match parse_failure(&reply) {
+            Some(e) => e,
+            None => CliError::failure(format!(
+                "the mount process exited ({}) before it was ready; see {}",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                log_path.display()
+            )),
+        },
+        Err(_) => CliError::failure(format!(
+            "the mount was not ready within {} s and was stopped; see {}",
+            READY_TIMEOUT.as_secs(),
+            log_path.display()
+        )),
+    })
+}
+
+/// In a background child: from now on, log to the file the parent named. Called once the
+/// child holds the store, so it never writes into the log of another mount of it.
+fn log_to_file_if_asked() -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = std::env::var_os(LOG_ENV).map(PathBuf::from) else { return Ok(()) };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(super::io_error(&path))?;
+    nix::unistd::dup2_stderr(&log).map_err(|e| CliError::failure(format!("logging to {}: {e}", path.display())))?;
+    Ok(())
+}
+
+/// In a background child that failed: tells the waiting parent why, and with which exit
+/// code (it prints them as its own).
+pub fn report_failure(e: &CliError) {
+    if std::env::var_os(NOTIFY_ENV).is_some() {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "error {}\n{}", e.code, e.message);
+        let _ = out.flush();
+    }
+}
+
+/// The failure a background child reported (`error <code>` and the message).
+fn parse_failure(reply: &str) -> Option<CliError> {
+    let (head, message) = reply.split_once('\n')?;
+    let code = head.strip_prefix("error ")?.trim().parse().ok()?;
+    Some(CliError::new(code, message.trim_end()))
 }
 
 pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
@@ -389,7 +455,15 @@ pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_failure, parse_size};
+
+    #[test]
+    fn a_background_child_reports_its_own_failure() {
+        let e = parse_failure("error 5\nstore at /s: in use by cidfs process 9\nmore\n").unwrap();
+        assert_eq!((e.code, e.message.as_str()), (5, "store at /s: in use by cidfs process 9\nmore"));
+        assert!(parse_failure("").is_none());
+        assert!(parse_failure("ready\n").is_none());
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {

@@ -1,4 +1,7 @@
-//! Reading commands: `cat`, `ls`, `get`.
+//! Reading commands: `cat`, `ls`, `get` (and the path resolution `export` shares).
+//!
+//! A path is `CID[/path]`, `/ipfs/CID[/path]` (Kubo's form), or `/path` in the drive (as
+//! last committed; the running mount commits before it answers).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -14,9 +17,40 @@ use crate::fetch::Blocks;
 use crate::unixfs::path::{self, Resolved};
 use crate::unixfs::{FileNode, Metadata, Node, UnixfsError, dag_json, dir, file, load};
 
-pub fn resolve(blocks: &dyn Blocks, spec: &str) -> Result<(Cid, Resolved), CliError> {
-    let (root, segs) = path::parse(spec).map_err(CliError::failure)?;
+/// Splits a path into its root CID and segments; `drive` is the drive's root (`None`: an
+/// empty drive).
+pub fn parse(spec: &str, drive: Option<Cid>) -> Result<(Cid, Vec<String>), CliError> {
+    if spec.starts_with('/') && !spec.starts_with("/ipfs/") {
+        let segs: Vec<String> = spec.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+        let root = drive.unwrap_or_else(crate::vfs::empty_dir_cid);
+        return Ok((root, segs));
+    }
+    path::parse(spec).map_err(|e| {
+        CliError::failure(format!("{e} (give CID[/path], /ipfs/CID[/path], or /path for a path in the drive)"))
+    })
+}
+
+pub fn resolve(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str) -> Result<(Cid, Resolved), CliError> {
+    let (root, segs) = parse(spec, drive)?;
+    if drive.is_none() && spec.starts_with('/') && !spec.starts_with("/ipfs/") {
+        // the empty drive has no block of its own to load
+        return match segs.first() {
+            None => Ok((
+                root,
+                Resolved::Node { cid: root, node: Node::Directory { links: Vec::new(), meta: Metadata::default() } },
+            )),
+            Some(_) => Err(CliError::new(
+                super::exit::NOT_FOUND,
+                format!("{spec}: no such file or directory (the drive is empty)"),
+            )),
+        };
+    }
+    let in_drive = spec.starts_with('/') && !spec.starts_with("/ipfs/");
     let resolved = path::resolve(blocks, &root, &segs).map_err(|e| match e {
+        // a path in the drive is told as the user wrote it, not below the root's CID
+        UnixfsError::NoSuchEntry { path } if in_drive => {
+            CliError::failure(format!("{}: no such file or directory in the drive", &path[root.to_string().len()..]))
+        }
         // These already name the path or CID concerned.
         e @ (UnixfsError::NoSuchEntry { .. } | UnixfsError::NotADirectory { .. }) => CliError::from(e),
         e => CliError::from(e).context(spec),
@@ -27,12 +61,13 @@ pub fn resolve(blocks: &dyn Blocks, spec: &str) -> Result<(Cid, Resolved), CliEr
 /// `cidfs cat`: writes the bytes of a file (optionally a range) to `out`.
 pub fn cat(
     blocks: &dyn Blocks,
+    drive: Option<Cid>,
     spec: &str,
     offset: u64,
     length: Option<u64>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    match resolve(blocks, spec)?.1 {
+    match resolve(blocks, drive, spec)?.1 {
         Resolved::Node { cid, node: Node::File(f) } => {
             write_file_range(blocks, &cid, &f, offset, length.unwrap_or(u64::MAX), out)
         }
@@ -74,8 +109,8 @@ pub struct Entry {
 
 /// `cidfs ls`: the entries of a directory (or the file itself). Types and sizes come from
 /// each entry's own block; an entry whose block is not local shows type `?`.
-pub fn ls(blocks: &dyn Blocks, spec: &str) -> Result<Vec<Entry>, CliError> {
-    let (_, resolved) = resolve(blocks, spec)?;
+pub fn ls(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str) -> Result<Vec<Entry>, CliError> {
+    let (_, resolved) = resolve(blocks, drive, spec)?;
     let mut links = Vec::new();
     match &resolved {
         Resolved::Node { cid, node: node @ (Node::Directory { .. } | Node::HamtShard(_)) } => {
@@ -130,11 +165,13 @@ fn cbor_kind(v: &Ipld) -> &'static str {
 
 /// `cidfs get`: writes the tree at `spec` to `out`. If `out` is an existing directory the
 /// tree is written inside it, named after the last path segment (or the CID).
-pub fn get(blocks: &dyn Blocks, spec: &str, out: &Path) -> Result<PathBuf, CliError> {
-    let (root, resolved) = resolve(blocks, spec)?;
+pub fn get(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str, out: &Path) -> Result<PathBuf, CliError> {
+    let (root, resolved) = resolve(blocks, drive, spec)?;
     let target = if out.is_dir() {
-        let (_, segs) = path::parse(spec).map_err(CliError::failure)?;
-        out.join(segs.last().cloned().unwrap_or_else(|| root.to_string()))
+        let (_, segs) = parse(spec, drive)?;
+        let in_drive = spec.starts_with('/') && !spec.starts_with("/ipfs/");
+        let whole = if in_drive { "drive".to_string() } else { root.to_string() };
+        out.join(segs.last().cloned().unwrap_or(whole))
     } else {
         out.to_path_buf()
     };

@@ -10,6 +10,7 @@
 //! later a network fetch) never stalls other callbacks.
 
 pub mod mount;
+pub mod oplog;
 mod passthrough;
 
 use std::ffi::OsStr;
@@ -89,6 +90,12 @@ impl CidFs {
     fn offload(&self, ino: u64, job: impl FnOnce() + Send + 'static) {
         match &self.network_reads {
             Some(pool) if self.vfs.may_wait(ino) => {
+                // the request's scope goes along, for whatever the reply logs
+                let op = oplog::current();
+                let job = move || {
+                    let _op = oplog::Scope::restore(op);
+                    job()
+                };
                 if let Err(refused) = pool.lock().expect("lock poisoned").send(Box::new(job)) {
                     (refused.0)(); // no threads left: serve it here
                 }
@@ -196,14 +203,21 @@ impl Filesystem for CidFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _op = oplog::Scope::enter("lookup", parent.0);
         let (fs, name) = (self.clone(), name.to_os_string());
         self.offload(parent.0, move || match fs.vfs.lookup(parent.0, &name) {
             Ok(a) => reply.entry(fs.ttl(a.ino), &fs.file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fs.errno(format_args!("lookup {name:?} in"), parent.0, &e)),
+            Err(e) => {
+                // told as the path looked up, so an error naming that entry (a CID under
+                // /.ipfs) names it once
+                let path = format!("{}/{}", fs.vfs.path_of(parent.0).trim_end_matches('/'), name.to_string_lossy());
+                reply.error(errno_logged(format_args!("lookup"), &path, &e))
+            }
         });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _op = oplog::Scope::enter("getattr", ino.0);
         let fs = self.clone();
         self.offload(ino.0, move || match fs.vfs.getattr(ino.0) {
             Ok(a) => reply.attr(fs.ttl(a.ino), &fs.file_attr(&a)),
@@ -212,6 +226,7 @@ impl Filesystem for CidFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _op = oplog::Scope::enter("readlink", ino.0);
         let fs = self.clone();
         self.offload(ino.0, move || match fs.vfs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
@@ -220,6 +235,7 @@ impl Filesystem for CidFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _op = oplog::Scope::enter("open", ino.0);
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let prepare = || {
             self.vfs.open(ino.0, write)?;
@@ -241,6 +257,7 @@ impl Filesystem for CidFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let _op = oplog::Scope::enter("create", parent.0);
         match name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask)) {
             Ok(a) => {
                 self.io.created(a.ino);
@@ -261,6 +278,7 @@ impl Filesystem for CidFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _op = oplog::Scope::enter("mknod", parent.0);
         // Only regular files have a UnixFS form; devices, FIFOs and sockets do not.
         let r = if mode & libc::S_IFMT == libc::S_IFREG {
             let r = name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask));
@@ -275,27 +293,32 @@ impl Filesystem for CidFs {
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let _op = oplog::Scope::enter("mkdir", parent.0);
         let r = name_str(name).and_then(|n| self.vfs.mkdir(parent.0, n, mode & !umask));
         self.entry(r, format_args!("mkdir {name:?} in"), parent.0, reply);
     }
 
     fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let _op = oplog::Scope::enter("symlink", parent.0);
         use std::os::unix::ffi::OsStrExt;
         let r = name_str(link_name).and_then(|n| self.vfs.symlink(parent.0, n, target.as_os_str().as_bytes()));
         self.entry(r, format_args!("symlink {link_name:?} in"), parent.0, reply);
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let _op = oplog::Scope::enter("link", ino.0);
         let r = name_str(newname).and_then(|n| self.vfs.link(ino.0, newparent.0, n));
         self.entry(r, format_args!("link {newname:?} to"), ino.0, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("unlink", parent.0);
         let r = name_str(name).and_then(|n| self.vfs.remove(parent.0, n, false));
         self.empty(r, format_args!("unlink {name:?} in"), parent.0, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("rmdir", parent.0);
         let r = name_str(name).and_then(|n| self.vfs.remove(parent.0, n, true));
         self.empty(r, format_args!("rmdir {name:?} in"), parent.0, reply);
     }
@@ -310,6 +333,7 @@ impl Filesystem for CidFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _op = oplog::Scope::enter("rename", parent.0);
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
         let known = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
@@ -338,6 +362,7 @@ impl Filesystem for CidFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _op = oplog::Scope::enter("write", ino.0);
         match self.vfs.write(ino.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(self.errno(format_args!("write at {offset}"), ino.0, &e)),
@@ -362,6 +387,7 @@ impl Filesystem for CidFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _op = oplog::Scope::enter("setattr", ino.0);
         let result = (|| {
             if uid.is_some() || gid.is_some() {
                 let now = self.file_attr(&self.vfs.getattr(ino.0)?);
@@ -397,10 +423,12 @@ impl Filesystem for CidFs {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("fsync", ino.0);
         self.empty(self.commit(), "fsync", ino.0, reply);
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("fsyncdir", ino.0);
         self.empty(self.commit(), "fsyncdir", ino.0, reply);
     }
 
@@ -414,12 +442,14 @@ impl Filesystem for CidFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _op = oplog::Scope::enter("setxattr", ino.0);
         let (create, replace) = (flags & libc::XATTR_CREATE != 0, flags & libc::XATTR_REPLACE != 0);
         let r = xattr_name(name).and_then(|n| self.vfs.set_xattr(ino.0, n, value, create, replace));
         self.empty(r, format_args!("setxattr {name:?}"), ino.0, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("removexattr", ino.0);
         let r = xattr_name(name).and_then(|n| self.vfs.remove_xattr(ino.0, n));
         self.empty(r, format_args!("removexattr {name:?}"), ino.0, reply);
     }
@@ -436,6 +466,7 @@ impl Filesystem for CidFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let _op = oplog::Scope::enter("ioctl", _ino.0);
         reply.error(Errno::from_i32(libc::ENOTTY));
     }
 
@@ -450,6 +481,7 @@ impl Filesystem for CidFs {
         _flags: PollFlags,
         reply: ReplyPoll,
     ) {
+        let _op = oplog::Scope::enter("poll", _ino.0);
         reply.error(Errno::from_i32(libc::ENOSYS));
     }
 
@@ -470,6 +502,7 @@ impl Filesystem for CidFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _op = oplog::Scope::enter("read", ino.0);
         let fs = self.clone();
         self.offload(ino.0, move || match fs.vfs.read(ino.0, offset, size) {
             Ok(parts) if parts.len() == 1 => reply.data(&parts[0]),
@@ -480,6 +513,7 @@ impl Filesystem for CidFs {
 
     /// Nothing is buffered here: writes reach the drive as they come.
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("flush", _ino.0);
         reply.ok();
     }
 
@@ -494,6 +528,7 @@ impl Filesystem for CidFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = oplog::Scope::enter("release", ino.0);
         self.io.release(ino.0, fh.0);
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             self.vfs.released_writer(ino.0);
@@ -502,6 +537,7 @@ impl Filesystem for CidFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _op = oplog::Scope::enter("opendir", ino.0);
         let fs = self.clone();
         self.offload(ino.0, move || match fs.vfs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR),
@@ -510,6 +546,7 @@ impl Filesystem for CidFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let _op = oplog::Scope::enter("readdir", ino.0);
         let entries = match self.vfs.dir_entries(fh.0) {
             Ok(e) => e,
             Err(e) => return reply.error(self.errno("readdir", ino.0, &e)),
@@ -523,16 +560,19 @@ impl Filesystem for CidFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
+        let _op = oplog::Scope::enter("readdirplus", ino.0);
         let fs = self.clone();
         self.offload(ino.0, move || fs.readdirplus_now(ino, fh, offset, reply));
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        let _op = oplog::Scope::enter("releasedir", _ino.0);
         self.vfs.releasedir(fh.0);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _op = oplog::Scope::enter("statfs", _ino.0);
         const BSIZE: u64 = 4096;
         let c = self.vfs.statfs();
         let free = c.free_bytes / BSIZE;
@@ -540,6 +580,7 @@ impl Filesystem for CidFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _op = oplog::Scope::enter("getxattr", ino.0);
         match self.vfs.getxattr(ino.0, name) {
             Ok(v) => reply_xattr(v, size, reply),
             Err(e) => reply.error(self.errno(format_args!("getxattr {name:?}"), ino.0, &e)),
@@ -547,6 +588,7 @@ impl Filesystem for CidFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _op = oplog::Scope::enter("listxattr", ino.0);
         match self.vfs.listxattr(ino.0) {
             Ok(v) => reply_xattr(v, size, reply),
             Err(e) => reply.error(self.errno("listxattr", ino.0, &e)),
@@ -594,6 +636,11 @@ impl CidFs {
 /// The errno for `e`, logged with the operation and the path (as errors when data is
 /// missing or broken).
 fn errno_of(vfs: &Vfs, op: impl std::fmt::Display, ino: u64, e: &VfsError) -> Errno {
+    errno_logged(op, &vfs.path_of(ino), e)
+}
+
+/// [`errno_of`] for a path given as text.
+fn errno_logged(op: impl std::fmt::Display, path: &str, e: &VfsError) -> Errno {
     let n = e.errno();
     let level = match n {
         libc::EIO | libc::ESTALE => log::Level::Error,
@@ -602,7 +649,7 @@ fn errno_of(vfs: &Vfs, op: impl std::fmt::Display, ino: u64, e: &VfsError) -> Er
         _ => log::Level::Debug,
     };
     if log::log_enabled!(level) {
-        log::log!(level, "{op} {}: {e}", vfs.path_of(ino));
+        log::log!(level, "{op} {}", crate::context::with_context(path, &e.to_string()));
     }
     Errno::from_i32(n)
 }

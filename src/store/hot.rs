@@ -118,10 +118,6 @@ pub struct HotUsage {
     pub evicted: u64,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl HotFiles {
     /// Opens the hot copies in `dir` (created if needed), deleting temporaries a crash
     /// left and anything not named by a CID.
@@ -179,7 +175,7 @@ impl HotFiles {
         let touch = {
             let mut st = self.lock();
             let e = st.entries.get_mut(cid)?;
-            let now = now_secs();
+            let now = super::unix_now();
             let touch = now.saturating_sub(e.used) >= TOUCH_EVERY.as_secs();
             e.used = now;
             touch
@@ -259,7 +255,7 @@ impl HotFiles {
         fs::rename(tmp, self.path(cid))?;
         let mut st = self.lock();
         st.bytes += len;
-        st.entries.insert(*cid, Entry { len, used: now_secs() });
+        st.entries.insert(*cid, Entry { len, used: super::unix_now() });
         Ok(())
     }
 

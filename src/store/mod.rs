@@ -41,6 +41,7 @@ mod cache;
 mod evict;
 mod gc;
 pub mod hot;
+pub mod owner;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -70,6 +71,8 @@ const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots_v1");
 const COMMITS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("commits_v1");
 /// Which segments are cache segments (fetched blocks): segment -> ().
 const CACHE_SEGMENTS: TableDefinition<u32, ()> = TableDefinition::new("cache_segments_v1");
+/// Facts about the store itself: `created` -> unix time in seconds.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 
 /// One entry of the drive's commit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,8 +91,8 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store at {path}: in use by another cidfs process; stop it, or point CIDFS_HOME elsewhere")]
-    InUse { path: PathBuf },
+    #[error("{}", in_use_message(path, holder.as_ref()))]
+    InUse { path: PathBuf, holder: Option<owner::Holder> },
     #[error("store I/O on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("store database: {0}")]
@@ -108,6 +111,18 @@ impl StoreError {
     }
 }
 
+fn in_use_message(path: &Path, holder: Option<&owner::Holder>) -> String {
+    match holder {
+        Some(h) => {
+            format!("store at {}: in use by {h}; {} (or point CIDFS_HOME elsewhere)", path.display(), h.advice())
+        }
+        None => format!(
+            "store at {}: in use by another cidfs process; stop it, or point CIDFS_HOME elsewhere",
+            path.display()
+        ),
+    }
+}
+
 macro_rules! db_errors {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
@@ -116,6 +131,11 @@ macro_rules! db_errors {
     )*};
 }
 db_errors!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
@@ -285,7 +305,9 @@ impl Store {
         fs::create_dir_all(root.join("segments")).map_err(io_err(root))?;
         let db_path = root.join("cidfs.redb");
         let db = Database::create(&db_path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: root.to_path_buf() },
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse { path: root.to_path_buf(), holder: owner::read(root) }
+            }
             e => StoreError::Db(format!("{}: {e}", db_path.display())),
         })?;
         let txn = db.begin_write()?;
@@ -296,6 +318,10 @@ impl Store {
             txn.open_table(ROOTS)?;
             txn.open_table(COMMITS)?;
             txn.open_table(CACHE_SEGMENTS)?;
+            let mut meta = txn.open_table(META)?;
+            if meta.get("created")?.is_none() {
+                meta.insert("created", unix_now())?;
+            }
         }
         txn.commit()?;
         let store = Store {
@@ -308,6 +334,7 @@ impl Store {
             hot: Arc::new(HotFiles::open(&root.join("hot")).map_err(io_err(&root.join("hot")))?),
             opts,
         };
+        owner::write(root, &owner::this_process(None));
         store.recover()?;
         store.load_cache_segments()?;
         Ok(store)
@@ -315,6 +342,11 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Tells processes refused by the store's lock where this one serves a mount.
+    pub fn set_mountpoint(&self, mountpoint: &Path) {
+        owner::write(&self.root, &owner::this_process(Some(mountpoint)));
     }
 
     /// The hot copies of whole files (see [`hot`]).
@@ -492,6 +524,24 @@ impl Store {
             out.push(Commit { seq: k.value(), time, root: cid_from_key(root)? });
         }
         Ok(out)
+    }
+
+    /// The newest entry of the drive's commit log.
+    pub fn last_commit(&self) -> Result<Option<Commit>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(COMMITS)?;
+        let Some(row) = t.last()? else { return Ok(None) };
+        let (k, v) = row;
+        let (time, root) = v.value();
+        Ok(Some(Commit { seq: k.value(), time, root: cid_from_key(root)? }))
+    }
+
+    /// When the store was created (unix seconds; for a store made before this was
+    /// recorded, when it was first opened since).
+    pub fn created(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        Ok(t.get("created")?.map_or(0, |v| v.value()))
     }
 
     /// Drops all but the newest `keep` commits from the log (their snapshots become
@@ -849,8 +899,7 @@ impl Batch<'_> {
             if let Some(root) = &self.logged {
                 let mut log = txn.open_table(COMMITS)?;
                 let seq = log.last()?.map_or(1, |(k, _)| k.value() + 1);
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                log.insert(seq, (now, key(root).as_slice()))?;
+                log.insert(seq, (unix_now(), key(root).as_slice()))?;
             }
         }
         txn.commit()?;

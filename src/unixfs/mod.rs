@@ -99,7 +99,7 @@ mod tests {
         }
         let car = crate::car::CarError::Truncated { offset: 1, what: "x" };
         assert_eq!(car.errno(), libc::EINVAL);
-        let busy = crate::store::StoreError::InUse { path: "/x".into() };
+        let busy = crate::store::StoreError::InUse { path: "/x".into(), holder: None };
         assert_eq!(busy.errno(), libc::EBUSY);
         let full =
             crate::store::StoreError::Io { path: "/x".into(), source: std::io::Error::from_raw_os_error(libc::ENOSPC) };

@@ -140,6 +140,9 @@ fn read_at_zero_fill(f: &SpillFile, dst: &mut [u8], pos: u64) -> Result<(), VfsE
 
 pub(super) struct Drive {
     pub(super) nodes: std::collections::HashMap<u64, DNode>,
+    /// The root's mtime while it stores none (UnixFS metadata): when an entry of the root
+    /// last changed, else the drive's last commit, else the store's creation.
+    pub(super) root_time: std::time::SystemTime,
     /// Each node's directory (the root is its own parent).
     parents: std::collections::HashMap<u64, u64>,
     spill_dir: PathBuf,
@@ -194,6 +197,7 @@ impl Drive {
             side_dirty: HashSet::new(),
             links: HashMap::new(),
             groups: Vec::new(),
+            root_time: std::time::UNIX_EPOCH,
         }
     }
 }
@@ -323,6 +327,8 @@ impl Vfs {
             *base = None;
             if meta.mtime.is_some() {
                 meta.mtime = Some(now());
+            } else if ino == ROOT_INO {
+                d.root_time = std::time::SystemTime::now();
             }
         }
         d.side_dirty.insert(ino);
@@ -370,6 +376,7 @@ impl Vfs {
         self.resolve(&mut d, ino)?;
         let writable = d.is_writable();
         let (file_perm, dir_perm) = if writable { (0o644, 0o755) } else { (0o444, 0o555) };
+        let root_time = d.root_time;
         let node = d.nodes.get(&ino).ok_or(VfsError::StaleInode(ino))?;
         let mtime = |m: &Metadata| {
             m.mtime.map_or(DEFAULT_MTIME, |t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)))
@@ -381,7 +388,7 @@ impl Vfs {
                 kind: FileKind::Directory,
                 size: entries.len() as u64,
                 perm: perm(meta, dir_perm),
-                mtime: mtime(meta),
+                mtime: if ino == ROOT_INO && meta.mtime.is_none() { root_time } else { mtime(meta) },
                 nlink: 2,
                 blksize: 4096,
                 uid: None,

@@ -303,6 +303,15 @@ impl Vfs {
         }
     }
 
+    /// The drive root's mtime while it stores none: when the drive last changed (its
+    /// last commit) or was created. It moves on with every change to the root's entries.
+    pub fn with_drive_time(self, time: SystemTime) -> Vfs {
+        if let Some(d) = &self.drive {
+            d.lock().expect("lock poisoned").root_time = time;
+        }
+        self
+    }
+
     /// Serves `/.snapshots` from `commits` (drive mode).
     pub fn with_snapshots(mut self, commits: CommitLog) -> Vfs {
         if self.drive.is_some() {
