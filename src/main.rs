@@ -104,15 +104,22 @@ enum Command {
     },
     /// List a directory: name, type, size, CID.
     Ls {
-        /// CID[/path]
+        /// CID[/path], /ipfs/CID[/path], or /path in the drive
         path: String,
+        /// Print names as they are, even on a terminal (by default control characters in
+        /// names are escaped there, so a name cannot forge a row).
+        #[arg(long)]
+        raw: bool,
     },
     /// Write a file or directory tree to the local filesystem.
     Get {
-        /// CID[/path]
+        /// CID[/path], /ipfs/CID[/path], or /path in the drive
         path: String,
         /// Output path (if an existing directory, the tree is written inside it).
         out: PathBuf,
+        /// Restore setuid, setgid and sticky bits too (by default they are dropped).
+        #[arg(long)]
+        preserve_special: bool,
     },
     /// Import CAR files (CARv1, or CARv2 payloads); all-or-nothing, roots pinned.
     Import {
@@ -321,26 +328,31 @@ fn run(command: Command) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Ls { path } => {
+        Command::Ls { path, raw } => {
             let home = cidfs::store::Store::default_home();
-            match commands::control::ask(&home, &format!("ls {path}")) {
-                Some(reply) => print!("{}", reply?),
+            let lines: Vec<String> = match commands::control::ask(&home, &format!("ls {path}")) {
+                Some(reply) => reply?.lines().map(str::to_string).collect(),
                 None => {
                     let store = commands::open_store()?;
-                    for e in read::ls(&store, drive_root(&store)?, &path)? {
-                        print(&read::ls_line(&e));
-                    }
+                    read::ls(&store, drive_root(&store)?, &path)?.iter().map(read::ls_line).collect()
                 }
+            };
+            // names arrive escaped; a terminal shows them so, anything else gets them as they are
+            let escaped = !raw && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            for line in lines {
+                print(&if escaped { line } else { read::raw_line(&line) });
             }
         }
-        Command::Get { path, out } => {
+        Command::Get { path, out, preserve_special } => {
             let home = cidfs::store::Store::default_home();
             let abs = std::path::absolute(&out).map_err(|e| CliError::failure(format!("{}: {e}", out.display())))?;
-            let written = match commands::control::ask(&home, &format!("get {}\t{path}", abs.display())) {
+            let opts = read::GetOptions { preserve_special };
+            let special = if preserve_special { "\tpreserve-special" } else { "" };
+            let written = match commands::control::ask(&home, &format!("get {}\t{path}{special}", abs.display())) {
                 Some(reply) => PathBuf::from(reply?.trim_end()),
                 None => {
                     let store = commands::open_store()?;
-                    read::get(&store, drive_root(&store)?, &path, &out)?
+                    read::get(&store, drive_root(&store)?, &path, &out, opts)?
                 }
             };
             eprintln!("saved {path} to {}", written.display());

@@ -568,3 +568,150 @@ fn verify_says_which_roots_it_checked() {
     // two pins, the drive root, and two snapshots (the second is the drive root itself)
     assert!(out.contains("the DAGs under 4 roots (2 pins, the drive, 2 snapshots;"), "{out}");
 }
+
+/// A dag-pb directory node linking `name` -> `cid`.
+fn pb_dir(entries: &[(&str, Cid)]) -> Vec<u8> {
+    let links = entries.iter().map(|(n, c)| PbLink { cid: *c, name: Some(n.to_string()), size: Some(1) }).collect();
+    PbNode { links, data: Some(Data::new(DataType::Directory).to_bytes().into()) }.into_bytes().to_vec()
+}
+
+#[test]
+fn a_truncated_digest_names_no_block_anywhere() {
+    use multihash::Multihash;
+    let cli = Cli::new();
+    // a sha2-512 CID with a 0-byte digest would match any bytes: one root, two files
+    let empty_digest = Cid::new_v1(RAW, Multihash::<64>::wrap(0x13, &[]).unwrap());
+    for content in [&b"one file"[..], b"another file"] {
+        let car = car_bytes_raw(&empty_digest, content);
+        cli.write("trunc.car", &car);
+        let err = cli.fails(&["import", "--no-pin", "trunc.car"], 4);
+        assert!(err.contains("digest is 0 bytes, not the 64"), "{err}");
+    }
+    assert_eq!(store_blocks(&cli), 0);
+
+    // one already in a store (from before this check) is reported by verify
+    let good = cli.write("good.txt", b"hello");
+    let cid: Cid = cli.add_q(&good, &["--cid-version", "1", "--pin=false"]).parse().unwrap();
+    let truncated = Cid::new_v1(RAW, Multihash::<64>::wrap(cid.hash().code(), &cid.hash().digest()[..4]).unwrap());
+    {
+        use redb::ReadableTable;
+        const BLOCKS: redb::TableDefinition<&[u8], (u32, u64, u32, u8)> = redb::TableDefinition::new("blocks_v1");
+        let db = redb::Database::create(cli.home.path().join("cidfs.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(BLOCKS).unwrap();
+            let loc = t.get(cid.to_bytes().as_slice()).unwrap().unwrap().value();
+            t.insert(truncated.to_bytes().as_slice(), loc).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let out = cli.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("bad block {truncated}")) && stdout.contains("digest is 4 bytes"), "{stdout}");
+}
+
+/// A CARv1 holding one raw block `data` under `cid`, whatever `cid` says.
+fn car_bytes_raw(cid: &Cid, data: &[u8]) -> Vec<u8> {
+    let mut w = cidfs::car::CarWriter::new(Vec::new(), &[*cid]).unwrap();
+    w.write(cid, &bytes::Bytes::copy_from_slice(data)).unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn links_inside_identity_cids_are_followed_like_any_other() {
+    use multihash::Multihash;
+    // root -> an inline (identity) directory -> a leaf block, as `ipfs add --inline` makes
+    let leaf = Block::encode(Version::V1, RAW, &b"below the inline node"[..]).unwrap();
+    let inline = Cid::new_v1(DAG_PB, Multihash::<64>::wrap(0, &pb_dir(&[("leaf", *leaf.cid())])).unwrap());
+    let root = Block::encode(Version::V1, DAG_PB, pb_dir(&[("inline", inline)])).unwrap();
+    let cli = Cli::new();
+    // import: the leaf below the inline node must be there
+    cli.write("partial.car", &car_bytes(&[*root.cid()], std::slice::from_ref(&root)));
+    let err = cli.fails(&["import", "partial.car"], 4);
+    assert!(err.contains(&leaf.cid().to_string()) && err.contains("incomplete"), "{err}");
+    cli.write("whole.car", &car_bytes(&[*root.cid()], &[root.clone(), leaf.clone()]));
+    cli.ok(&["import", "whole.car"]);
+    assert_eq!(cli.ok(&["cat", &format!("{}/inline/leaf", root.cid())]), "below the inline node");
+    // gc keeps it (the DAG is pinned), and verify walks through the inline node
+    cli.ok(&["gc"]);
+    assert_eq!(cli.ok(&["cat", &format!("{}/inline/leaf", root.cid())]), "below the inline node");
+    cli.ok(&["verify"]);
+    // export carries it
+    cli.ok(&["export", &root.cid().to_string(), "-o", "out.car"]);
+    let other = Cli::new();
+    std::fs::copy(cli.path("out.car"), other.path("out.car")).unwrap();
+    other.ok(&["import", "out.car"]);
+    assert_eq!(other.ok(&["cat", &format!("{}/inline/leaf", root.cid())]), "below the inline node");
+}
+
+#[test]
+fn the_store_is_its_owners_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    // with a umask that would leave everything open to everyone
+    let out = std::process::Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" add \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_cidfs"))
+        .arg(sample_tree(&cli))
+        .env("CIDFS_HOME", cli.home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    let walk = |root: &std::path::Path| {
+        let mut bad = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                if mode(&p) != 0o700 {
+                    bad.push(format!("{} {:o}", p.display(), mode(&p)));
+                }
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if mode(&p) & 0o077 != 0 {
+                bad.push(format!("{} {:o}", p.display(), mode(&p)));
+            }
+        }
+        bad
+    };
+    assert_eq!(walk(cli.home.path()), Vec::<String>::new());
+    // a store made loose (as before) is tightened on open
+    std::fs::set_permissions(cli.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seg = std::fs::read_dir(cli.home.path().join("segments")).unwrap().next().unwrap().unwrap().path();
+    std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(cli.home.path().join("cidfs.redb"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    cli.ok(&["pin", "ls"]);
+    assert_eq!(walk(cli.home.path()), Vec::<String>::new());
+}
+
+#[test]
+fn get_drops_setuid_bits_unless_asked_and_ls_escapes_names_on_a_terminal() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    let f = cli.write("d/tool", b"#!/bin/sh\n");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let root = cli.add_q(&cli.path("d"), &["--preserve-mode"]);
+    cli.ok(&["get", &root, "plain"]);
+    assert_eq!(std::fs::metadata(cli.path("plain/tool")).unwrap().mode() & 0o7777, 0o755);
+    cli.ok(&["get", "--preserve-special", &root, "special"]);
+    assert_eq!(std::fs::metadata(cli.path("special/tool")).unwrap().mode() & 0o7777, 0o4755);
+
+    // a name with a newline: escaped on a terminal, as it is with --raw or in a pipe
+    cli.write("n/two\nrows", b"x");
+    let root = cli.add_q(&cli.path("n"), &["--pin=false"]);
+    let piped = cli.ok(&["ls", &root]);
+    assert!(piped.starts_with("two\nrows\tfile"), "{piped:?}");
+    let bin = env!("CARGO_BIN_EXE_cidfs");
+    let on_terminal = |args: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", &format!("{bin} ls {args}"), "/dev/null"])
+            .env("CIDFS_HOME", cli.home.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen = on_terminal(&root);
+    assert!(screen.contains("two\\nrows\tfile"), "{screen:?}");
+    assert!(on_terminal(&format!("--raw {root}")).contains("two\r\nrows"), "--raw prints it as it is");
+}

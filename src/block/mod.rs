@@ -40,6 +40,8 @@ pub enum BlockError {
     HashMismatch { cid: Cid },
     #[error("block {cid}: unsupported multihash code {code:#x}")]
     UnsupportedHash { cid: Cid, code: u64 },
+    #[error("block {cid}: its multihash digest is {len} bytes, not the {want} its hash function makes")]
+    TruncatedDigest { cid: Cid, len: u8, want: u8 },
     #[error("block {cid}: {size} bytes is larger than the {max}-byte block limit")]
     TooLarge { cid: Cid, size: usize, max: usize },
     #[error("CIDv0 requires dag-pb and sha2-256")]
@@ -127,20 +129,22 @@ pub fn hash_with(code: u64, data: &[u8]) -> Option<Multihash<64>> {
     }
 }
 
-/// Whether `data` hashes to the multihash inside `cid`.
+/// Whether `data` hashes to the multihash inside `cid`. A digest shorter (or longer) than
+/// its function's output is refused outright: a truncated digest matches more than one
+/// content (a 0-byte one matches every content), so a CID would no longer name one.
 fn hash_matches(cid: &Cid, data: &[u8]) -> Result<bool, BlockError> {
     let mh = cid.hash();
-    match mh.code() {
-        IDENTITY => Ok(mh.digest() == data),
-        SHA2_256 => Ok(mh.digest() == Sha256::digest(data).as_slice()),
-        code => {
-            let hasher = Code::try_from(code).map_err(|_| BlockError::UnsupportedHash { cid: *cid, code })?;
-            let computed = hasher.digest(data);
-            // Truncated digests (a shorter declared length) compare on the declared prefix.
-            let want = mh.digest();
-            Ok(computed.digest().len() >= want.len() && &computed.digest()[..want.len()] == want)
-        }
+    let computed = match mh.code() {
+        IDENTITY => return Ok(mh.digest() == data),
+        SHA2_256 => sha256_multihash(data),
+        code => Code::try_from(code).map_err(|_| BlockError::UnsupportedHash { cid: *cid, code })?.digest(data),
+    };
+    let (len, want) = (mh.digest().len(), computed.digest().len());
+    if len != want {
+        // (both are at most 64: a multihash here holds at most 64 bytes)
+        return Err(BlockError::TruncatedDigest { cid: *cid, len: len as u8, want: want as u8 });
     }
+    Ok(mh.digest() == computed.digest())
 }
 
 /// What a block is to a filesystem, known from the block alone. Recorded in the store's
@@ -255,6 +259,21 @@ mod tests {
         let cid = Cid::new_v1(RAW, mh);
         assert!(Block::verified(cid, &b"x"[..]).is_ok());
         assert!(Block::verified(cid, &b"y"[..]).is_err());
+    }
+
+    #[test]
+    fn a_truncated_digest_names_no_block() {
+        // the multihash codes of every supported function, with 0-byte and shortened digests
+        for code in [SHA2_256, 0x13, 0x14, 0x16, 0xb220, 0xb240, 0x1e] {
+            let full = hash_with(code, b"x").unwrap();
+            for len in [0, 1, full.digest().len() - 1] {
+                let cid = Cid::new_v1(RAW, Multihash::wrap(code, &full.digest()[..len]).unwrap());
+                let err = Block::verified(cid, &b"x"[..]).unwrap_err();
+                assert!(matches!(err, BlockError::TruncatedDigest { .. }), "{code:#x}/{len}: {err}");
+                assert!(Block::verified(cid, &b"anything else"[..]).is_err());
+            }
+            assert!(Block::verified(Cid::new_v1(RAW, full), &b"x"[..]).is_ok(), "{code:#x}");
+        }
     }
 
     #[test]

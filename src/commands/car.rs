@@ -8,7 +8,7 @@ use std::path::Path;
 use cid::Cid;
 
 use super::{CliError, exit, io_error, progress};
-use crate::block::{is_identity, links};
+use crate::block::{Block, links};
 use crate::car::{CarReader, CarWriter};
 use crate::fetch::Blocks;
 use crate::importer::LinkInfo;
@@ -105,10 +105,15 @@ fn first_missing(batch: &mut Batch<'_>, root: &Cid) -> Result<Option<Cid>, CliEr
     let mut seen = HashSet::new();
     let mut stack = vec![*root];
     while let Some(cid) = stack.pop() {
-        if !seen.insert(cid) || is_identity(&cid) {
+        if !seen.insert(cid) {
             continue;
         }
-        let Some(data) = batch.get(&cid)? else {
+        // an identity CID holds its block inline, and that block may link on
+        let held = match Block::from_identity(&cid) {
+            Some(inline) => Some(inline.into_data()),
+            None => batch.get(&cid)?,
+        };
+        let Some(data) = held else {
             return Ok(Some(cid));
         };
         stack.extend(links(&cid, &data).map_err(|e| CliError::new(exit::INVALID_DATA, format!("{cid}: {e}")))?);

@@ -97,9 +97,14 @@ fn handle(request: &str, live: &Live) -> Result<String, CliError> {
             Ok(entries.iter().map(|e| format!("{}\n", super::read::ls_line(e))).collect())
         }
         "get" => {
-            // `get OUT<TAB>SPEC`: the output path is the caller's, resolved by the caller
-            let (out, spec) = arg.split_once('\t').ok_or_else(|| CliError::failure("get needs OUT<TAB>SPEC"))?;
-            let written = super::read::get(live.blocks.as_ref(), live.drive_root(spec)?, spec, Path::new(out))?;
+            // `get OUT<TAB>SPEC[<TAB>preserve-special]`: the output path is the caller's,
+            // resolved by the caller
+            let mut parts = arg.split('\t');
+            let (Some(out), Some(spec)) = (parts.next(), parts.next()) else {
+                return Err(CliError::failure("get needs OUT<TAB>SPEC"));
+            };
+            let opts = super::read::GetOptions { preserve_special: parts.next() == Some("preserve-special") };
+            let written = super::read::get(live.blocks.as_ref(), live.drive_root(spec)?, spec, Path::new(out), opts)?;
             Ok(format!("{}\n", written.display()))
         }
         "id" => {

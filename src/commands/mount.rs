@@ -204,7 +204,7 @@ pub fn foreground(
         match mode {
             RootMode::Drive(root) if writable => {
                 let spill = store.root().join("tmp");
-                std::fs::create_dir_all(&spill).map_err(super::io_error(&spill))?;
+                crate::store::private_dir(&spill).map_err(super::io_error(&spill))?;
                 Vfs::writable(blocks.clone(), root, Arc::new(StoreDrive(store.clone())), spill, capacity)
             }
             mode => Vfs::new(blocks.clone(), mode, capacity),

@@ -165,7 +165,21 @@ fn cbor_kind(v: &Ipld) -> &'static str {
 
 /// `cidfs get`: writes the tree at `spec` to `out`. If `out` is an existing directory the
 /// tree is written inside it, named after the last path segment (or the CID).
-pub fn get(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str, out: &Path) -> Result<PathBuf, CliError> {
+/// What `get` restores beyond the bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GetOptions {
+    /// Restore setuid, setgid and sticky bits too (off: a DAG from anywhere must not make
+    /// a setuid program when root runs `get`).
+    pub preserve_special: bool,
+}
+
+pub fn get(
+    blocks: &dyn Blocks,
+    drive: Option<Cid>,
+    spec: &str,
+    out: &Path,
+    opts: GetOptions,
+) -> Result<PathBuf, CliError> {
     let (root, resolved) = resolve(blocks, drive, spec)?;
     let target = if out.is_dir() {
         let (_, segs) = parse(spec, drive)?;
@@ -175,11 +189,17 @@ pub fn get(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str, out: &Path) -> R
     } else {
         out.to_path_buf()
     };
-    write_tree(blocks, resolved, &target, 0)?;
+    write_tree(blocks, resolved, &target, 0, opts)?;
     Ok(target)
 }
 
-fn write_tree(blocks: &dyn Blocks, resolved: Resolved, target: &Path, depth: usize) -> Result<(), CliError> {
+fn write_tree(
+    blocks: &dyn Blocks,
+    resolved: Resolved,
+    target: &Path,
+    depth: usize,
+    opts: GetOptions,
+) -> Result<(), CliError> {
     if depth > 4096 {
         return Err(CliError::failure(format!("{}: tree is deeper than 4096 levels", target.display())));
     }
@@ -190,7 +210,7 @@ fn write_tree(blocks: &dyn Blocks, resolved: Resolved, target: &Path, depth: usi
             let mut w = BufWriter::new(&file);
             write_file_range(blocks, &cid, &f, 0, u64::MAX, &mut w).map_err(|e| e.context(target.display()))?;
             drop(w);
-            apply_meta(&file, target, f.meta)?;
+            apply_meta(&file, target, f.meta, opts)?;
         }
         Resolved::Node { node: Node::Symlink { target: to, .. }, .. } => {
             let to = std::ffi::OsStr::new(
@@ -206,9 +226,9 @@ fn write_tree(blocks: &dyn Blocks, resolved: Resolved, target: &Path, depth: usi
             for l in links {
                 let child =
                     load(blocks, &l.cid).map_err(|e| CliError::from(e).context(target.join(&l.name).display()))?;
-                write_tree(blocks, Resolved::Node { cid: l.cid, node: child }, &target.join(&l.name), depth + 1)?;
+                write_tree(blocks, Resolved::Node { cid: l.cid, node: child }, &target.join(&l.name), depth + 1, opts)?;
             }
-            apply_meta(&File::open(target).map_err(io_error(target))?, target, node.meta())?;
+            apply_meta(&File::open(target).map_err(io_error(target))?, target, node.meta(), opts)?;
         }
         Resolved::Node { cid, node: Node::Cbor(v) } | Resolved::Value { cid, value: v } => match &v {
             Ipld::Map(_) | Ipld::List(_) => {
@@ -218,7 +238,7 @@ fn write_tree(blocks: &dyn Blocks, resolved: Resolved, target: &Path, depth: usi
                         Ipld::Link(c) => Resolved::Node { cid: *c, node: load(blocks, c)? },
                         other => Resolved::Value { cid, value: other.clone() },
                     };
-                    write_tree(blocks, next, &target.join(name), depth + 1)?;
+                    write_tree(blocks, next, &target.join(name), depth + 1, opts)?;
                 }
             }
             scalar => {
@@ -230,24 +250,124 @@ fn write_tree(blocks: &dyn Blocks, resolved: Resolved, target: &Path, depth: usi
     Ok(())
 }
 
-fn apply_meta(file: &File, path: &Path, meta: Metadata) -> Result<(), CliError> {
+fn apply_meta(file: &File, path: &Path, meta: Metadata, opts: GetOptions) -> Result<(), CliError> {
     if let Some(mode) = meta.mode {
-        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777)).map_err(io_error(path))?;
+        let keep = if opts.preserve_special { 0o7777 } else { 0o777 };
+        file.set_permissions(fs::Permissions::from_mode(mode & keep)).map_err(io_error(path))?;
     }
     if let Some(t) = meta.mtime {
-        let nanos = Duration::from_nanos(u64::from(t.fractional_nanoseconds.unwrap_or(0)));
-        let when = if t.seconds >= 0 {
-            UNIX_EPOCH + Duration::from_secs(t.seconds as u64) + nanos
-        } else {
-            UNIX_EPOCH - Duration::from_secs(t.seconds.unsigned_abs()) + nanos
-        };
-        file.set_modified(when).map_err(io_error(path))?;
+        let when = clamped_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0));
+        // a time the filesystem cannot hold is no reason to lose the file
+        if let Err(e) = file.set_modified(when) {
+            log::warn!("{}: mtime not restored ({e})", path.display());
+        }
     }
     Ok(())
 }
 
-/// One `ls` entry as the CLI prints it: name, type, size, CID (tab-separated).
+/// Latest and earliest mtimes `get` restores: what ext4 and most filesystems can hold.
+/// A DAG may say anything (`i64::MAX` seconds); beyond these it is clamped.
+const MTIME_MAX_SECS: i64 = (1 << 34) - 1;
+const MTIME_MIN_SECS: i64 = -(1 << 31);
+
+/// A UnixFS mtime as a `SystemTime`, clamped to what a filesystem can hold.
+fn clamped_time(seconds: i64, nanos: u32) -> std::time::SystemTime {
+    let secs = seconds.clamp(MTIME_MIN_SECS, MTIME_MAX_SECS);
+    let nanos = Duration::from_nanos(u64::from(nanos.min(999_999_999)));
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + nanos
+    }
+}
+
+/// A name as `ls` shows it on a terminal: control characters and backslashes escaped
+/// (`\n`, `\t`, `\x1b`, `\\`), so a name cannot forge rows or move the cursor.
+pub fn escape_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The name [`escape_name`] escaped.
+pub fn unescape_name(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(c) => out.push(c),
+                    None => out.push_str(&format!("\\x{hex}")),
+                }
+            }
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// One `ls` entry as the CLI prints it: name, type, size, CID (tab-separated), the name
+/// escaped (see [`escape_name`]; the control socket always sends it so).
 pub fn ls_line(e: &Entry) -> String {
     let size = e.size.map_or_else(|| "-".to_string(), |s| s.to_string());
-    format!("{}\t{}\t{}\t{}", e.name, e.kind, size, e.cid)
+    format!("{}\t{}\t{}\t{}", escape_name(&e.name), e.kind, size, e.cid)
+}
+
+/// An [`ls_line`] with its name as it is (`--raw`, or output that is not a terminal).
+pub fn raw_line(line: &str) -> String {
+    match line.split_once('\t') {
+        Some((name, rest)) => format!("{}\t{rest}", unescape_name(name)),
+        None => unescape_name(line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_escape_for_a_terminal_and_come_back_whole() {
+        for name in ["plain", "two\nrows", "tab\there", "bell\x07\x1b[2J", "back\\slash", "\\x41 literal", "ü\u{85}"] {
+            let escaped = escape_name(name);
+            assert!(!escaped.chars().any(char::is_control), "{escaped:?}");
+            assert_eq!(unescape_name(&escaped), name);
+        }
+        assert_eq!(escape_name("a\nb"), "a\\nb");
+        let line = ls_line(&Entry {
+            name: "x\ty".into(),
+            kind: "file".into(),
+            size: Some(1),
+            cid: crate::vfs::empty_dir_cid(),
+        });
+        assert_eq!(line.split('\t').count(), 4, "a tab in a name does not add a column");
+        assert!(raw_line(&line).starts_with("x\ty\tfile\t1\t"));
+    }
+
+    #[test]
+    fn absurd_mtimes_are_clamped_not_a_panic() {
+        let far = clamped_time(i64::MAX, u32::MAX);
+        assert_eq!(far, UNIX_EPOCH + Duration::from_secs(MTIME_MAX_SECS as u64) + Duration::from_nanos(999_999_999));
+        let early = clamped_time(i64::MIN, 0);
+        assert_eq!(early, UNIX_EPOCH - Duration::from_secs(MTIME_MIN_SECS.unsigned_abs()));
+        assert_eq!(clamped_time(1_600_000_000, 5), UNIX_EPOCH + Duration::new(1_600_000_000, 5));
+    }
 }

@@ -544,7 +544,15 @@ fn on_event(
             st.listen.push(full);
             if let Some(path) = addrs_file {
                 let text: String = st.listen.iter().map(|a| format!("{a}\n")).collect();
-                if let Err(e) = std::fs::write(path, text) {
+                use std::os::unix::fs::OpenOptionsExt;
+                let written = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+                if let Err(e) = written {
                     log::warn!("writing {}: {e}", path.display());
                 }
             }

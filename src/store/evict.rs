@@ -239,7 +239,11 @@ impl Batch<'_> {
         let mut seen = std::collections::HashSet::new();
         let mut stack = vec![*root];
         while let Some(cid) = stack.pop() {
-            if !seen.insert(cid) || crate::block::is_identity(&cid) {
+            if !seen.insert(cid) {
+                continue;
+            }
+            if let Some(inline) = Block::from_identity(&cid) {
+                stack.extend(links(&cid, inline.data()).unwrap_or_default());
                 continue;
             }
             let Some(loc) = self.store.location(&cid)? else { continue };

@@ -7,7 +7,7 @@
 //! at any point leaves every pinned block readable.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 
 use cid::Cid;
@@ -64,10 +64,15 @@ impl Store {
         for root in roots {
             let mut stack = vec![*root];
             while let Some(cid) = stack.pop() {
-                if !seen.insert(cid) || crate::block::is_identity(&cid) {
+                if !seen.insert(cid) {
                     continue;
                 }
-                match self.get(&cid)? {
+                // an identity CID holds its block inline, and that block may link on
+                let held = match crate::block::Block::from_identity(&cid) {
+                    Some(inline) => Some(inline.into_data()),
+                    None => self.get(&cid)?,
+                };
+                match held {
                     Some(data) => match links(&cid, &data) {
                         Ok(children) => stack.extend(children),
                         Err(e) => log::warn!("{cid}: cannot read links ({e}); its children are not protected"),
@@ -137,7 +142,7 @@ impl Store {
         let mut moved = Vec::new();
         if !moving.is_empty() {
             let path = self.segment_path(new_id);
-            let f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+            let f = super::private_file().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
             let mut out = BufWriter::new(f);
             let header = car::encode_header(&[segment_placeholder_root()]);
             out.write_all(&header).map_err(io_err(&path))?;

@@ -122,7 +122,7 @@ impl HotFiles {
     /// Opens the hot copies in `dir` (created if needed), deleting temporaries a crash
     /// left and anything not named by a CID.
     pub fn open(dir: &Path) -> std::io::Result<HotFiles> {
-        fs::create_dir_all(dir)?;
+        super::private_dir(dir)?;
         settle_unsynced(dir)?;
         let mut state = State::default();
         for entry in fs::read_dir(dir)? {
@@ -236,7 +236,7 @@ impl HotFiles {
 
     fn start(&self, cid: Option<Cid>, len: u64) -> std::io::Result<Option<HotWriter<'_>>> {
         let tmp = self.tmp_path();
-        let file = match File::create(&tmp) {
+        let file = match super::private_file().write(true).create(true).truncate(true).open(&tmp) {
             Ok(f) => f,
             Err(e) => {
                 if let Some(cid) = &cid {
@@ -264,7 +264,7 @@ impl HotFiles {
         let mut journal = self.journal.lock().expect("lock poisoned");
         let (file, listed) = &mut *journal;
         if file.is_none() {
-            let f = fs::OpenOptions::new().create(true).append(true).open(self.dir.join(UNSYNCED))?;
+            let f = super::private_file().create(true).append(true).open(self.dir.join(UNSYNCED))?;
             File::open(&self.dir)?.sync_all()?;
             *file = Some(f);
         }

@@ -132,6 +132,67 @@ macro_rules! db_errors {
 }
 db_errors!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
 
+/// Options that create a file only its owner can read or write (0600), whatever the umask:
+/// the store holds the bytes of files their owner may have kept from everyone else.
+pub(crate) fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.mode(0o600);
+    o
+}
+
+/// Creates `dir` (and its parents) if needed, and makes it its owner's alone (0700).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let md = fs::metadata(dir)?;
+    if md.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes the store at `root` its owner's alone: the directory 0700, created so if new. A
+/// store made before this was enforced (the directory readable by others) has everything
+/// in it tightened once — directories 0700, files 0600 — and says so in the log.
+fn make_private(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let loose = match fs::metadata(root) {
+        Ok(md) => md.permissions().mode() & 0o077 != 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    private_dir(root)?;
+    if loose {
+        let n = tighten(root)?;
+        log::info!("{}: made the store private (0700, files 0600): tightened {n} entries", root.display());
+    }
+    Ok(())
+}
+
+/// Takes group and other access away from everything below `dir`; how many entries changed.
+fn tighten(dir: &Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut changed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let md = entry.metadata()?; // not followed: a symlink's own mode means nothing
+        let mode = md.permissions().mode();
+        let want = if md.is_dir() { 0o700 } else { mode & 0o700 };
+        if md.file_type().is_symlink() {
+            continue;
+        }
+        if mode & 0o077 != 0 {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(want))?;
+            changed += 1;
+        }
+        if md.is_dir() {
+            changed += tighten(&entry.path())?;
+        }
+    }
+    Ok(changed)
+}
+
 /// Seconds since the Unix epoch, now.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -302,8 +363,11 @@ impl Store {
     }
 
     pub fn open_with(root: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        fs::create_dir_all(root.join("segments")).map_err(io_err(root))?;
+        make_private(root).map_err(io_err(root))?;
+        private_dir(&root.join("segments")).map_err(io_err(root))?;
         let db_path = root.join("cidfs.redb");
+        // made 0600 before redb opens it (an empty file becomes a new database)
+        private_file().write(true).create(true).truncate(false).open(&db_path).map_err(io_err(&db_path))?;
         let db = Database::create(&db_path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 StoreError::InUse { path: root.to_path_buf(), holder: owner::read(root) }
@@ -819,7 +883,7 @@ impl Batch<'_> {
         }
         let id = newest.map_or(1, |(id, _)| id + 1).max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
         let path = store.segment_path(id);
-        let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        let mut f = private_file().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
         let header = car::encode_header(&[segment_placeholder_root()]);
         f.write_all(&header).map_err(io_err(&path))?;
         self.new_segments.push(id);

@@ -82,7 +82,13 @@ pub fn this_process(mountpoint: Option<&Path>) -> Holder {
 pub fn write(root: &Path, holder: &Holder) {
     let path = root.join(FILE);
     let tmp = root.join(format!(".{FILE}.{}", std::process::id()));
-    let written = std::fs::write(&tmp, holder.render()).and_then(|_| std::fs::rename(&tmp, &path));
+    let written = super::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, holder.render().as_bytes()))
+        .and_then(|_| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         log::debug!("writing {}: {e}", path.display());
         let _ = std::fs::remove_file(&tmp);
