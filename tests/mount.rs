@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cid::{Cid, Version};
+use cidfs::block::{Block, DAG_PB, RAW};
 use common::{Cli, getxattr, run_ok, same_tree};
 
 fn sample(cli: &Cli) -> std::path::PathBuf {
@@ -1151,4 +1153,91 @@ fn a_file_written_through_the_drive_keeps_its_written_bytes_as_its_hot_copy() {
     assert!(rchar(m.child.id()) - before < 1 << 20, "read by the kernel from the kept bytes");
     drop(m);
     assert!(cli.ok(&["verify"]).contains("and 1 hot copies"));
+}
+
+/// A HAMT "bomb": three shard blocks whose 256 links each all name the one shard below,
+/// over 256 entries: 256³ entries claimed from four blocks. And a file whose every leaf is
+/// one 1 MiB block, 1000 × 1000 times: a terabyte claimed from three blocks.
+fn bombs() -> (Vec<Block>, Cid, Cid) {
+    use cidfs::unixfs::pb::{Data, DataType};
+    use ipld_dagpb::{PbLink, PbNode};
+    let shard = |links: Vec<PbLink>| {
+        let mut d = Data::new(DataType::HamtShard);
+        d.data = Some(vec![0xff; 32].into());
+        d.fanout = Some(256);
+        d.hash_type = Some(0x22);
+        Block::encode(Version::V1, DAG_PB, PbNode { links, data: Some(d.to_bytes().into()) }.into_bytes()).unwrap()
+    };
+    let leaf = Block::encode(Version::V1, RAW, vec![7u8; 100]).unwrap();
+    let bottom = shard(
+        (0..256).map(|b| PbLink { cid: *leaf.cid(), name: Some(format!("{b:02X}f{b}")), size: Some(100) }).collect(),
+    );
+    let middle =
+        shard((0..256).map(|b| PbLink { cid: *bottom.cid(), name: Some(format!("{b:02X}")), size: Some(1) }).collect());
+    let top =
+        shard((0..256).map(|b| PbLink { cid: *middle.cid(), name: Some(format!("{b:02X}")), size: Some(1) }).collect());
+
+    let mib = Block::encode(Version::V1, RAW, vec![1u8; 1 << 20]).unwrap();
+    let file = |child: &Cid, each: u64| {
+        let mut d = Data::new(DataType::File);
+        d.blocksizes = vec![each; 1000];
+        d.filesize = Some(each * 1000);
+        let links = (0..1000).map(|_| PbLink { cid: *child, name: Some(String::new()), size: Some(each) }).collect();
+        Block::encode(Version::V1, DAG_PB, PbNode { links, data: Some(d.to_bytes().into()) }.into_bytes()).unwrap()
+    };
+    let gig = file(mib.cid(), 1 << 20);
+    let tera = file(gig.cid(), 1000 << 20);
+    let (dir, big) = (*top.cid(), *tera.cid());
+    (vec![top, middle, bottom, leaf, tera, gig, mib], dir, big)
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib / 1024
+}
+
+#[test]
+fn no_dag_can_exhaust_memory_of_the_cli_or_the_mount() {
+    let cli = Cli::new();
+    let (blocks, dir, big) = bombs();
+    cli.write("bombs.car", &common::car_bytes(&[dir, big], &blocks));
+    cli.ok(&["import", "--no-pin", "bombs.car"]);
+    // the CLI: a clean error for the HAMT bomb, correct output for the terabyte file
+    let err = cli.fails(&["ls", &dir.to_string()], 4);
+    assert!(err.contains("is reached twice"), "{err}");
+    cli.fails(&["get", &dir.to_string(), cli.path("out").to_str().unwrap()], 4);
+    let ls = cli.ok(&["ls", &big.to_string()]);
+    assert!(ls.contains(&format!("\tfile\t{}\t", 1000u64 * 1000 * (1 << 20))), "{ls}");
+    let tail = cli
+        .cmd()
+        .args(["cat", "-o", &(1000u64 * 1000 * (1 << 20) - 10).to_string(), &big.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(tail.stdout, vec![1u8; 10]);
+    assert_eq!(cli.cmd().args(["cat", "-l", "5", &big.to_string()]).output().unwrap().stdout, vec![1u8; 5]);
+
+    // the mount, --allow-other, the listing asked by another user: EIO, and it lives on
+    fs::set_permissions(cli.work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let m = cli.mount("mnt", &["--allow-other"]);
+    let out = as_nobody(&format!("ls {}/.ipfs/{dir} | wc -l", m.dir.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Input/output error"), "{out:?}");
+    let err = fs::read_dir(m.dir.join(".ipfs").join(dir.to_string())).and_then(|d| d.collect::<Result<Vec<_>, _>>());
+    assert_eq!(err.unwrap_err().raw_os_error(), Some(libc::EIO));
+    let f = m.dir.join(".ipfs").join(big.to_string());
+    assert_eq!(fs::metadata(&f).unwrap().len(), 1000 * 1000 * (1 << 20));
+    let mut head = vec![0u8; 1 << 20];
+    fs::File::open(&f).unwrap().read_exact_at(&mut head, 999_999 << 20).unwrap();
+    assert!(head.iter().all(|b| *b == 1));
+    assert!(m.dir.join("..").exists() && fs::read_dir(&m.dir).is_ok(), "the mount is alive");
+    let rss = peak_rss_mib(m.child.id());
+    assert!(rss < 200, "peak RSS of the mount {rss} MiB");
 }

@@ -256,6 +256,7 @@ fn with_no_peer_no_gateway_and_no_dht_route_a_read_fails_at_once() {
     assert_eq!(line.matches(absent).count(), 1, "{line}");
     assert!(line.contains("no IPFS peer is connected") || line.contains("the DHT is unreachable"), "{line}");
     assert!(log.contains("cannot reach DHT bootstrap peer") && log.contains("--offline"), "{log}");
+    assert_eq!(log.matches("cannot reach DHT bootstrap peer").count(), 1, "said once: {log}");
     // the CLI, through the running mount, fails at once too, saying the CID once
     let started = Instant::now();
     let err = cli.fails(&["cat", absent], 3);

@@ -37,7 +37,10 @@ pub fn resolve(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str) -> Result<(C
         return match segs.first() {
             None => Ok((
                 root,
-                Resolved::Node { cid: root, node: Node::Directory { links: Vec::new(), meta: Metadata::default() } },
+                Resolved::Node {
+                    cid: root,
+                    node: Node::Directory { links: Vec::new(), meta: Metadata::default(), sorted: true },
+                },
             )),
             Some(_) => Err(CliError::new(
                 super::exit::NOT_FOUND,

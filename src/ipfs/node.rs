@@ -159,6 +159,9 @@ struct State {
     dht_peers: HashSet<PeerId>,
     /// Bootstrap peers whose dial has not failed or succeeded yet.
     bootstrap_pending: HashSet<PeerId>,
+    /// Configured peers whose dial failed since they last connected (each is warned about
+    /// once).
+    unreachable: HashSet<PeerId>,
     /// Provider lookups running: which CID, and whether they named a provider yet.
     lookups: HashMap<kad::QueryId, (Cid, bool)>,
 }
@@ -295,6 +298,7 @@ impl Node {
                     .map(|(p, _)| p)
                     .collect(),
                 lookups: HashMap::new(),
+                unreachable: HashSet::new(),
             }),
             opener,
             commands,
@@ -568,6 +572,7 @@ fn on_event(
                 }
                 st.peers.entry(peer_id).or_insert(None);
                 st.bootstrap_pending.remove(&peer_id);
+                st.unreachable.remove(&peer_id);
                 let wants: Vec<Cid> = st.wants.keys().copied().collect();
                 for cid in &wants {
                     if let Some(w) = st.wants.get_mut(cid) {
@@ -591,12 +596,22 @@ fn on_event(
             settle_all(inner);
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-            if let Some(p) = peer_id
-                && inner.state.lock().expect("lock poisoned").bootstrap_pending.remove(&p)
-            {
+            let (was_pending, first) = match peer_id {
+                Some(p) => {
+                    let mut st = inner.state.lock().expect("lock poisoned");
+                    // (only configured peers are remembered: the set stays as small as the config)
+                    let first = !inner.configured.contains_key(&p) || st.unreachable.insert(p);
+                    (st.bootstrap_pending.remove(&p), first)
+                }
+                None => (false, true),
+            };
+            if was_pending {
                 settle_all(inner);
             }
-            match peer_id.and_then(|p| inner.configured.get(&p).map(|what| (p, *what))) {
+            // a configured peer that cannot be reached is the user's business: said once
+            // (the DHT and reconnects dial it again and again)
+            let configured = peer_id.and_then(|p| inner.configured.get(&p).map(|what| (p, *what)));
+            match configured.filter(|_| first) {
                 Some((p, "bootstrap")) => log::warn!(
                     "cannot reach DHT bootstrap peer {p}: {error} (until one is reachable, blocks come only from \
                      connected peers and gateways; check the network, pass --bootstrap, or mount with --offline to \

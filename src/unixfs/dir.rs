@@ -8,6 +8,11 @@
 //!
 //! Names inside foreign DAGs are untrusted: [`is_safe_name`] decides which may become a path
 //! component; the others are skipped (and logged) everywhere.
+//!
+//! Shapes are untrusted too. A HAMT whose shard links all name one child would expand four
+//! blocks into 256³ entries; a shard reached twice in one directory cannot occur in a real
+//! HAMT (every shard covers its own slice of the hash space), so it is refused, and no
+//! listing holds more than [`MAX_DIR_ENTRIES`].
 
 use std::sync::Arc;
 
@@ -18,6 +23,11 @@ use super::{DecodeError, Link, Node, Nodes, ShardNode, UnixfsError, hamt};
 
 /// Deepest HAMT we walk (a 64-bit hash at 8 bits a level is used up after 8 levels).
 const MAX_SHARD_DEPTH: usize = 64;
+
+/// Most entries one directory listing holds. A listing is kept whole while a directory is
+/// open (readdir offsets index into it), so a DAG must not be able to make it any size: a
+/// directory claiming more is refused, not listed. About 100 MiB of names at most.
+pub const MAX_DIR_ENTRIES: usize = 1 << 20;
 
 /// Whether a link name may become a path component.
 pub fn is_safe_name(name: &str) -> bool {
@@ -33,7 +43,10 @@ pub fn list<N: Nodes + ?Sized>(blocks: &N, cid: &Cid, node: &Node, f: &mut dyn F
             }
             Ok(())
         }
-        Node::HamtShard(shard) => list_shard(blocks, cid, shard, 0, f),
+        Node::HamtShard(shard) => {
+            let mut walk = ShardWalk { seen: std::collections::HashSet::new(), entries: 0, dir: *cid };
+            walk.list(blocks, cid, shard, 0, f)
+        }
         Node::Cbor(value) => {
             for (name, value) in cbor_entries(value) {
                 let cid = match value {
@@ -56,30 +69,54 @@ fn emit_if_safe(dir: &Cid, link: Link, f: &mut dyn FnMut(Link)) {
     }
 }
 
-fn list_shard<N: Nodes + ?Sized>(
-    blocks: &N,
-    cid: &Cid,
-    shard: &ShardNode,
-    depth: usize,
-    f: &mut dyn FnMut(Link),
-) -> Result<(), UnixfsError> {
-    if depth > MAX_SHARD_DEPTH {
-        return Err(UnixfsError::TooDeep { cid: *cid });
-    }
-    let plen = hamt::prefix_len(shard.bit_width);
-    for link in &shard.links {
-        if link.name.len() < plen || !link.name.is_char_boundary(plen) {
-            return Err(shard_error(cid, format!("link name {:?} has no bucket prefix", link.name)));
+/// One listing of a HAMT directory: the shards met so far and the entries given.
+struct ShardWalk {
+    seen: std::collections::HashSet<Cid>,
+    entries: usize,
+    /// The directory's root shard, for messages.
+    dir: Cid,
+}
+
+impl ShardWalk {
+    fn list<N: Nodes + ?Sized>(
+        &mut self,
+        blocks: &N,
+        cid: &Cid,
+        shard: &ShardNode,
+        depth: usize,
+        f: &mut dyn FnMut(Link),
+    ) -> Result<(), UnixfsError> {
+        if depth > MAX_SHARD_DEPTH {
+            return Err(UnixfsError::TooDeep { cid: *cid });
         }
-        if link.name.len() == plen {
-            let child = load_shard(blocks, &link.cid, shard.bit_width)?;
-            list_shard(blocks, &link.cid, shard_of(&child), depth + 1, f)?;
-        } else {
-            let entry = Link { name: link.name[plen..].to_string(), cid: link.cid, tsize: link.tsize };
-            emit_if_safe(cid, entry, f);
+        let plen = hamt::prefix_len(shard.bit_width);
+        for link in &shard.links {
+            if link.name.len() < plen || !link.name.is_char_boundary(plen) {
+                return Err(shard_error(cid, format!("link name {:?} has no bucket prefix", link.name)));
+            }
+            if link.name.len() == plen {
+                if !self.seen.insert(link.cid) || link.cid == self.dir {
+                    return Err(shard_error(
+                        &self.dir,
+                        format!("shard {} is reached twice: not a valid HAMT directory", link.cid),
+                    ));
+                }
+                let child = load_shard(blocks, &link.cid, shard.bit_width)?;
+                self.list(blocks, &link.cid, shard_of(&child), depth + 1, f)?;
+            } else {
+                self.entries += 1;
+                if self.entries > MAX_DIR_ENTRIES {
+                    return Err(shard_error(
+                        &self.dir,
+                        format!("more than {MAX_DIR_ENTRIES} entries: too many to list"),
+                    ));
+                }
+                let entry = Link { name: link.name[plen..].to_string(), cid: link.cid, tsize: link.tsize };
+                emit_if_safe(cid, entry, f);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn load_shard<N: Nodes + ?Sized>(blocks: &N, cid: &Cid, bit_width: u32) -> Result<Arc<Node>, UnixfsError> {
@@ -100,6 +137,11 @@ pub fn lookup<N: Nodes + ?Sized>(blocks: &N, cid: &Cid, node: &Node, name: &str)
         return Ok(None);
     }
     match node {
+        Node::Directory { links, sorted: true, .. } => {
+            // the first of equal names, as the scan below finds it
+            let at = links.partition_point(|l| l.name.as_str() < name);
+            Ok(links.get(at).filter(|l| l.name == name).cloned())
+        }
         Node::Directory { links, .. } => Ok(links.iter().find(|l| l.name == name).cloned()),
         Node::HamtShard(shard) => lookup_shard(blocks, cid, shard, name),
         Node::Cbor(_) => Err(UnixfsError::NotADirectory { cid: *cid }), // see path::step_cbor
@@ -166,6 +208,49 @@ mod tests {
         }
         for good in ["a", "...", ".hidden", "a b", "ünï"] {
             assert!(is_safe_name(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn plain_directories_are_searched_by_name_sorted_or_not() {
+        use crate::block::{Block, DAG_PB};
+        use crate::unixfs::pb::{Data, DataType};
+        let target = *Block::encode(cid::Version::V1, crate::block::RAW, &b"x"[..]).unwrap().cid();
+        // encoded by hand, link by link, so that the links stay in the order given (the
+        // encoder would sort them; a foreign DAG may not be)
+        let dir = |names: &[&str]| {
+            let mut bytes = Vec::new();
+            for n in names {
+                let link = ipld_dagpb::PbLink { cid: target, name: Some(n.to_string()), size: Some(1) };
+                bytes.extend(ipld_dagpb::PbNode { links: vec![link], data: None }.into_bytes());
+            }
+            let data = Data::new(DataType::Directory).to_bytes();
+            bytes.extend(ipld_dagpb::PbNode { links: vec![], data: Some(data.into()) }.into_bytes());
+            let block = Block::encode(cid::Version::V1, DAG_PB, bytes).unwrap();
+            (*block.cid(), crate::unixfs::decode(block.cid(), block.data()).unwrap())
+        };
+        // a plain directory is searched in its own block: nothing else is read
+        struct NoBlocks;
+        impl crate::fetch::Blocks for NoBlocks {
+            fn get(&self, cid: &Cid) -> Result<bytes::Bytes, crate::fetch::FetchError> {
+                Err(crate::fetch::FetchError::NotFound(*cid))
+            }
+        }
+        let blocks = NoBlocks;
+        let mut names: Vec<String> = (0..2000).map(|i| format!("entry-{i:05}")).collect();
+        for sorted in [true, false] {
+            if !sorted {
+                names.reverse();
+            }
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let (cid, node) = dir(&refs);
+            assert!(matches!(node, Node::Directory { sorted: s, .. } if s == sorted));
+            for n in &names {
+                assert_eq!(lookup(&blocks, &cid, &node, n).unwrap().map(|l| l.name), Some(n.clone()));
+            }
+            for absent in ["entry-", "entry-99999", "a", "zzz"] {
+                assert!(lookup(&blocks, &cid, &node, absent).unwrap().is_none(), "{absent}");
+            }
         }
     }
 }

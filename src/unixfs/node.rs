@@ -61,9 +61,19 @@ pub struct ShardNode {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     File(FileNode),
-    Directory { links: Vec<Link>, meta: Metadata },
+    /// A plain directory. `sorted`: its links are in name order (as dag-pb's canonical
+    /// form and every importer writes them), so a lookup is a binary search; a foreign
+    /// DAG's unsorted links are searched in order.
+    Directory {
+        links: Vec<Link>,
+        meta: Metadata,
+        sorted: bool,
+    },
     HamtShard(ShardNode),
-    Symlink { target: Bytes, meta: Metadata },
+    Symlink {
+        target: Bytes,
+        meta: Metadata,
+    },
     Cbor(Ipld),
 }
 
@@ -169,7 +179,11 @@ fn decode_dag_pb(data: &Bytes) -> Result<Node, DecodeError> {
                 .collect();
             Ok(Node::File(FileNode { data: inline, children, size: actual, meta }))
         }
-        DataType::Directory => Ok(Node::Directory { links: links(), meta }),
+        DataType::Directory => {
+            let links = links();
+            let sorted = links.is_sorted_by(|a, b| a.name <= b.name);
+            Ok(Node::Directory { links, meta, sorted })
+        }
         DataType::Symlink => Ok(Node::Symlink { target: d.data.unwrap_or_default(), meta }),
         DataType::HamtShard => {
             if d.hash_type != Some(hamt::MURMUR3_X64_64) {
