@@ -59,6 +59,7 @@ fn node_with(
         gateways: Vec::new(),
         provide: vec![],
         dht_server: false,
+        serve: cidfs::ipfs::Serve::All,
     };
     tweak(&mut config);
     let n = Node::start(config, source).unwrap();

@@ -113,16 +113,34 @@ fn read_through_mount(peer: Command, want: &[u8], swarm_connect: bool) {
     assert!(std::fs::read(m.dir.join(".ipfs").join(&cid)).unwrap() == want, "served from the cache");
 }
 
-fn fetch_from_drive(fetch: impl Fn(&str, &str, &Path) -> String) {
+/// A third-party peer fetches a file written into the drive. The drive is private by
+/// default, so the mount trusts that peer (`--trust`); a stranger gets nothing of it
+/// (`a_stranger_gets_published_blocks_but_none_of_the_drive`).
+fn fetch_from_drive(mut peer: Command) {
     let cli = Cli::new();
     let want = common::noise(16 << 20 | 12345, 41);
-    let m = cli.mount("mnt", &[]);
+    let mut fetcher = peer
+        .arg("fetch-when-told")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(fetcher.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let peer_id = json_str(&line, "peer");
+    let m = cli.mount("mnt", &["--trust", &peer_id]);
     std::fs::write(m.dir.join("written.bin"), &want).unwrap();
     std::fs::File::open(m.dir.join("written.bin")).unwrap().sync_all().unwrap();
     let cid = String::from_utf8(common::getxattr(&m.dir.join("written.bin"), "ipfs.cid").unwrap()).unwrap();
-    let out = cli.path("fetched.bin");
-    let report = fetch(&cid, &node_addr(&cli), &out);
-    assert!(std::fs::read(&out).unwrap() == want, "bytes differ: {report}");
+    let fetched = cli.path("fetched.bin");
+    let order = format!("{cid} {} {}\n", node_addr(&cli), fetched.display());
+    std::io::Write::write_all(fetcher.stdin.as_mut().unwrap(), order.as_bytes()).unwrap();
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut out, &mut report).unwrap();
+    assert!(fetcher.wait().unwrap().success(), "the fetch failed: {report}");
+    assert!(std::fs::read(&fetched).unwrap() == want, "bytes differ: {report}");
 }
 
 #[test]
@@ -266,7 +284,7 @@ fn with_no_peer_no_gateway_and_no_dht_route_a_read_fails_at_once() {
 
 #[test]
 fn helia_fetches_a_file_written_into_the_drive() {
-    fetch_from_drive(|cid, addr, out| run_ok(helia().arg("fetch").arg(cid).arg(addr).arg(out)));
+    fetch_from_drive(helia());
 }
 
 #[test]
@@ -276,7 +294,7 @@ fn kubo_serves_a_file_cidfs_reads_through_the_mount() {
 
 #[test]
 fn kubo_fetches_a_file_written_into_the_drive() {
-    fetch_from_drive(|cid, addr, out| run_ok(kubo().arg("fetch").arg(cid).arg(addr).arg(out)));
+    fetch_from_drive(kubo());
 }
 
 /// An in-process node serving `source` on loopback (a fault-injecting test double).
@@ -290,6 +308,7 @@ fn test_double(cli: &Cli, name: &str, source: Arc<dyn cidfs::ipfs::BlockSource>)
         gateways: Vec::new(),
         provide: vec![],
         dht_server: false,
+        serve: cidfs::ipfs::Serve::All,
     };
     let node = cidfs::ipfs::Node::start(config, source).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -507,4 +526,63 @@ fn listing_a_directory_held_by_a_peer_fetches_only_the_directory() {
     // reading a file fetches it then
     let f05 = std::fs::read(m.dir.join(".ipfs").join(root.cid.to_string()).join("f05")).unwrap();
     assert_eq!(f05, b"file 5\n");
+}
+
+#[test]
+fn a_stranger_gets_published_blocks_but_none_of_the_drive() {
+    let cli = Cli::new();
+    let published = common::noise(300_000, 61);
+    let added = cli.add_q(&cli.write("published.bin", &published), &["--cid-version", "1"]);
+    // two in-process peers: a stranger, and a friend the mount trusts
+    let stranger = test_double(&cli, "stranger", Arc::new(NoBlocks));
+    let friend = test_double(&cli, "friend", Arc::new(NoBlocks));
+    let m = cli.mount("mnt", &["--trust", &friend.peer_id().to_string()]);
+    let secret = common::noise(300_000, 62);
+    std::fs::write(m.dir.join("secret.bin"), &secret).unwrap();
+    std::fs::File::open(m.dir.join("secret.bin")).unwrap().sync_all().unwrap();
+    let drive_file: cid::Cid =
+        String::from_utf8(common::getxattr(&m.dir.join("secret.bin"), "ipfs.cid").unwrap()).unwrap().parse().unwrap();
+    let addr: libp2p::Multiaddr = node_addr(&cli).parse().unwrap();
+    for peer in [&stranger, &friend] {
+        peer.connect(addr.clone());
+        assert!(peer.wait_for_peers(1, Duration::from_secs(10)));
+    }
+    let timeout = Duration::from_secs(10);
+    // the stranger: don't-have for the drive's block (at once), the published block served
+    let t = Instant::now();
+    let err = stranger.get(&drive_file, timeout).unwrap_err();
+    assert!(matches!(err, cidfs::ipfs::NetError::NotFound { .. }), "{err}");
+    assert!(t.elapsed() < timeout, "answered don't-have, not silence");
+    let root: cid::Cid = added.parse().unwrap();
+    assert!(stranger.get(&root, timeout).is_ok(), "published content is served to everyone");
+    // the friend gets the drive's block
+    assert!(friend.get(&drive_file, timeout).is_ok());
+    drop(m);
+
+    // --serve all: the stranger gets the drive too; --serve none: nobody gets anything
+    let m = cli.mount("mnt", &["--serve", "all"]);
+    let addr: libp2p::Multiaddr = node_addr(&cli).parse().unwrap();
+    let late = test_double(&cli, "late", Arc::new(NoBlocks));
+    late.connect(addr);
+    assert!(late.wait_for_peers(1, Duration::from_secs(10)));
+    assert!(late.get(&drive_file, timeout).is_ok());
+    drop(m);
+    let m = cli.mount("mnt", &["--serve", "none", "--trust", &friend.peer_id().to_string()]);
+    let addr: libp2p::Multiaddr = node_addr(&cli).parse().unwrap();
+    let last = test_double(&cli, "last", Arc::new(NoBlocks));
+    last.connect(addr);
+    assert!(last.wait_for_peers(1, Duration::from_secs(10)));
+    assert!(last.get(&root, timeout).is_err(), "--serve none serves nothing");
+    drop(m);
+    let err = cli.fails(&["mount", "x", "--trust", "not-a-peer"], 2);
+    assert!(err.contains("is not a peer ID"), "{err}");
+}
+
+/// A peer that holds nothing.
+struct NoBlocks;
+
+impl cidfs::ipfs::BlockSource for NoBlocks {
+    fn local(&self, _cid: &cid::Cid) -> Option<bytes::Bytes> {
+        None
+    }
 }

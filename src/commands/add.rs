@@ -59,7 +59,8 @@ pub fn run(
     let total = paths.iter().map(|p| tree_size(p.as_ref(), opts.hidden)).sum();
     let bar = progress::bytes("adding", Some(total), opts.quiet);
     let mut batch = store.batch();
-    let mut adder = Adder { opts, hot: store.hot_files(), sink: StoreSink { batch: &mut batch }, bar, out };
+    let mut adder =
+        Adder { opts, hot: store.hot_files(), sink: StoreSink { batch: &mut batch, public: true }, bar, out };
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();

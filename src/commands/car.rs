@@ -67,7 +67,7 @@ pub fn import(
         while let Some((_, block)) = reader.next_block().map_err(|e| CliError::from(e).context(path.display()))? {
             report.blocks += 1;
             report.bytes += block.data().len() as u64;
-            batch.put(&block)?;
+            batch.put_public(&block)?;
             bar.set_position(reader.offset());
         }
         bar.finish_and_clear();

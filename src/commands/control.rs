@@ -155,6 +155,14 @@ fn status(live: &Live) -> String {
         Some(node) => {
             let n = node.stats();
             out.push_str(&format!("ipfs:      {} ({} peers connected)\n", node.peer_id(), node.peers().len()));
+            out.push_str(&match node.serving() {
+                crate::ipfs::Serve::Published { trusted } => format!(
+                    "  serving: what you published to every peer; the drive to {} trusted peers (--trust)\n",
+                    trusted.len()
+                ),
+                crate::ipfs::Serve::All => "  serving: everything in the store to every peer (--serve all)\n".into(),
+                crate::ipfs::Serve::Nothing => "  serving: nothing (--serve none)\n".into(),
+            });
             out.push_str(&format!(
                 "  fetched: {} blocks ({}); served: {} blocks ({}); peers dropped for bad blocks: {}\n",
                 n.blocks_fetched,

@@ -125,7 +125,7 @@ pub fn link(
     // what was said of replaced entries (owners, xattrs, links) does not apply to their
     // replacements; an entry linked again with the same content keeps it
     let names: Vec<&str> = linked.replaced.iter().map(|(n, _)| n.as_str()).collect();
-    let root = d.finish(&ImportOptions::default(), &mut StoreSink { batch })?;
+    let root = d.finish(&ImportOptions::default(), &mut StoreSink { batch, public: false })?;
     if let Some(side_cid) = store.root_cid(DRIVE_POSIX_ROOT)? {
         let side = match unixfs::load(store, &side_cid)? {
             Node::Cbor(v) => posix::decode(&v),
@@ -148,7 +148,7 @@ pub struct StoreDrive(pub Arc<Store>);
 impl DriveStore for StoreDrive {
     fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError> {
         let mut batch = self.0.batch();
-        let (root, side) = build(&mut StoreSink { batch: &mut batch })?;
+        let (root, side) = build(&mut StoreSink { batch: &mut batch, public: false })?;
         batch.set_root(DRIVE_ROOT, root);
         batch.set_root(DRIVE_POSIX_ROOT, side);
         batch.log_commit(root);

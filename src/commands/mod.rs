@@ -121,15 +121,17 @@ pub fn tune_allocator() {
     }
 }
 
-/// The importer's blocks go into a store batch.
+/// The importer's blocks go into a store batch; `public`: as published content (what
+/// `add` brings), served to every peer, or as the drive's own (trusted peers only).
 pub(crate) struct StoreSink<'a, 's> {
     pub batch: &'a mut crate::store::Batch<'s>,
+    pub public: bool,
 }
 
 impl crate::importer::BlockSink for StoreSink<'_, '_> {
     type Error = StoreError;
     fn put(&mut self, block: crate::block::Block) -> Result<(), StoreError> {
-        self.batch.put(&block).map(|_| ())
+        if self.public { self.batch.put_public(&block) } else { self.batch.put(&block) }.map(|_| ())
     }
 }
 

@@ -19,7 +19,7 @@ use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use super::{CliError, open_store};
 use crate::fetch::Tiered;
 use crate::fuse::mount::{self, MountError, MountOptions};
-use crate::ipfs::{Node, NodeConfig};
+use crate::ipfs::{Node, NodeConfig, Serve};
 use crate::store::Store;
 use crate::vfs::{Capacity, RootMode, Vfs};
 use libp2p::Multiaddr;
@@ -76,9 +76,18 @@ pub struct NetArgs {
     #[arg(long = "gateway", value_name = "URL", env = "CIDFS_GATEWAYS", value_delimiter = ',',
           value_parser = crate::ipfs::gateway::parse_gateway)]
     pub gateways: Vec<String>,
-    /// Do not announce pinned roots and the drive root to the DHT.
+    /// Do not announce pinned roots to the DHT.
     #[arg(long, env = "CIDFS_NO_ANNOUNCE")]
     pub no_announce: bool,
+    /// Which blocks peers get: `published` (what you add, import or pin, to every peer; the
+    /// rest of the drive to --trust peers only), `all` (the whole drive to every peer), or
+    /// `none` (nothing to anyone).
+    #[arg(long, value_enum, env = "CIDFS_SERVE", default_value = "published")]
+    pub serve: ServeMode,
+    /// A peer trusted with the whole drive, by peer ID (repeatable), e.g. 12D3Koo…
+    #[arg(long = "trust", value_name = "PEERID", env = "CIDFS_TRUST", value_delimiter = ',',
+          value_parser = parse_peer_id)]
+    pub trust: Vec<libp2p::PeerId>,
     /// How long a read waits for a block from the network before it fails with EIO
     /// (seconds).
     #[arg(long, value_name = "SECONDS", env = "CIDFS_FETCH_TIMEOUT", default_value_t = 30.0)]
@@ -94,10 +103,28 @@ pub struct NetArgs {
     pub hot_size: u64,
 }
 
-/// What the node announces: every pinned root and the drive root.
-fn announced(store: &Store) -> Result<Vec<Cid>, CliError> {
-    let mut cids: Vec<Cid> = store.pins()?.into_iter().map(|(c, _)| c).collect();
-    cids.extend(store.root_cid(DRIVE_ROOT)?);
+/// `--serve`: which blocks peers get (see [`crate::ipfs::Serve`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServeMode {
+    Published,
+    All,
+    None,
+}
+
+fn parse_peer_id(s: &str) -> Result<libp2p::PeerId, String> {
+    s.parse().map_err(|e| format!("{s:?} is not a peer ID: {e}"))
+}
+
+/// What the node announces: every pinned root; with `--serve all` the drive root too;
+/// with `--serve none` nothing (it would only send peers to a node that refuses them).
+fn announced(store: &Store, serve: ServeMode) -> Result<Vec<Cid>, CliError> {
+    let mut cids: Vec<Cid> = match serve {
+        ServeMode::None => return Ok(Vec::new()),
+        _ => store.pins()?.into_iter().map(|(c, _)| c).collect(),
+    };
+    if serve == ServeMode::All {
+        cids.extend(store.root_cid(DRIVE_ROOT)?);
+    }
     cids.sort();
     cids.dedup();
     Ok(cids)
@@ -117,6 +144,13 @@ impl NetArgs {
         if self.no_announce {
             out.push("--no-announce".into());
         }
+        let serve = match self.serve {
+            ServeMode::Published => "published",
+            ServeMode::All => "all",
+            ServeMode::None => "none",
+        };
+        out.push(format!("--serve={serve}"));
+        out.extend(self.trust.iter().map(|p| format!("--trust={p}")));
         out.push(format!("--fetch-timeout={}", self.fetch_timeout));
         out.push(format!("--cache-size={}", self.cache_size));
         out.push(format!("--hot-size={}", self.hot_size));
@@ -147,9 +181,14 @@ impl NetArgs {
             peers: addrs(&self.peers, "--peer")?,
             bootstrap: addrs(&self.bootstrap, "--bootstrap")?,
             addrs_file: Some(dir.join("addrs")),
-            provide: if self.no_announce { Vec::new() } else { announced(store)? },
+            provide: if self.no_announce { Vec::new() } else { announced(store, self.serve)? },
             dht_server: false,
             gateways: self.gateways.clone(),
+            serve: match self.serve {
+                ServeMode::Published => Serve::Published { trusted: self.trust.iter().copied().collect() },
+                ServeMode::All => Serve::All,
+                ServeMode::None => Serve::Nothing,
+            },
         };
         let wanted = config.peers.len();
         let node = Node::start(config, store.clone()).map_err(|e| CliError::failure(e.to_string()))?;

@@ -227,4 +227,8 @@ impl BlockSource for Store {
             None => self.get(cid).ok().flatten(),
         }
     }
+
+    fn is_public(&self, cid: &Cid) -> bool {
+        Store::is_public(self, cid).unwrap_or(false)
+    }
 }

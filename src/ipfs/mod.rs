@@ -23,4 +23,4 @@ pub mod gateway;
 pub mod node;
 pub mod streams;
 
-pub use node::{BlockSource, NetError, Node, NodeConfig};
+pub use node::{BlockSource, NetError, Node, NodeConfig, Serve};

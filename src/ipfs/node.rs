@@ -46,6 +46,36 @@ const BOOTSTRAP_GRACE: Duration = Duration::from_secs(10);
 pub trait BlockSource: Send + Sync {
     /// The block `cid`, if held locally (never fetched from the network).
     fn local(&self, cid: &Cid) -> Option<Bytes>;
+
+    /// Whether the user published `cid` (added, imported or pinned what holds it), so any
+    /// peer may have it under [`Serve::Published`]. A source that is all public says so.
+    fn is_public(&self, _cid: &Cid) -> bool {
+        true
+    }
+}
+
+/// Which blocks the node gives to which peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serve {
+    /// The default: what the user published (`add`, `import`, `pin`) to every peer;
+    /// everything else held (the drive, its snapshots, fetched blocks) to trusted peers
+    /// only.
+    Published { trusted: HashSet<PeerId> },
+    /// Everything held, to every peer (`--serve all`).
+    All,
+    /// Nothing, to anyone (`--serve none`).
+    Nothing,
+}
+
+impl Serve {
+    /// Whether `peer` may have `cid` (held by `source`).
+    fn allows(&self, peer: &PeerId, cid: &Cid, source: &dyn BlockSource) -> bool {
+        match self {
+            Serve::All => true,
+            Serve::Nothing => false,
+            Serve::Published { trusted } => trusted.contains(peer) || source.is_public(cid),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +97,8 @@ pub struct NodeConfig {
     /// Trustless HTTP gateways (base URLs) asked for every wanted block alongside the
     /// bitswap peers.
     pub gateways: Vec<String>,
+    /// Which blocks are given to which peers.
+    pub serve: Serve,
 }
 
 /// How long one gateway request may take.
@@ -182,6 +214,7 @@ struct Inner {
     dht: bool,
     started: Instant,
     gateways: Option<Arc<Gateways>>,
+    serve: Serve,
     /// Peers named in the configuration, and as what (their dial failures are the user's
     /// business; a DHT provider's are not).
     configured: HashMap<PeerId, &'static str>,
@@ -307,6 +340,7 @@ impl Node {
             dht: !config.bootstrap.is_empty(),
             started: Instant::now(),
             gateways: (!gateways.is_empty()).then(|| Arc::new(gateways)),
+            serve: config.serve.clone(),
             configured: configured_peers(&config),
         });
         let reader_inner = inner.clone();
@@ -370,6 +404,11 @@ impl Node {
 
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Which blocks the node gives to which peers.
+    pub fn serving(&self) -> &Serve {
+        &self.inner.serve
     }
 
     /// Addresses the node listens on (with `/p2p/<id>`), once it has bound them.
@@ -1018,15 +1057,19 @@ fn serve(inner: &Arc<Inner>, peer: PeerId, msg: &Message) {
         return;
     }
     let mut out = Outgoing::default();
+    // a block this peer may not have is answered as one we lack: its presence is private too
+    let held = |cid: &Cid| {
+        if inner.serve.allows(&peer, cid, inner.source.as_ref()) { inner.source.local(cid) } else { None }
+    };
     for (cid, send_dont_have) in wants.blocks {
-        match inner.source.local(&cid) {
+        match held(&cid) {
             Some(data) => out.blocks.push((cid, data)),
             None if send_dont_have => out.dont_have.push(cid),
             None => {}
         }
     }
     for (cid, send_dont_have) in wants.haves {
-        match inner.source.local(&cid) {
+        match held(&cid) {
             Some(_) => out.have.push(cid),
             None if send_dont_have => out.dont_have.push(cid),
             None => {}

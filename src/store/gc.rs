@@ -13,7 +13,9 @@ use std::io::{BufWriter, Write};
 use cid::Cid;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{BLOCKS, CACHE_SEGMENTS, Location, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root};
+use super::{
+    BLOCKS, CACHE_SEGMENTS, Location, PUBLIC, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root,
+};
 use crate::block::{Block, links};
 use crate::car;
 
@@ -114,8 +116,10 @@ impl Store {
                 let (k, v) = row?;
                 segs.insert(k.value(), v.value());
             }
+            let mut public = txn.open_table(PUBLIC)?;
             for (cid, (seg, _, len, _)) in dead {
                 blocks.remove(key(&cid).as_slice())?;
+                public.remove(key(&cid).as_slice())?;
                 report.blocks_removed += 1;
                 report.block_bytes_removed += u64::from(len);
                 if let Some(s) = segs.get_mut(&seg) {

@@ -71,8 +71,13 @@ const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots_v1");
 const COMMITS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("commits_v1");
 /// Which segments are cache segments (fetched blocks): segment -> ().
 const CACHE_SEGMENTS: TableDefinition<u32, ()> = TableDefinition::new("cache_segments_v1");
-/// Facts about the store itself: `created` -> unix time in seconds.
+/// Facts about the store itself: `created` -> unix time in seconds; `public_built` -> 1
+/// once `public_v1` covers every pin (stores made before it existed are walked once).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+/// Blocks the user published — added, imported, or reachable from a pin — which the IPFS
+/// node gives to any peer (the drive's other blocks go to trusted peers only): CID -> ().
+/// A mark outlives an unpin (the content was published) until gc removes the block.
+const PUBLIC: TableDefinition<&[u8], ()> = TableDefinition::new("public_v1");
 
 /// One entry of the drive's commit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -382,6 +387,7 @@ impl Store {
             txn.open_table(ROOTS)?;
             txn.open_table(COMMITS)?;
             txn.open_table(CACHE_SEGMENTS)?;
+            txn.open_table(PUBLIC)?;
             let mut meta = txn.open_table(META)?;
             if meta.get("created")?.is_none() {
                 meta.insert("created", unix_now())?;
@@ -401,6 +407,7 @@ impl Store {
         owner::write(root, &owner::this_process(None));
         store.recover()?;
         store.load_cache_segments()?;
+        store.build_public_marks()?;
         Ok(store)
     }
 
@@ -529,6 +536,7 @@ impl Store {
             relocated: Vec::new(),
             writer: self.writer.lock().expect("lock poisoned"),
             pending: HashMap::new(),
+            published: Vec::new(),
             pins: Vec::new(),
             roots: Vec::new(),
             logged: None,
@@ -541,11 +549,13 @@ impl Store {
 
     /// Records `cid` as a pinned root, protecting everything reachable from it from `gc`
     /// (and from cache eviction: blocks of the DAG sitting in the fetch cache are copied
-    /// into the user's segments first).
+    /// into the user's segments first), and publishing it (see [`PUBLIC`]).
     pub fn pin(&self, cid: &Cid, label: &str) -> Result<(), StoreError> {
+        let live = self.reachable(&[*cid])?.live;
         let mut b = self.batch();
         b.keep_cached_dag(cid)?;
         b.pin(*cid, label);
+        b.published.extend(live.into_iter().filter(|c| !crate::block::is_identity(c)));
         b.commit()
     }
 
@@ -588,6 +598,49 @@ impl Store {
             out.push(Commit { seq: k.value(), time, root: cid_from_key(root)? });
         }
         Ok(out)
+    }
+
+    /// Whether the user published `cid` (see [`PUBLIC`]).
+    pub fn is_public(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(PUBLIC)?.get(key(cid).as_slice())?.is_some())
+    }
+
+    /// Marks `cids` published.
+    pub fn publish(&self, cids: impl IntoIterator<Item = Cid>) -> Result<(), StoreError> {
+        let mut writer = self.lock_writer();
+        self.settle(&mut writer)?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut public = txn.open_table(PUBLIC)?;
+            for cid in cids {
+                public.insert(key(&cid).as_slice(), ())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// For a store made before published blocks were marked: marks every block reachable
+    /// from a pin, once.
+    fn build_public_marks(&self) -> Result<(), StoreError> {
+        let built = {
+            let txn = self.db.begin_read()?;
+            txn.open_table(META)?.get("public_built")?.is_some()
+        };
+        if built {
+            return Ok(());
+        }
+        let pins: Vec<Cid> = self.pins()?.into_iter().map(|(c, _)| c).collect();
+        let live = self.reachable(&pins)?.live;
+        if !pins.is_empty() {
+            log::info!("marking the {} blocks reachable from {} pins as published", live.len(), pins.len());
+        }
+        self.publish(live)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert("public_built", 1)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// The newest entry of the drive's commit log.
@@ -733,6 +786,8 @@ pub struct Batch<'s> {
     relocated: Vec<(u32, u64)>,
     writer: MutexGuard<'s, Writers>,
     pending: HashMap<Cid, Location>,
+    /// Blocks to mark published when the batch commits (see [`PUBLIC`]).
+    published: Vec<Cid>,
     pins: Vec<(Cid, String)>,
     roots: Vec<(String, Cid)>,
     logged: Option<Cid>,
@@ -770,6 +825,16 @@ impl Batch<'_> {
         self.touched.insert(loc.segment);
         self.pending.insert(*cid, loc);
         Ok(true)
+    }
+
+    /// [`put`](Self::put), and marks the block published (see [`PUBLIC`]): what `add` and
+    /// `import` bring is the user's to publish, whether or not the store had it.
+    pub fn put_public(&mut self, block: &Block) -> Result<bool, StoreError> {
+        let new = self.put(block)?;
+        if !crate::block::is_identity(block.cid()) {
+            self.published.push(*block.cid());
+        }
+        Ok(new)
     }
 
     /// Bytes of a block written in this batch or already in the store.
@@ -955,6 +1020,10 @@ impl Batch<'_> {
             let mut pins = txn.open_table(PINS)?;
             for (cid, label) in &self.pins {
                 pins.insert(key(cid).as_slice(), label.as_str())?;
+            }
+            let mut public = txn.open_table(PUBLIC)?;
+            for cid in &self.published {
+                public.insert(key(cid).as_slice(), ())?;
             }
             let mut roots = txn.open_table(ROOTS)?;
             for (name, cid) in &self.roots {

@@ -15,6 +15,9 @@
 //   node helia_peer.mjs fetch CID MULTIADDR OUT
 //       dials MULTIADDR, reads the UnixFS file CID over bitswap into OUT, prints
 //       {"bytes": n, "ms": total, "first_byte_ms": t}
+//   node helia_peer.mjs fetch-when-told
+//       prints {"peer": its peer ID} (so the other side can trust it), then reads one line
+//       "CID MULTIADDR OUT" from stdin and fetches as `fetch` does
 import './polyfill.mjs'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -100,13 +103,23 @@ if (cmd === 'serve') {
   await untilStdinCloses()
   honest.close()
   liar.close()
-} else if (cmd === 'fetch') {
+} else if (cmd === 'fetch' || cmd === 'fetch-when-told') {
+  let [cid, addr, outPath] = [a, b, c]
+  if (cmd === 'fetch-when-told') {
+    console.log(JSON.stringify({ peer: helia.libp2p.peerId.toString() }))
+    const line = await new Promise(resolve => {
+      let buf = ''
+      process.stdin.on('data', d => { buf += d; if (buf.includes('\n')) resolve(buf.split('\n')[0]) })
+    })
+    ;[cid, addr, outPath] = line.trim().split(' ')
+    process.stdin.pause()
+  }
   const start = performance.now()
-  await helia.libp2p.dial(multiaddr(b), { signal: AbortSignal.timeout(30_000) })
-  const out = fs.createWriteStream(c)
+  await helia.libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(30_000) })
+  const out = fs.createWriteStream(outPath)
   let bytes = 0
   let firstByte = null
-  for await (const buf of fsys.cat(CID.parse(a), { signal: AbortSignal.timeout(120_000) })) {
+  for await (const buf of fsys.cat(CID.parse(cid), { signal: AbortSignal.timeout(120_000) })) {
     firstByte ??= performance.now() - start
     bytes += buf.length
     if (!out.write(buf)) await new Promise(resolve => out.once('drain', resolve))
@@ -114,7 +127,7 @@ if (cmd === 'serve') {
   await new Promise(resolve => out.end(resolve))
   console.log(JSON.stringify({ bytes, ms: performance.now() - start, first_byte_ms: firstByte }))
 } else {
-  console.error('usage: helia_peer.mjs serve FILE | gateway FILE | fetch CID MULTIADDR OUT')
+  console.error('usage: helia_peer.mjs serve FILE | gateway FILE | fetch CID MULTIADDR OUT | fetch-when-told')
   process.exitCode = 2
 }
 await helia.stop()

@@ -7,6 +7,9 @@ DHT, no mDNS.
         serves its blocks until stdin closes
     python3 kubo_peer.py fetch CID MULTIADDR OUT
         connects to MULTIADDR and downloads the file CID into OUT over bitswap
+    python3 kubo_peer.py fetch-when-told
+        prints {"peer": its peer ID} (so the other side can trust it), then reads one line
+        "CID MULTIADDR OUT" from stdin and fetches as `fetch` does
 """
 import ctypes
 import importlib.util
@@ -66,7 +69,10 @@ if cmd == "serve":
     addrs = json.loads(take(lib.GetNodeMultiAddrs(r)) or "[]")
     print(json.dumps({"cid": cid, "addrs": [f"{a}/p2p/{peer}" for a in addrs]}), flush=True)
     sys.stdin.read()
-elif cmd == "fetch":
+elif cmd in ("fetch", "fetch-when-told"):
+    if cmd == "fetch-when-told":
+        print(json.dumps({"peer": take(lib.GetNodeID(r))}), flush=True)
+        args = sys.stdin.readline().split()
     cid, addr, out = args
     # (this C API answers 0 for success here, unlike CreateRepo and RunNode)
     if lib.ConnectToPeer(r, addr.encode()) != 0:
@@ -75,5 +81,5 @@ elif cmd == "fetch":
         sys.exit(f"kubo: download of {cid} failed")
     print(json.dumps({"bytes": os.path.getsize(out)}), flush=True)
 else:
-    sys.exit("usage: kubo_peer.py serve FILE | fetch CID MULTIADDR OUT")
+    sys.exit("usage: kubo_peer.py serve FILE | fetch CID MULTIADDR OUT | fetch-when-told")
 lib.CleanupNode(r)
