@@ -586,3 +586,145 @@ impl cidfs::ipfs::BlockSource for NoBlocks {
         None
     }
 }
+
+/// A hostile peer (a test double built on cidfs's own stream behaviour): many connections,
+/// hundreds of streams each carrying a 4 MiB want-list (or holding one half-sent), and it
+/// never reads what it is sent.
+struct Hostile {
+    runtime: tokio::runtime::Runtime,
+    opener: cidfs::ipfs::streams::Opener,
+    streams: Vec<libp2p::Stream>,
+}
+
+impl Hostile {
+    fn start(target: &libp2p::Multiaddr, connections: usize) -> Hostile {
+        use futures::StreamExt;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _guard = runtime.enter();
+        let (behaviour, mut inbound, opener) = cidfs::ipfs::streams::Behaviour::new();
+        let mut behaviour = Some(behaviour);
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| behaviour.take().unwrap())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let peer = match target.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+            _ => panic!("{target} names no peer"),
+        };
+        for _ in 0..connections {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![target.clone()])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                .build();
+            let _ = swarm.dial(opts);
+        }
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    // what the mount sends is accepted and never read
+                    Some(stream) = inbound.recv() => std::mem::forget(stream),
+                }
+            }
+        });
+        drop(_guard);
+        Hostile { runtime, opener, streams: Vec::new() }
+    }
+
+    /// Opens `n` streams and writes `message` on each (or, `partly`, its length and half of
+    /// it), keeping them open. How many could be opened.
+    fn flood(&mut self, peer: libp2p::PeerId, n: usize, message: &[u8], partly: bool) -> usize {
+        use futures::AsyncWriteExt;
+        let message = if partly { &message[..message.len() / 2] } else { message };
+        let opener = self.opener.clone();
+        let opened: Vec<libp2p::Stream> = self.runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let (opener, message) = (opener.clone(), message.to_vec());
+                tasks.push(tokio::spawn(async move {
+                    let (mut s, _) = opener.open(peer).await.ok()?;
+                    let wrote = tokio::time::timeout(Duration::from_secs(5), s.write_all(&message)).await;
+                    matches!(wrote, Ok(Ok(()))).then_some(s)
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                if let Ok(Some(s)) = t.await {
+                    out.push(s);
+                }
+            }
+            out
+        });
+        let n = opened.len();
+        self.streams.extend(opened);
+        n
+    }
+}
+
+#[test]
+fn a_hostile_peer_cannot_exhaust_the_mounts_memory_nor_stop_it_serving() {
+    use cidfs::importer::{ImportOptions, file::import_bytes};
+    let cli = Cli::new();
+    let published = common::noise(8 << 20, 70);
+    cli.add_q(&cli.write("published.bin", &published), &["--cid-version", "1"]);
+    let mut blocks = Vec::new();
+    let root = import_bytes(&ImportOptions::kubo_v1(), Default::default(), &published, &mut blocks).unwrap().cid;
+    let leaves: Vec<cid::Cid> = blocks.iter().map(|b| *b.cid()).collect();
+    let m = cli.mount("mnt", &[]);
+    let target: libp2p::Multiaddr = node_addr(&cli).parse().unwrap();
+    let mount_peer = match target.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => unreachable!(),
+    };
+    // a want-list of ~4 MiB: 90,000 wants for the published blocks (each 256 KiB)
+    let wants: Vec<cid::Cid> = leaves.iter().cycle().take(90_000).copied().collect();
+    let message = cidfs::ipfs::bitswap::frame(&cidfs::ipfs::bitswap::want_message(
+        &wants,
+        cidfs::ipfs::bitswap::WANT_BLOCK,
+        false,
+    ));
+    assert!(message.len() > 3 << 20 && message.len() < cidfs::ipfs::bitswap::MAX_MESSAGE);
+
+    let mut hostile = Hostile::start(&target, 2000);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = hostile.flood(mount_peer, 300, &message, false);
+    let held = hostile.flood(mount_peer, 300, &message, true);
+    eprintln!("hostile: {sent} streams of full want-lists, {held} held half-sent");
+
+    // an honest peer is still served, and the drive still works
+    let honest = test_double(&cli, "honest", Arc::new(NoBlocks));
+    honest.connect(target.clone());
+    assert!(honest.wait_for_peers(1, Duration::from_secs(20)), "an honest peer can still connect");
+    for cid in std::iter::once(root).chain(leaves.iter().copied()) {
+        assert!(honest.get(&cid, Duration::from_secs(30)).is_ok(), "the honest peer got {cid}");
+    }
+    let local = common::noise(1 << 20, 71);
+    std::fs::write(m.dir.join("local.bin"), &local).unwrap();
+    assert!(std::fs::read(m.dir.join("local.bin")).unwrap() == local);
+
+    let rss = {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", m.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib >> 10
+    };
+    eprintln!("peak RSS of the mount: {rss} MiB");
+    assert!(rss < 200, "peak RSS of the mount: {rss} MiB");
+    let status = cli.ok(&["status"]);
+    let limits = status.lines().find(|l| l.contains("limits:")).unwrap().to_string();
+    eprintln!("{limits}");
+    let numbers: Vec<u64> = limits.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    assert!(numbers.iter().any(|n| *n > 0), "the flooder was throttled or dropped: {limits}");
+    drop(hostile);
+}

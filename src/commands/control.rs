@@ -169,7 +169,11 @@ fn status(live: &Live) -> String {
                 human_bytes(n.bytes_fetched),
                 n.blocks_served,
                 human_bytes(n.bytes_served),
-                n.peers_dropped
+                n.peers_dropped.saturating_sub(n.peers_flooding)
+            ));
+            out.push_str(&format!(
+                "  limits:  {} replies throttled; {} streams refused; {} peers dropped for flooding\n",
+                n.replies_throttled, n.streams_refused, n.peers_flooding
             ));
             if let Some(g) = node.gateway_stats() {
                 out.push_str(&format!(

@@ -20,6 +20,7 @@
 
 pub mod bitswap;
 pub mod gateway;
+pub mod limits;
 pub mod node;
 pub mod streams;
 

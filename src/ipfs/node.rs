@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use super::bitswap::{self, Message, WANT_BLOCK};
 use super::gateway::{Fetched, GatewayStats, Gateways};
+use super::limits::{self, Admit};
 use super::streams;
 use crate::block::Block;
 
@@ -133,6 +134,12 @@ pub struct NetStats {
     pub blocks_served: u64,
     pub bytes_served: u64,
     pub peers_dropped: u64,
+    /// Replies not queued because the peer's (or everyone's) queue was full.
+    pub replies_throttled: u64,
+    /// Inbound streams reset unread: over a peer's (or the total) bound.
+    pub streams_refused: u64,
+    /// Peers disconnected for being throttled too long.
+    pub peers_flooding: u64,
 }
 
 /// What a writer task sends a peer, made into a message for the protocol it negotiated.
@@ -143,6 +150,14 @@ struct Outgoing {
     blocks: Vec<(Cid, Bytes)>,
     have: Vec<Cid>,
     dont_have: Vec<Cid>,
+}
+
+impl Outgoing {
+    /// What it holds in memory while queued, roughly: its blocks and a CID's worth per entry.
+    fn size(&self) -> usize {
+        let entries = self.wants.len() + self.cancels.len() + self.have.len() + self.dont_have.len();
+        self.blocks.iter().map(|(_, d)| d.len() + 64).sum::<usize>() + 64 * entries
+    }
 }
 
 /// A reader waiting for a block: its id (to leave on timeout) and its channel; `Err`
@@ -196,6 +211,13 @@ struct State {
     unreachable: HashSet<PeerId>,
     /// Provider lookups running: which CID, and whether they named a provider yet.
     lookups: HashMap<kad::QueryId, (Cid, bool)>,
+    /// What is queued for each peer's writer (see [`limits`]).
+    queues: limits::Queues,
+    /// Inbound streams being read.
+    inbound: limits::InboundGate,
+    /// Blocks each peer asked for that are not queued yet (at most
+    /// [`limits::PENDING_WANTS_PER_PEER`] each), served as its queue drains.
+    pending_wants: HashMap<PeerId, std::collections::VecDeque<(Cid, bool)>>,
 }
 
 enum Command {
@@ -215,6 +237,8 @@ struct Inner {
     started: Instant,
     gateways: Option<Arc<Gateways>>,
     serve: Serve,
+    /// Bytes of inbound message bodies being read, all peers together.
+    inbound_bytes: Arc<tokio::sync::Semaphore>,
     /// Peers named in the configuration, and as what (their dial failures are the user's
     /// business; a DHT provider's are not).
     configured: HashMap<PeerId, &'static str>,
@@ -233,6 +257,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     bitswap: streams::Behaviour,
+    limits: libp2p::connection_limits::Behaviour,
 }
 
 /// The DHT key of a CID: its multihash (as Kubo and Helia announce and look up).
@@ -289,7 +314,11 @@ impl Node {
         let mut swarm = {
             libp2p::SwarmBuilder::with_existing_identity(key)
                 .with_tokio()
-                .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+                .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, || {
+                    let mut c = yamux::Config::default();
+                    c.set_max_num_streams(limits::STREAMS_PER_CONNECTION);
+                    c
+                })
                 .map_err(|e| start(&e))?
                 .with_behaviour(|key| {
                     let id = key.public().to_peer_id();
@@ -303,6 +332,13 @@ impl Node {
                         ping: ping::Behaviour::default(),
                         kad,
                         bitswap: bitswap.take().expect("built once"),
+                        limits: libp2p::connection_limits::Behaviour::new(
+                            libp2p::connection_limits::ConnectionLimits::default()
+                                .with_max_established_per_peer(Some(limits::CONNECTIONS_PER_PEER))
+                                .with_max_established_incoming(Some(limits::CONNECTIONS_INCOMING))
+                                .with_max_pending_incoming(Some(limits::CONNECTIONS_INCOMING / 2))
+                                .with_max_established(Some(limits::CONNECTIONS_TOTAL)),
+                        ),
                     }
                 })
                 .map_err(|e| start(&e))?
@@ -332,6 +368,9 @@ impl Node {
                     .collect(),
                 lookups: HashMap::new(),
                 unreachable: HashSet::new(),
+                queues: limits::Queues::default(),
+                inbound: limits::InboundGate::default(),
+                pending_wants: HashMap::new(),
             }),
             opener,
             commands,
@@ -341,12 +380,25 @@ impl Node {
             started: Instant::now(),
             gateways: (!gateways.is_empty()).then(|| Arc::new(gateways)),
             serve: config.serve.clone(),
+            inbound_bytes: Arc::new(tokio::sync::Semaphore::new(limits::INBOUND_BYTES)),
             configured: configured_peers(&config),
         });
         let reader_inner = inner.clone();
         runtime.spawn(async move {
             while let Some((peer, stream, _version)) = inbound.recv().await {
-                tokio::spawn(read_messages(reader_inner.clone(), peer, stream));
+                let mut st = reader_inner.state.lock().expect("lock poisoned");
+                if !st.inbound.admit(peer) {
+                    st.stats.streams_refused += 1;
+                    drop(st);
+                    drop(stream); // reset unread: neither we nor yamux hold its bytes
+                    continue;
+                }
+                drop(st);
+                let inner = reader_inner.clone();
+                tokio::spawn(async move {
+                    read_messages(inner.clone(), peer, stream).await;
+                    inner.state.lock().expect("lock poisoned").inbound.leave(&peer);
+                });
             }
         });
         for addr in config.peers.iter().chain(&config.bootstrap) {
@@ -483,7 +535,7 @@ impl Node {
         };
         let targets_empty = targets.is_empty();
         for peer in targets {
-            send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
+            send_ours(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
         }
         if new_want && self.inner.dht {
             // peers we are not connected to may have it: ask the DHT who provides it
@@ -535,7 +587,7 @@ impl Node {
         };
         log::debug!("asking {} peers again for {cid}", peers.len());
         for peer in peers {
-            send(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
+            send_ours(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
         }
     }
 
@@ -558,7 +610,7 @@ impl Node {
             }
         };
         for peer in asked {
-            send(&self.inner, peer, Outgoing { cancels: vec![*cid], ..Default::default() });
+            send_ours(&self.inner, peer, Outgoing { cancels: vec![*cid], ..Default::default() });
         }
     }
 }
@@ -621,7 +673,7 @@ fn on_event(
                 wants
             };
             if !wants.is_empty() {
-                send(inner, peer_id, Outgoing { wants, ..Default::default() });
+                send_ours(inner, peer_id, Outgoing { wants, ..Default::default() });
             }
         }
         SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
@@ -629,6 +681,7 @@ fn on_event(
             let mut st = inner.state.lock().expect("lock poisoned");
             st.peers.remove(&peer_id);
             st.dht_peers.remove(&peer_id);
+            st.pending_wants.remove(&peer_id);
             drop(st);
             // wants that only it could still answer (or, if it was the last DHT peer, only
             // the DHT) have nobody left
@@ -736,9 +789,20 @@ fn dial_providers(
     named
 }
 
-/// Queues `out` for `peer`, starting its writer task if needed.
-fn send(inner: &Arc<Inner>, peer: PeerId, out: Outgoing) {
+/// Queues our own request `out` for `peer` (never throttled).
+fn send_ours(inner: &Arc<Inner>, peer: PeerId, out: Outgoing) {
+    send(inner, peer, out, true);
+}
+
+/// Queues `out` for `peer`, starting its writer task if needed, within the peer's and the
+/// total queue bounds unless `ours` (see [`limits`]).
+fn send(inner: &Arc<Inner>, peer: PeerId, out: Outgoing, ours: bool) -> Admit {
     let mut st = inner.state.lock().expect("lock poisoned");
+    let admit = st.queues.reserve(peer, out.size(), ours);
+    if admit != Admit::Queued {
+        st.stats.replies_throttled += 1;
+        return admit;
+    }
     let slot = st.peers.entry(peer).or_insert(None);
     let tx = match slot {
         Some(tx) if !tx.is_closed() => tx.clone(),
@@ -751,11 +815,22 @@ fn send(inner: &Arc<Inner>, peer: PeerId, out: Outgoing) {
     };
     drop(st);
     let _ = tx.send(out);
+    Admit::Queued
 }
 
 /// One peer's outbound stream: opened with the newest protocol it supports, then every
 /// queued message in order.
 async fn write_messages(inner: Arc<Inner>, peer: PeerId, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    write_queue(&inner, peer, &mut rx).await;
+    // what is left goes with this writer: its room in the queues is given back
+    rx.close();
+    let mut st = inner.state.lock().expect("lock poisoned");
+    while let Ok(out) = rx.try_recv() {
+        st.queues.release(&peer, out.size());
+    }
+}
+
+async fn write_queue(inner: &Arc<Inner>, peer: PeerId, rx: &mut mpsc::UnboundedReceiver<Outgoing>) {
     let (mut stream, proto) = match inner.opener.open(peer).await {
         Ok(opened) => opened,
         Err(e) => {
@@ -764,6 +839,7 @@ async fn write_messages(inner: Arc<Inner>, peer: PeerId, mut rx: mpsc::Unbounded
         }
     };
     while let Some(out) = rx.recv().await {
+        let size = out.size();
         let mut msg = bitswap::reply_message(proto, out.blocks, &out.have, &out.dont_have);
         if !out.wants.is_empty() || !out.cancels.is_empty() {
             let mut entries = bitswap::want_message(&out.wants, WANT_BLOCK, false).wantlist.unwrap_or_default().entries;
@@ -778,19 +854,24 @@ async fn write_messages(inner: Arc<Inner>, peer: PeerId, mut rx: mpsc::Unbounded
             out.have.len(),
             out.dont_have.len()
         );
-        if let Err(e) = stream.write_all(&bitswap::frame(&msg)).await {
+        let written = stream.write_all(&bitswap::frame(&msg)).await;
+        drop(msg);
+        inner.state.lock().expect("lock poisoned").queues.release(&peer, size);
+        if let Err(e) = written {
             log::debug!("writing to {peer}: {e}");
             return; // the next send starts a new writer
         }
         let _ = stream.flush().await;
+        pump(inner, peer); // room for what the peer waits for
     }
 }
 
 /// Reads messages a peer sends us on one inbound stream, until it closes.
 async fn read_messages(inner: Arc<Inner>, peer: PeerId, mut stream: libp2p::Stream) {
     loop {
-        let body = match read_frame(&mut stream).await {
-            Ok(Some(body)) => body,
+        // (the permit keeps the body's bytes counted until the message is handled)
+        let (body, _permit) = match read_frame(&inner, &mut stream).await {
+            Ok(Some(read)) => read,
             Ok(None) => return,
             Err(e) => {
                 log::debug!("reading from {peer}: {e}");
@@ -811,7 +892,12 @@ async fn read_messages(inner: Arc<Inner>, peer: PeerId, mut stream: libp2p::Stre
     }
 }
 
-async fn read_frame(stream: &mut libp2p::Stream) -> std::io::Result<Option<Vec<u8>>> {
+/// One length-prefixed message. Its body is read as its bytes arrive, once the bytes it
+/// claims are granted from the node's inbound budget (held until the body is handled).
+async fn read_frame(
+    inner: &Inner,
+    stream: &mut libp2p::Stream,
+) -> std::io::Result<Option<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)>> {
     let mut len: u64 = 0;
     for i in 0..10 {
         let mut b = [0u8; 1];
@@ -826,9 +912,18 @@ async fn read_frame(stream: &mut libp2p::Stream) -> std::io::Result<Option<Vec<u
     if len as usize > bitswap::MAX_MESSAGE {
         return Err(std::io::Error::other(format!("message of {len} bytes is over the limit")));
     }
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).await?;
-    Ok(Some(body))
+    let permit = inner
+        .inbound_bytes
+        .clone()
+        .acquire_many_owned(len.max(1) as u32)
+        .await
+        .map_err(|_| std::io::Error::other("the node is stopping"))?;
+    let mut body = Vec::with_capacity((len as usize).min(64 << 10));
+    let got = (&mut *stream).take(len).read_to_end(&mut body).await?;
+    if (got as u64) < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Some((body, permit)))
 }
 
 /// Hands `block` to everyone waiting on want `w` (already removed from the wants).
@@ -944,7 +1039,7 @@ fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
             deliver(&mut st, w, block);
             drop(st);
             for peer in asked {
-                send(inner, peer, Outgoing { cancels: vec![cid], ..Default::default() });
+                send_ours(inner, peer, Outgoing { cancels: vec![cid], ..Default::default() });
             }
         }
         Fetched::Missing { tried, errors } => {
@@ -969,6 +1064,7 @@ fn drop_peer(inner: &Arc<Inner>, peer: PeerId) {
         st.stats.peers_dropped += 1;
     }
     st.peers.remove(&peer);
+    st.pending_wants.remove(&peer);
     for w in st.wants.values_mut() {
         w.asked.remove(&peer);
     }
@@ -1044,7 +1140,7 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
         ask_gateways(inner, cid);
     }
     for (p, cid) in cancels {
-        send(inner, p, Outgoing { cancels: vec![cid], ..Default::default() });
+        send_ours(inner, p, Outgoing { cancels: vec![cid], ..Default::default() });
     }
     serve(inner, peer, msg);
     true
@@ -1053,37 +1149,97 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
 /// Answers a peer's wants from the local store.
 fn serve(inner: &Arc<Inner>, peer: PeerId, msg: &Message) {
     let wants = bitswap::wants_of(msg);
-    if wants.blocks.is_empty() && wants.haves.is_empty() {
-        return;
-    }
-    let mut out = Outgoing::default();
     // a block this peer may not have is answered as one we lack: its presence is private too
-    let held = |cid: &Cid| {
-        if inner.serve.allows(&peer, cid, inner.source.as_ref()) { inner.source.local(cid) } else { None }
-    };
-    for (cid, send_dont_have) in wants.blocks {
-        match held(&cid) {
-            Some(data) => out.blocks.push((cid, data)),
-            None if send_dont_have => out.dont_have.push(cid),
-            None => {}
-        }
-    }
-    for (cid, send_dont_have) in wants.haves {
-        match held(&cid) {
-            Some(_) => out.have.push(cid),
-            None if send_dont_have => out.dont_have.push(cid),
-            None => {}
-        }
-    }
+    let may_have = |cid: &Cid| inner.serve.allows(&peer, cid, inner.source.as_ref());
+    let mut reply = Outgoing::default();
     {
         let mut st = inner.state.lock().expect("lock poisoned");
-        st.stats.blocks_served += out.blocks.len() as u64;
-        st.stats.bytes_served += out.blocks.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+        let State { pending_wants, stats, .. } = &mut *st;
+        let pending = pending_wants.entry(peer).or_default();
+        if !wants.cancels.is_empty() {
+            pending.retain(|(c, _)| !wants.cancels.contains(c));
+        }
+        // a message may name any number of wants: the first ones are looked at
+        for (cid, send_dont_have) in wants.blocks.into_iter().take(limits::WANTS_PER_MESSAGE) {
+            if !may_have(&cid) {
+                if send_dont_have {
+                    reply.dont_have.push(cid);
+                }
+            } else if pending.len() < limits::PENDING_WANTS_PER_PEER {
+                pending.push_back((cid, send_dont_have));
+            } else {
+                stats.replies_throttled += 1; // asked again later, if it still wants it
+            }
+        }
+        if pending.is_empty() {
+            pending_wants.remove(&peer);
+        }
     }
-    // one message per block keeps every message under the peer's size limit
-    let blocks = std::mem::take(&mut out.blocks);
-    send(inner, peer, out);
-    for block in blocks {
-        send(inner, peer, Outgoing { blocks: vec![block], ..Default::default() });
+    for (cid, send_dont_have) in wants.haves.into_iter().take(limits::WANTS_PER_MESSAGE) {
+        match may_have(&cid) && inner.source.local(&cid).is_some() {
+            true => reply.have.push(cid),
+            false if send_dont_have => reply.dont_have.push(cid),
+            false => {}
+        }
+    }
+    let answers = !(reply.have.is_empty() && reply.dont_have.is_empty());
+    if answers && !queue_reply(inner, peer, reply) {
+        return;
+    }
+    pump(inner, peer);
+}
+
+/// Sends `peer` the blocks it is waiting for, as long as its queue has room; the writer
+/// calls it again each time a message leaves the queue.
+fn pump(inner: &Arc<Inner>, peer: PeerId) {
+    loop {
+        let next = {
+            let mut st = inner.state.lock().expect("lock poisoned");
+            if !st.queues.has_room(&peer, 1) {
+                return;
+            }
+            let Some(queue) = st.pending_wants.get_mut(&peer) else { return };
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                st.pending_wants.remove(&peer);
+            }
+            match next {
+                Some(next) => next,
+                None => return,
+            }
+        };
+        let (cid, send_dont_have) = next;
+        let reply = match inner.source.local(&cid) {
+            Some(data) => Outgoing { blocks: vec![(cid, data)], ..Default::default() },
+            None if send_dont_have => Outgoing { dont_have: vec![cid], ..Default::default() },
+            None => continue,
+        };
+        let bytes = reply.blocks.first().map(|(_, d)| d.len() as u64);
+        if !queue_reply(inner, peer, reply) {
+            // no room after all: the want waits for the next message to leave the queue
+            let mut st = inner.state.lock().expect("lock poisoned");
+            st.pending_wants.entry(peer).or_default().push_front((cid, send_dont_have));
+            return;
+        }
+        if let Some(bytes) = bytes {
+            let mut st = inner.state.lock().expect("lock poisoned");
+            st.stats.blocks_served += 1;
+            st.stats.bytes_served += bytes;
+        }
+    }
+}
+
+/// Queues a reply to `peer`'s wants; false if it was not queued (throttled, or the peer
+/// was dropped for flooding).
+fn queue_reply(inner: &Arc<Inner>, peer: PeerId, reply: Outgoing) -> bool {
+    match send(inner, peer, reply, false) {
+        Admit::Queued => true,
+        Admit::Throttled => false,
+        Admit::Drop => {
+            log::warn!("{peer} keeps asking faster than it reads the answers; dropping the peer");
+            inner.state.lock().expect("lock poisoned").stats.peers_flooding += 1;
+            drop_peer(inner, peer);
+            false
+        }
     }
 }
