@@ -565,8 +565,9 @@ fn verify_says_which_roots_it_checked() {
     let pins = cli.ok(&["pin", "ls"]).lines().count();
     assert_eq!(pins, 2);
     let out = cli.ok(&["verify"]);
-    // two pins, the drive root, and two snapshots (the second is the drive root itself)
-    assert!(out.contains("the DAGs under 4 roots (2 pins, the drive, 2 snapshots;"), "{out}");
+    // two pins, the drive root and its sidecar (what add kept of the sources' mtimes), and
+    // two snapshots (the second is the drive root itself)
+    assert!(out.contains("the DAGs under 5 roots (2 pins, the drive and its sidecar, 2 snapshots;"), "{out}");
 }
 
 /// A dag-pb directory node linking `name` -> `cid`.

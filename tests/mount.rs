@@ -1241,3 +1241,70 @@ fn no_dag_can_exhaust_memory_of_the_cli_or_the_mount() {
     let rss = peak_rss_mib(m.child.id());
     assert!(rss < 200, "peak RSS of the mount {rss} MiB");
 }
+
+#[test]
+fn add_keeps_who_may_read_a_file_and_its_cid_stays_kubos() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    let secret = cli.write("src/secret.txt", b"only mine\n");
+    cli.write("src/closed/inner.txt", b"inner\n");
+    cli.write("src/open.txt", b"anyone\n");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(cli.path("src/closed"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&secret, Some(1234), Some(4321)).unwrap();
+    let when = std::time::UNIX_EPOCH + Duration::new(1_500_000_000, 42);
+    fs::File::options().write(true).open(&secret).unwrap().set_modified(when).unwrap();
+    let root = cli.add_q(&cli.path("src"), &[]);
+    // the CID is Kubo's (what a plain add into another store gives), the attributes aside
+    let other = Cli::new();
+    run_ok(Command::new("cp").arg("-a").arg(cli.path("src")).arg(other.work.path()));
+    assert_eq!(other.add_q(&other.path("src"), &["--pin=false"]), root);
+
+    fs::set_permissions(cli.work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let m = cli.mount("mnt", &["--allow-other"]);
+    let md = fs::metadata(m.dir.join("src/secret.txt")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    assert_eq!((md.uid(), md.gid()), (1234, 4321));
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_500_000_000, 42));
+    assert_eq!(fs::metadata(m.dir.join("src/closed")).unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(fs::metadata(m.dir.join("src/open.txt")).unwrap().mode() & 0o7777, 0o644);
+    // another user cannot read what its owner kept to itself
+    let out = as_nobody(&format!("cat {}/src/secret.txt", m.dir.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    let out = as_nobody(&format!("ls {}/src/closed", m.dir.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert_eq!(as_nobody(&format!("cat {}/src/open.txt", m.dir.display())).stdout, b"anyone\n");
+    // and it stays so across a remount and a change of the file through the mount
+    fs::write(m.dir.join("src/secret.txt"), b"changed\n").unwrap();
+    drop(m);
+    let m = cli.mount("mnt", &["--allow-other"]);
+    assert_eq!(fs::metadata(m.dir.join("src/secret.txt")).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(fs::metadata(m.dir.join("src/secret.txt")).unwrap().uid(), 1234);
+}
+
+/// Descriptors the process `pid` holds on anonymous spill files in the store's `tmp/`.
+fn open_spills(pid: u32, home: &Path) -> usize {
+    let tmp = home.join("tmp");
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&tmp))
+        .count()
+}
+
+#[test]
+fn a_committed_file_lets_go_of_its_spill_when_closed() {
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &["--hot-size", "0"]);
+    let mut f = fs::File::create(m.dir.join("big.bin")).unwrap();
+    std::io::Write::write_all(&mut f, &common::noise(2 << 20, 80)).unwrap();
+    f.sync_all().unwrap(); // committed while still open
+    assert!(open_spills(m.child.id(), cli.home.path()) >= 1, "an open writer keeps its spill");
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_spills(m.child.id(), cli.home.path()) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(open_spills(m.child.id(), cli.home.path()), 0, "closed and committed: no second copy on disk");
+    assert!(fs::read(m.dir.join("big.bin")).unwrap() == common::noise(2 << 20, 80));
+}

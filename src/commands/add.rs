@@ -1,14 +1,19 @@
 //! `cidfs add`: import files, directories and symlinks from the local filesystem.
 //!
 //! Like Kubo's `ipfs add -r`, hidden entries (names starting with `.`) inside directories
-//! are skipped unless `--hidden` is given, and mode/mtime are stored only when asked for
-//! (`--preserve-mode`, `--preserve-mtime`), so default CIDs equal Kubo's.
+//! are skipped unless `--hidden` is given, and mode/mtime are stored in the DAG only when
+//! asked for (`--preserve-mode`, `--preserve-mtime`), so default CIDs equal Kubo's.
+//!
+//! What is linked into the drive keeps who may read it, as `cp -a` would: each entry's
+//! mode, owner and mtime go into the drive's POSIX sidecar (not the DAG, whose CIDs stay
+//! Kubo's), so a 0600 file stays 0600 on the mount.
 
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use cid::Cid;
 use indicatif::ProgressBar;
 
 use super::{CliError, StoreSink, drive, io_error, progress};
@@ -17,6 +22,7 @@ use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{HotFiles, Store, hot::HotWriter};
 use crate::unixfs::Metadata;
 use crate::unixfs::pb::UnixTime;
+use crate::vfs::posix::{self, Extras, Side, SideEntry};
 
 #[derive(Clone, Debug, Default)]
 pub struct AddOptions {
@@ -38,6 +44,8 @@ pub struct AddOptions {
 
 struct Adder<'a, 's> {
     opts: &'a AddOptions,
+    /// Who runs `add`: an owner the mount shows by default needs no sidecar entry.
+    me: (u32, u32),
     /// Where hot copies of added files go (it takes none when its cap is 0).
     hot: &'a HotFiles,
     sink: StoreSink<'a, 's>,
@@ -59,26 +67,27 @@ pub fn run(
     let total = paths.iter().map(|p| tree_size(p.as_ref(), opts.hidden)).sum();
     let bar = progress::bytes("adding", Some(total), opts.quiet);
     let mut batch = store.batch();
-    let mut adder =
-        Adder { opts, hot: store.hot_files(), sink: StoreSink { batch: &mut batch, public: true }, bar, out };
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let sink = StoreSink { batch: &mut batch, public: true };
+    let mut adder = Adder { opts, me, hot: store.hot_files(), sink, bar, out };
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();
         // Like `ipfs add`, entries print relative to the added path's base name.
         let display = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        let root = adder.add(path, &display)?;
+        let (root, side) = adder.add(path, &display)?;
         if opts.quiet_roots {
             (adder.out)(&root.cid.to_string());
         }
-        roots.push((root, path));
+        roots.push((root, side, path));
     }
     adder.bar.finish_and_clear();
     let mut linked = drive::Linked::default();
     if opts.pin {
         let mut entries = Vec::new();
-        for ((root, path), name) in roots.iter().zip(names) {
+        for ((root, side, path), name) in roots.iter().zip(names) {
             batch.pin(root.cid, &format!("add {}", path.display()));
-            entries.push((name, *root));
+            entries.push((name, *root, Some(side.clone())));
         }
         linked = drive::link(store, &mut batch, entries, opts.replace)?;
     }
@@ -86,7 +95,7 @@ pub fn run(
     for line in linked.report() {
         eprintln!("cidfs: {line}");
     }
-    Ok(roots.into_iter().map(|(r, _)| r).collect())
+    Ok(roots.into_iter().map(|(r, _, _)| r).collect())
 }
 
 /// The names the added paths get in the drive: `--name` (one path only), else base names.
@@ -99,17 +108,21 @@ fn drive_names(paths: &[impl AsRef<Path>], name: Option<&str>) -> Result<Vec<Str
 }
 
 impl Adder<'_, '_> {
-    fn add(&mut self, path: &Path, display: &str) -> Result<LinkInfo, CliError> {
+    /// Adds `path`; returns its link and what the drive's sidecar says of it.
+    fn add(&mut self, path: &Path, display: &str) -> Result<(LinkInfo, SideEntry), CliError> {
         let md = fs::symlink_metadata(path).map_err(io_error(path))?;
         let meta = self.metadata(&md);
         let ft = md.file_type();
+        let mut side = SideEntry { extras: self.extras(&md), sub: None };
         let link = if ft.is_symlink() {
             let target = fs::read_link(path).map_err(io_error(path))?;
             import_symlink(&self.opts.import, target.as_os_str().as_bytes(), meta, &mut self.sink)?
         } else if ft.is_file() {
             self.add_file(path, meta)?
         } else if ft.is_dir() {
-            self.add_dir(path, display, meta)?
+            let (link, sub) = self.add_dir(path, display, meta)?;
+            side.sub = sub;
+            link
         } else {
             return Err(CliError::failure(format!(
                 "{}: unsupported file type (only files, directories and symlinks can be added)",
@@ -120,7 +133,24 @@ impl Adder<'_, '_> {
             let line = if self.opts.quiet { link.cid.to_string() } else { format!("added {} {display}", link.cid) };
             self.bar.suspend(|| (self.out)(&line));
         }
-        Ok(link)
+        Ok((link, side))
+    }
+
+    /// The source's mode, owner and mtime, as the drive's sidecar keeps them: only what
+    /// the mount would not show anyway (a default mode, the user running `add`).
+    fn extras(&self, md: &fs::Metadata) -> Extras {
+        let default_mode = if md.is_dir() { 0o755 } else { 0o644 };
+        let mode = md.mode() & 0o7777;
+        Extras {
+            uid: (md.uid() != self.me.0).then_some(md.uid()),
+            gid: (md.gid() != self.me.1).then_some(md.gid()),
+            mode: (mode != default_mode && !md.file_type().is_symlink()).then_some(mode),
+            mtime: Some(UnixTime {
+                seconds: md.mtime(),
+                fractional_nanoseconds: (md.mtime_nsec() != 0).then_some(md.mtime_nsec() as u32),
+            }),
+            ..Default::default()
+        }
     }
 
     fn add_file(&mut self, path: &Path, meta: Metadata) -> Result<LinkInfo, CliError> {
@@ -144,8 +174,10 @@ impl Adder<'_, '_> {
         Ok(link)
     }
 
-    fn add_dir(&mut self, path: &Path, display: &str, meta: Metadata) -> Result<LinkInfo, CliError> {
+    /// A directory's link, and its sidecar (what it says of the entries) if it says anything.
+    fn add_dir(&mut self, path: &Path, display: &str, meta: Metadata) -> Result<(LinkInfo, Option<Cid>), CliError> {
         let mut dir = DirBuilder::new(meta);
+        let mut side = Side::default();
         let mut entries: Vec<_> =
             fs::read_dir(path).map_err(io_error(path))?.collect::<Result<_, _>>().map_err(io_error(path))?;
         entries.sort_by_key(|e| e.file_name());
@@ -160,10 +192,22 @@ impl Adder<'_, '_> {
             if name.starts_with('.') && !self.opts.hidden {
                 continue;
             }
-            let link = self.add(&entry.path(), &format!("{display}/{name}"))?;
+            let (link, entry_side) = self.add(&entry.path(), &format!("{display}/{name}"))?;
             dir.insert(name.to_string(), link);
+            if !entry_side.extras.is_empty() || entry_side.sub.is_some() {
+                side.entries.insert(name.to_string(), entry_side);
+            }
         }
-        Ok(dir.finish(&self.opts.import, &mut self.sink)?)
+        let link = dir.finish(&self.opts.import, &mut self.sink)?;
+        let sub = if side == Side::default() || !self.opts.pin {
+            None
+        } else {
+            // the drive's own, like every sidecar block: not published with the content
+            let block = posix::encode(&side);
+            self.sink.batch.put(&block)?;
+            Some(*block.cid())
+        };
+        Ok((link, sub))
     }
 
     fn metadata(&self, md: &fs::Metadata) -> Metadata {

@@ -87,13 +87,13 @@ pub fn import(
         }
         for (root, entry) in roots.iter().zip(names) {
             let tsize = batch.get(root)?.map_or(0, |b| b.len() as u64);
-            drive_entries.push((entry, LinkInfo { cid: *root, tsize, filesize: 0 }));
+            drive_entries.push((entry, LinkInfo { cid: *root, tsize, filesize: 0 }, None));
         }
         report.roots.extend(roots);
     }
     report.new_blocks = batch.new_blocks() as u64;
     if !drive_entries.is_empty() {
-        report.drive_names = drive_entries.iter().map(|(n, _)| n.clone()).collect();
+        report.drive_names = drive_entries.iter().map(|(n, _, _)| n.clone()).collect();
         report.linked = super::drive::link(store, &mut batch, drive_entries, replace)?;
     }
     batch.commit()?;

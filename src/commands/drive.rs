@@ -12,6 +12,7 @@ use super::{CliError, StoreSink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{Batch, Store};
 use crate::unixfs::{self, Node, dir};
+use crate::vfs::posix::SideEntry;
 use crate::vfs::{CommitBuild, DriveStore, VfsError, posix};
 
 /// Name of the store root that holds the drive.
@@ -81,7 +82,7 @@ impl Linked {
 pub fn link(
     store: &Store,
     batch: &mut Batch<'_>,
-    entries: Vec<(String, LinkInfo)>,
+    entries: Vec<(String, LinkInfo, Option<SideEntry>)>,
     replace: bool,
 ) -> Result<Linked, CliError> {
     let mut d = DirBuilder::new(unixfs::Metadata::default());
@@ -100,7 +101,9 @@ pub fn link(
     }
     let mut linked = Linked::default();
     let mut seen = std::collections::HashSet::new();
-    for (name, link) in &entries {
+    // what the sidecar says of entries new to the drive, or replacing others
+    let mut said = Vec::new();
+    for (name, link, side) in &entries {
         if !dir::is_safe_name(name) || name == crate::vfs::IPFS_DIR {
             return Err(CliError::failure(format!("{name:?} cannot be a name in the drive")));
         }
@@ -117,6 +120,10 @@ pub fn link(
             }
             linked.replaced.push((name.clone(), *old));
         }
+        let changed = existing.get(name).is_none_or(|old| *old != link.cid);
+        if let Some(side) = side.clone().filter(|s| changed && (!s.extras.is_empty() || s.sub.is_some())) {
+            said.push((name.clone(), side));
+        }
         d.insert(name.clone(), *link);
     }
     if !linked.replaced.is_empty() {
@@ -126,15 +133,22 @@ pub fn link(
     // replacements; an entry linked again with the same content keeps it
     let names: Vec<&str> = linked.replaced.iter().map(|(n, _)| n.as_str()).collect();
     let root = d.finish(&ImportOptions::default(), &mut StoreSink { batch, public: false })?;
-    if let Some(side_cid) = store.root_cid(DRIVE_POSIX_ROOT)? {
-        let side = match unixfs::load(store, &side_cid)? {
-            Node::Cbor(v) => posix::decode(&v),
-            _ => Err("not dag-cbor".into()),
-        }
-        .map_err(|e| CliError::failure(format!("drive sidecar {side_cid}: {e}; run `cidfs verify`")))?;
-        let kept = posix::encode(&posix::without_root_names(&side, &names));
-        batch.put(&kept)?;
-        batch.set_root(DRIVE_POSIX_ROOT, *kept.cid());
+    let old_side = match store.root_cid(DRIVE_POSIX_ROOT)? {
+        Some(side_cid) => Some(
+            match unixfs::load(store, &side_cid)? {
+                Node::Cbor(v) => posix::decode(&v),
+                _ => Err("not dag-cbor".into()),
+            }
+            .map_err(|e| CliError::failure(format!("drive sidecar {side_cid}: {e}; run `cidfs verify`")))?,
+        ),
+        None => None,
+    };
+    if old_side.is_some() || !said.is_empty() {
+        let mut side = posix::without_root_names(&old_side.unwrap_or_default(), &names);
+        side.entries.extend(said);
+        let block = posix::encode(&side);
+        batch.put(&block)?;
+        batch.set_root(DRIVE_POSIX_ROOT, *block.cid());
     }
     batch.set_root(DRIVE_ROOT, root.cid);
     batch.log_commit(root.cid);

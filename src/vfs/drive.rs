@@ -364,6 +364,19 @@ impl Vfs {
             a.uid = x.uid;
             a.gid = x.gid;
             a.atime = x.atime.map(|t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
+            // a source's mode and mtime kept by `add`, where UnixFS metadata says nothing
+            let meta = match d.nodes.get(&ino) {
+                Some(DNode::Dir { meta, .. } | DNode::File { meta, .. } | DNode::Symlink { meta, .. }) => *meta,
+                _ => Metadata::default(),
+            };
+            if let (Some(mode), None) = (x.mode, meta.mode)
+                && a.kind != FileKind::Symlink
+            {
+                a.perm = (mode & 0o7777) as u16;
+            }
+            if let (Some(t), None) = (x.mtime, meta.mtime) {
+                a.mtime = unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0));
+            }
         }
         if let Some(names) = d.links.get(&ino) {
             a.nlink = names.len() as u32;
@@ -880,15 +893,27 @@ impl Vfs {
         }
     }
 
-    /// A write handle on `ino` was closed.
+    /// A write handle on `ino` was closed. When it was the last, and every byte of the file
+    /// is committed already (a commit ran while it was open, nothing changed since), its
+    /// spill goes now: kept, it would hold a second copy of the file on disk until unmount.
     pub fn released_writer(&self, ino: u64) {
-        if let Some(drive) = &self.drive {
-            let mut d = drive.lock().expect("lock poisoned");
-            if let Some(n) = d.writers.get_mut(&ino) {
-                *n -= 1;
-                if *n == 0 {
-                    d.writers.remove(&ino);
-                }
+        let Some(drive) = &self.drive else { return };
+        let mut d = drive.lock().expect("lock poisoned");
+        let Some(n) = d.writers.get_mut(&ino) else { return };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        d.writers.remove(&ino);
+        if let Some(DNode::File { content, base: Some(link), .. }) = d.nodes.get_mut(&ino)
+            && let Content::Spill { size, .. } = content
+        {
+            let size = *size;
+            let old = std::mem::replace(content, Content::Base { cid: link.cid, size });
+            let cid = link.cid;
+            drop(d);
+            if let Content::Spill { file, overlay: None, .. } = old {
+                self.adopt_written(&file, &cid, size);
             }
         }
     }

@@ -31,18 +31,27 @@ pub const MAX_XATTR_BYTES: usize = 64 << 10;
 /// Longest extended attribute name (Linux's XATTR_NAME_MAX).
 pub const XATTR_NAME_MAX: usize = 255;
 
-/// The POSIX attributes of one node that UnixFS cannot store.
+/// The POSIX attributes of one node that UnixFS cannot store (or, for `mode` and `mtime`,
+/// does not, so that the node keeps the CID Kubo gives it: `cidfs add` keeps a source's
+/// mode and mtime here; UnixFS metadata, when a node has it, wins).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Extras {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub atime: Option<UnixTime>,
+    pub mode: Option<u32>,
+    pub mtime: Option<UnixTime>,
     pub xattrs: BTreeMap<String, Vec<u8>>,
 }
 
 impl Extras {
     pub fn is_empty(&self) -> bool {
-        self.uid.is_none() && self.gid.is_none() && self.atime.is_none() && self.xattrs.is_empty()
+        self.uid.is_none()
+            && self.gid.is_none()
+            && self.atime.is_none()
+            && self.mode.is_none()
+            && self.mtime.is_none()
+            && self.xattrs.is_empty()
     }
 
     /// Bytes the extended attributes take (names and values).
@@ -94,8 +103,13 @@ pub fn encode(side: &Side) -> Block {
             m.insert("g".to_string(), Ipld::Integer(g.into()));
         }
         if let Some(a) = e.extras.atime {
-            let nanos = a.fractional_nanoseconds.unwrap_or(0);
-            m.insert("a".to_string(), Ipld::List(vec![Ipld::Integer(a.seconds.into()), Ipld::Integer(nanos.into())]));
+            m.insert("a".to_string(), time_ipld(a));
+        }
+        if let Some(mode) = e.extras.mode {
+            m.insert("m".to_string(), Ipld::Integer(mode.into()));
+        }
+        if let Some(t) = e.extras.mtime {
+            m.insert("t".to_string(), time_ipld(t));
         }
         if !e.extras.xattrs.is_empty() {
             let x = e.extras.xattrs.iter().map(|(k, v)| (k.clone(), Ipld::Bytes(v.clone()))).collect();
@@ -140,6 +154,18 @@ pub fn without_root_names(side: &Side, names: &[&str]) -> Side {
     }
 }
 
+fn time_ipld(t: UnixTime) -> Ipld {
+    let nanos = t.fractional_nanoseconds.unwrap_or(0);
+    Ipld::List(vec![Ipld::Integer(t.seconds.into()), Ipld::Integer(nanos.into())])
+}
+
+fn time_of(l: &[Ipld]) -> Option<UnixTime> {
+    let [s, n] = l else { return None };
+    let seconds = int(s).and_then(|s| i64::try_from(s).ok())?;
+    let nanos = int(n).and_then(|n| u32::try_from(n).ok()).filter(|n| *n < 1_000_000_000)?;
+    Some(UnixTime { seconds, fractional_nanoseconds: Some(nanos).filter(|n| *n != 0) })
+}
+
 /// Decodes a sidecar; anything malformed is an error naming what is wrong.
 pub fn decode(v: &Ipld) -> Result<Side, String> {
     let Ipld::Map(root) = v else { return Err("sidecar is not a map".into()) };
@@ -153,15 +179,13 @@ pub fn decode(v: &Ipld) -> Result<Side, String> {
                 match (k.as_str(), v) {
                     ("u", v) => entry.extras.uid = Some(u32_of(v)?),
                     ("g", v) => entry.extras.gid = Some(u32_of(v)?),
-                    ("a", Ipld::List(l)) if l.len() == 2 => {
-                        let seconds = int(&l[0]).and_then(|s| i64::try_from(s).ok());
-                        let nanos = int(&l[1]).and_then(|n| u32::try_from(n).ok()).filter(|n| *n < 1_000_000_000);
-                        let (Some(seconds), Some(nanos)) = (seconds, nanos) else {
-                            return Err(format!("bad atime for {name:?}"));
-                        };
-                        entry.extras.atime =
-                            Some(UnixTime { seconds, fractional_nanoseconds: Some(nanos).filter(|n| *n != 0) });
+                    ("a", Ipld::List(l)) => {
+                        entry.extras.atime = Some(time_of(l).ok_or_else(|| format!("bad atime for {name:?}"))?);
                     }
+                    ("t", Ipld::List(l)) => {
+                        entry.extras.mtime = Some(time_of(l).ok_or_else(|| format!("bad mtime for {name:?}"))?);
+                    }
+                    ("m", v) => entry.extras.mode = Some(u32_of(v)? & 0o7777),
                     ("x", Ipld::Map(x)) => {
                         for (xk, xv) in x {
                             let Ipld::Bytes(b) = xv else { return Err(format!("xattr {xk:?} is not bytes")) };
@@ -198,8 +222,9 @@ mod tests {
         let empty = empty_side();
         assert_eq!(empty.cid().hash().code(), 0, "identity: never stored");
         let mut side = Side::default();
-        let mut x = Extras { uid: Some(1000), gid: Some(0), ..Default::default() };
+        let mut x = Extras { uid: Some(1000), gid: Some(0), mode: Some(0o600), ..Default::default() };
         x.atime = Some(UnixTime { seconds: -5, fractional_nanoseconds: Some(7) });
+        x.mtime = Some(UnixTime { seconds: 1_600_000_000, fractional_nanoseconds: None });
         x.xattrs.insert("user.a".into(), b"\0\xff".to_vec());
         side.entries.insert("f".into(), SideEntry { extras: x, sub: Some(*empty.cid()) });
         side.groups.push(vec!["a/b".into(), "c".into()]);
