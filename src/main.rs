@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use cid::Version;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -199,6 +200,10 @@ enum Command {
         /// Most bytes the store may hold (e.g. 500G); writes past it fail with ENOSPC.
         #[arg(long, value_parser = commands::mount::parse_size)]
         cap: Option<u64>,
+        /// How often changes nobody fsync'd are committed (seconds; fsync and unmount
+        /// always commit).
+        #[arg(long, value_name = "SECONDS", env = "CIDFS_COMMIT_INTERVAL", default_value_t = 1.0)]
+        commit_interval: f64,
         #[command(flatten)]
         net: commands::mount::NetArgs,
     },
@@ -521,8 +526,23 @@ fn run(command: Command) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Mount { mountpoint, ipfs, read_only, background: true, allow_other, threads, cap, net } => {
-            let mut args = vec!["mount".to_string(), mountpoint.display().to_string(), format!("--threads={threads}")];
+        Command::Mount {
+            mountpoint,
+            ipfs,
+            read_only,
+            background: true,
+            allow_other,
+            threads,
+            cap,
+            commit_interval,
+            net,
+        } => {
+            let mut args = vec![
+                "mount".to_string(),
+                mountpoint.display().to_string(),
+                format!("--threads={threads}"),
+                format!("--commit-interval={commit_interval}"),
+            ];
             args.extend(ipfs.then(|| "--ipfs".to_string()));
             args.extend(read_only.then(|| "--read-only".to_string()));
             args.extend(cap.map(|c| format!("--cap={c}")));
@@ -532,8 +552,22 @@ fn run(command: Command) -> Result<(), CliError> {
             let log = commands::mount::background(&args, &home)?;
             eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
         }
-        Command::Mount { mountpoint, ipfs, read_only, background: false, allow_other, threads, cap, net } => {
-            commands::mount::foreground(&mountpoint, ipfs, read_only, allow_other, threads, cap, &net)?;
+        Command::Mount {
+            mountpoint,
+            ipfs,
+            read_only,
+            background: false,
+            allow_other,
+            threads,
+            cap,
+            commit_interval,
+            net,
+        } => {
+            let every = Duration::try_from_secs_f64(commit_interval)
+                .map_err(|e| CliError::new(exit::USAGE, format!("--commit-interval {commit_interval}: {e}")))?;
+            let settings =
+                commands::mount::MountSettings { ipfs, read_only, allow_other, threads, cap, commit_interval: every };
+            commands::mount::foreground(&mountpoint, &settings, &net)?;
         }
         Command::Log { prune: Some(keep) } => {
             let store = commands::open_store()?;

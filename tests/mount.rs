@@ -103,7 +103,8 @@ fn ordinary_tools_read_the_drive() {
     assert_eq!(fs::read_link(t.join("link")).unwrap(), Path::new("a/b/c/deep.txt"));
     assert_eq!(fs::read(t.join("link")).unwrap(), b"deep\n");
     let df = run_ok(Command::new("df").arg("-k").arg(&m.dir));
-    assert!(df.lines().nth(1).is_some_and(|l| l.starts_with("cidfs")), "{df}");
+    // the mount's source is the store it serves
+    assert!(df.lines().nth(1).is_some_and(|l| l.starts_with(&cli.home.path().display().to_string())), "{df}");
 }
 
 #[test]
@@ -1307,4 +1308,120 @@ fn a_committed_file_lets_go_of_its_spill_when_closed() {
     }
     assert_eq!(open_spills(m.child.id(), cli.home.path()), 0, "closed and committed: no second copy on disk");
     assert!(fs::read(m.dir.join("big.bin")).unwrap() == common::noise(2 << 20, 80));
+}
+
+#[test]
+fn unmount_returns_once_the_store_is_free_and_a_remount_after_any_unmount_works() {
+    let cli = Cli::new();
+    let dir = cli.path("bg");
+    fs::create_dir(&dir).unwrap();
+    let _guard = UnmountOnDrop(dir.clone());
+    let bg = dir.to_str().unwrap();
+    // `cidfs unmount`: when it returns, the store is free at once
+    cli.ok(&["mount", "--background", bg]);
+    fs::write(dir.join("a.txt"), b"a\n").unwrap();
+    cli.ok(&["unmount", bg]);
+    assert_eq!(cli.run(&["pin", "ls"]).status.code(), Some(0), "the store is released");
+    assert_eq!(cli.ok(&["cat", "/a.txt"]), "a\n", "and the last write committed");
+    // a plain umount (and fusermount3 -u) then an immediate mount: it waits for the old
+    // process to let go, and the old process never takes the new mount down with it
+    for how in [&["umount"][..], &["fusermount3", "-u"]] {
+        if Command::new(how[0]).arg("--version").output().is_err() {
+            continue; // fuse3 not installed: umount alone
+        }
+        cli.ok(&["mount", "--background", bg]);
+        run_ok(Command::new(how[0]).args(&how[1..]).arg(&dir));
+        cli.ok(&["mount", "--background", bg]);
+        std::thread::sleep(Duration::from_secs(2)); // the old process is long gone by now
+        let entry = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(entry.contains(&format!(" {} ", dir.display())), "the new mount is still there ({how:?})");
+        fs::write(dir.join("b.txt"), b"b\n").unwrap();
+        assert_eq!(fs::read(dir.join("b.txt")).unwrap(), b"b\n");
+        cli.ok(&["unmount", bg]);
+    }
+    // mount --background on a store in use exits 5
+    cli.ok(&["mount", "--background", bg]);
+    fs::create_dir(cli.path("bg2")).unwrap();
+    cli.fails(&["mount", "--background", cli.path("bg2").to_str().unwrap()], 5);
+    cli.ok(&["unmount", bg]);
+}
+
+#[test]
+fn a_final_commit_that_fails_fails_the_unmount_saying_why() {
+    // a store on a 16 MiB tmpfs, filled from outside after a write through the mount
+    let cli = Cli::new();
+    let home = cli.path("small-disk");
+    fs::create_dir(&home).unwrap();
+    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&home));
+    let _disk = UnmountOnDrop(home.clone());
+    let dir = cli.path("mnt");
+    fs::create_dir(&dir).unwrap();
+    let _guard = UnmountOnDrop(dir.clone());
+    let run = |args: &[&str]| cli.cmd().env("CIDFS_HOME", &home).args(args).output().unwrap();
+    // no periodic commit: the unmount's is the one that meets the full disk
+    let out = run(&["mount", "--background", "--hot-size", "0", "--commit-interval", "3600", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // written out of order, so that nothing of it is hashed and stored while it is written:
+    // the final commit has all 4 MiB to store
+    let data = common::noise(4 << 20, 90);
+    let f = fs::File::create(dir.join("data.bin")).unwrap();
+    f.write_all_at(&data[2 << 20..], 2 << 20).unwrap();
+    f.write_all_at(&data[..2 << 20], 0).unwrap();
+    drop(f);
+    let _ = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", home.join("filler").display()))
+        .arg("bs=1M")
+        .output();
+    let out = run(&["unmount", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("final commit failed") && err.contains("No space left"), "{err}");
+    // the store is free at once, and consistent
+    fs::remove_file(home.join("filler")).unwrap();
+    assert!(run(&["verify"]).status.success());
+}
+
+/// Free and total bytes of the filesystem holding `path`.
+fn disk_space(path: &Path) -> (u64, u64) {
+    let s = nix::sys::statvfs::statvfs(path).unwrap();
+    (s.blocks_available() * s.fragment_size(), s.blocks() * s.fragment_size())
+}
+
+#[test]
+fn hot_copies_give_way_before_a_write_fails_and_never_take_the_reserve() {
+    let cli = Cli::new();
+    let home = cli.path("small-disk");
+    fs::create_dir(&home).unwrap();
+    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&home));
+    let _disk = UnmountOnDrop(home.clone());
+    let run = |args: &[&str]| {
+        let out = cli.cmd().env("CIDFS_HOME", &home).env("CIDFS_RESERVE", "10%").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    for i in 0..3 {
+        let f = cli.write(&format!("in/{i}.bin"), &common::noise(8 << 20, 100 + i));
+        run(&["add", "-Q", f.to_str().unwrap()]);
+    }
+    let copies = fs::read_dir(home.join("hot"))
+        .unwrap()
+        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert!(copies >= 2, "hot copies were made ({copies})");
+    let (free, total) = disk_space(&home);
+    assert!(free >= total / 10, "copies never take the reserve: {free} of {total} free");
+    // a write needing more than is free: the copies give way, the write succeeds
+    let dir = cli.path("mnt");
+    fs::create_dir(&dir).unwrap();
+    let _guard = UnmountOnDrop(dir.clone());
+    run(&["mount", "--background", dir.to_str().unwrap()]);
+    let data = common::noise(14 << 20, 110);
+    if let Err(e) = fs::write(dir.join("new.bin"), &data) {
+        let log = fs::read_to_string(home.join("mount.log")).unwrap_or_default();
+        panic!("{e}: {log} {:?} hot: {:?}", disk_space(&home), fs::read_dir(home.join("hot")).unwrap().count());
+    }
+    fs::File::open(dir.join("new.bin")).unwrap().sync_all().unwrap();
+    assert!(fs::read(dir.join("new.bin")).unwrap() == data);
+    run(&["unmount", dir.to_str().unwrap()]);
+    run(&["verify"]);
 }

@@ -29,11 +29,25 @@ pub struct Live {
     /// Commits the mounted drive's pending changes (set once the drive is mounted), so
     /// that a drive path read here sees what was written through the mount.
     pub commit_drive: std::sync::OnceLock<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+    /// Connections waiting to hear how this process ends (`await-exit`): `cidfs unmount`.
+    exit_waiters: std::sync::Mutex<Vec<UnixStream>>,
 }
 
 impl Live {
     pub fn new(store: Arc<Store>, blocks: Arc<Tiered>) -> Live {
-        Live { store, blocks, commit_drive: std::sync::OnceLock::new() }
+        Live { store, blocks, commit_drive: std::sync::OnceLock::new(), exit_waiters: Default::default() }
+    }
+
+    /// Tells everyone waiting how the process ends (its final commit), just before it
+    /// exits and releases the store.
+    pub fn tell_exit(&self, result: &Result<(), CliError>) {
+        let line = match result {
+            Ok(()) => "ok\n".to_string(),
+            Err(e) => format!("error: {} {}\n", e.code, e.message.replace('\n', " ")),
+        };
+        for mut w in self.exit_waiters.lock().expect("lock poisoned").drain(..) {
+            let _ = w.write_all(line.as_bytes());
+        }
     }
 
     /// The drive's root for a path in it: pending changes committed first.
@@ -78,6 +92,13 @@ fn answer(conn: UnixStream, live: &Live) {
     }
     if let Some(args) = line.trim_end_matches('\n').strip_prefix("cat ") {
         stream_cat(&conn, live, args);
+        return;
+    }
+    if line.trim() == "await-exit" {
+        // answered now that it is registered, and again when the process ends
+        if (&conn).write_all(b"registered\n").is_ok() {
+            live.exit_waiters.lock().expect("lock poisoned").push(conn);
+        }
         return;
     }
     let reply = match handle(line.trim(), live) {
@@ -283,6 +304,33 @@ pub fn cat(
             _ => return Err(stopped()),
         }
     })())
+}
+
+/// Registers to hear how the process serving `home` ends; `None` if none answers. Read
+/// the result with [`exit_result`] once it was told to stop.
+pub fn await_exit(home: &Path) -> Option<UnixStream> {
+    let mut conn = UnixStream::connect(socket_path(home)).ok()?;
+    conn.write_all(b"await-exit\n").ok()?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).ok()?;
+    (line.trim() == "registered").then_some(conn)
+}
+
+/// How the process ended, as it said: its final commit's result (`None` if it ended
+/// without saying, e.g. killed).
+pub fn exit_result(conn: UnixStream, wait: Duration) -> Option<Result<(), CliError>> {
+    let _ = conn.set_read_timeout(Some(wait));
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).ok()?;
+    match line.trim_end().strip_prefix("error: ") {
+        None if line.trim() == "ok" => Some(Ok(())),
+        None => None,
+        Some(err) => Some(Err(match err.split_once(' ').and_then(|(c, m)| Some((c.parse::<i32>().ok()?, m))) {
+            Some((code, msg)) => CliError::new(code, msg),
+            None => CliError::failure(err.to_string()),
+        })),
+    }
 }
 
 /// Asks a running mount; `None` if none answers at `home`.

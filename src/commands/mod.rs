@@ -144,6 +144,11 @@ pub fn open_store() -> Result<Store, CliError> {
         let cap = mount::parse_size(&v).map_err(|e| CliError::new(exit::USAGE, format!("CIDFS_HOT_SIZE={v}: {e}")))?;
         store.hot_files().set_cap(cap);
     }
+    if let Some(v) = std::env::var_os("CIDFS_RESERVE") {
+        let v = v.to_string_lossy();
+        let r = mount::parse_reserve(&v).map_err(|e| CliError::new(exit::USAGE, format!("CIDFS_RESERVE={v}: {e}")))?;
+        store.set_reserve(r);
+    }
     Ok(store)
 }
 

@@ -21,6 +21,7 @@ use crate::fetch::Tiered;
 use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::ipfs::{Node, NodeConfig, Serve};
 use crate::store::Store;
+use crate::store::reserve::Reserve;
 use crate::vfs::{Capacity, RootMode, Vfs};
 use libp2p::Multiaddr;
 
@@ -38,9 +39,6 @@ impl From<MountError> for CliError {
         CliError::failure(e.to_string())
     }
 }
-
-/// How often changes not yet made durable by an fsync are committed.
-const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Public IPFS bootstrap peers (the DHT's entry points), used unless `--bootstrap` says
 /// otherwise.
@@ -101,6 +99,10 @@ pub struct NetArgs {
     /// least recently opened are dropped beyond it.
     #[arg(long, value_name = "SIZE", env = "CIDFS_HOT_SIZE", default_value = "4G", value_parser = parse_size)]
     pub hot_size: u64,
+    /// Free space on the store's disk that hot copies and fetched blocks never take, and
+    /// give way for when the disk runs low: a share (`5%`) or a size (`2G`).
+    #[arg(long, value_name = "SHARE|SIZE", env = "CIDFS_RESERVE", default_value = "5%", value_parser = parse_reserve)]
+    pub reserve: Reserve,
 }
 
 /// `--serve`: which blocks peers get (see [`crate::ipfs::Serve`]).
@@ -154,6 +156,13 @@ impl NetArgs {
         out.push(format!("--fetch-timeout={}", self.fetch_timeout));
         out.push(format!("--cache-size={}", self.cache_size));
         out.push(format!("--hot-size={}", self.hot_size));
+        out.push(format!(
+            "--reserve={}",
+            match self.reserve {
+                Reserve::Share(s) => format!("{}%", s * 100.0),
+                Reserve::Bytes(b) => b.to_string(),
+            }
+        ));
         out
     }
 
@@ -165,6 +174,7 @@ impl NetArgs {
     pub fn start_node(&self, store: &Arc<Store>, home: &Path) -> Result<Option<Arc<Node>>, CliError> {
         store.set_cache_cap(self.cache_size);
         store.hot_files().set_cap(self.hot_size);
+        store.set_reserve(self.reserve);
         if self.offline {
             return Ok(None);
         }
@@ -201,15 +211,22 @@ impl NetArgs {
 }
 
 /// Serves the mount in this process until a signal or an unmount.
-pub fn foreground(
-    mountpoint: &Path,
-    ipfs: bool,
-    read_only: bool,
-    allow_other: bool,
-    threads: usize,
-    cap: Option<u64>,
-    net: &NetArgs,
-) -> Result<(), CliError> {
+/// How a mount serves its drive (the `mount` flags beside the node's).
+#[derive(Clone, Debug)]
+pub struct MountSettings {
+    /// The CID namespace at the root instead of the drive.
+    pub ipfs: bool,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub threads: usize,
+    /// Most bytes the store may hold.
+    pub cap: Option<u64>,
+    /// How often changes nobody fsync'd are committed.
+    pub commit_interval: Duration,
+}
+
+pub fn foreground(mountpoint: &Path, settings: &MountSettings, net: &NetArgs) -> Result<(), CliError> {
+    let MountSettings { ipfs, read_only, allow_other, threads, cap, commit_interval } = settings.clone();
     // Block the signals before fuser starts its threads, so they all inherit the mask and
     // the signals wait for us in sigtimedwait below.
     let mut signals = SigSet::empty();
@@ -220,7 +237,7 @@ pub fn foreground(
 
     raise_open_files_limit();
     let mountpoint = mount::prepare_mountpoint(mountpoint)?;
-    let store = Arc::new(open_store()?);
+    let store = Arc::new(open_store_after_unmount()?);
     log_to_file_if_asked()?;
     let mode = if ipfs { RootMode::Ipfs } else { RootMode::Drive(store.root_cid(DRIVE_ROOT)?) };
     let what = match &mode {
@@ -250,6 +267,7 @@ pub fn foreground(
         }
         .with_posix_sidecar(store.root_cid(DRIVE_POSIX_ROOT)?)
         .with_drive_time(drive_time(&store)?)
+        .with_room_maker(room_maker(store.clone()))
         .with_snapshots(commits)
         .with_hot_copies(store.hot_files().clone(), store.clone()),
     );
@@ -257,7 +275,13 @@ pub fn foreground(
         let vfs = vfs.clone();
         let _ = live.commit_drive.set(Box::new(move || vfs.commit().map(|_| ()).map_err(|e| e.to_string())));
     }
-    let opts = MountOptions { mountpoint: mountpoint.clone(), allow_other, threads, read_only: !writable };
+    let opts = MountOptions {
+        mountpoint: mountpoint.clone(),
+        allow_other,
+        threads,
+        read_only: !writable,
+        store: store.root().to_path_buf(),
+    };
     let session = mount::mount(vfs.clone(), &opts)?;
     store.set_mountpoint(&mountpoint);
     log::info!("mounted {what} at {}", mountpoint.display());
@@ -271,8 +295,8 @@ pub fn foreground(
     let timeout = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
     let mut last_commit = std::time::Instant::now();
     loop {
-        // Changes nobody fsync'd become durable within COMMIT_INTERVAL.
-        if writable && last_commit.elapsed() >= COMMIT_INTERVAL {
+        // Changes nobody fsync'd become durable within the commit interval.
+        if writable && last_commit.elapsed() >= commit_interval {
             if let Err(e) = vfs.commit_closed() {
                 log::error!("committing the drive: {e} (will retry)");
             }
@@ -286,17 +310,75 @@ pub fn foreground(
         }
         if session.guard.is_finished() {
             log::info!("{} was unmounted", mountpoint.display());
-            let r = session.join().map_err(|e| CliError::failure(format!("mount session: {e}")));
-            vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
-            shutdown(&home, &blocks);
-            return r;
+            // gone already: nothing to unmount (by path, which might be someone else's now)
+            mount::forget_session(session);
+            return finish(&home, &blocks, &live, final_commit(&vfs));
         }
     }
-    let r =
+    let unmounted =
         session.umount_and_join().map_err(|e| CliError::failure(format!("unmounting {}: {e}", mountpoint.display())));
-    vfs.commit().map_err(|e| CliError::failure(format!("final commit: {e}")))?;
-    shutdown(&home, &blocks);
-    r
+    let committed = final_commit(&vfs);
+    finish(&home, &blocks, &live, unmounted.and(committed))
+}
+
+/// The commit that makes everything written durable before the process lets go.
+fn final_commit(vfs: &Vfs) -> Result<(), CliError> {
+    vfs.commit().map(|_| ()).map_err(|e| {
+        CliError::failure(format!("the final commit failed: {e}; what was written since the last commit is lost"))
+    })
+}
+
+/// The end: fetched blocks made durable, the control socket closed, and whoever waits
+/// (`cidfs unmount`) told how it went. The store is released when the process exits.
+fn finish(
+    home: &Path,
+    blocks: &Tiered,
+    live: &super::control::Live,
+    result: Result<(), CliError>,
+) -> Result<(), CliError> {
+    shutdown(home, blocks);
+    if let Err(e) = &result {
+        log::error!("{e}");
+    }
+    live.tell_exit(&result);
+    result
+}
+
+/// How long `mount` waits for a process that was unmounted to let go of the store.
+const RELEASE_WAIT: Duration = Duration::from_secs(15);
+
+/// Opens the store; if it is held by a mount process whose mount is gone already (a
+/// plain `umount` just now: it is making its last commit), waits for it to let go.
+fn open_store_after_unmount() -> Result<Store, CliError> {
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        match open_store() {
+            Err(e) if e.code == super::exit::BUSY && std::time::Instant::now() < deadline => {
+                let home = Store::default_home();
+                let leaving = crate::store::owner::read(&home)
+                    .and_then(|h| h.mountpoint)
+                    .is_some_and(|m| !mount::mount_entry(&m).is_some_and(|e| e.fstype.starts_with("fuse")));
+                if !leaving {
+                    return Err(e);
+                }
+                log::info!("waiting for the process that served {} to let go of the store", home.display());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// How a write that would not fit makes room: second copies give way.
+fn room_maker(store: Arc<Store>) -> Box<dyn Fn(u64) + Send + Sync> {
+    Box::new(move |need| match store.make_room(need) {
+        Ok(0) => {}
+        Ok(freed) => log::info!(
+            "made room for a write: {} of hot copies and fetched blocks dropped",
+            super::repo::human_bytes(freed)
+        ),
+        Err(e) => log::warn!("making room for a write: {e}"),
+    })
 }
 
 /// When the drive last changed: its last commit, else the store's creation.
@@ -379,6 +461,11 @@ fn capacity(store: &crate::store::Store, cap: Option<u64>) -> Capacity {
         }
         None => disk,
     }
+}
+
+/// Parses a reserve: `5%` of the disk, or a size.
+pub fn parse_reserve(s: &str) -> Result<Reserve, String> {
+    Reserve::parse(s, parse_size)
 }
 
 /// Parses a size like `500M`, `2G`, `1048576` (binary units).
@@ -488,9 +575,36 @@ fn parse_failure(reply: &str) -> Option<CliError> {
     Some(CliError::new(code, message.trim_end()))
 }
 
+/// `cidfs unmount`: unmounts, then waits until the process that served the mount has made
+/// its final commit (its failure is this command's) and let go of the store.
 pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
-    Ok(mount::unmount(mountpoint)?)
+    let (abs, entry) = mount::fuse_mount_at(mountpoint)?;
+    // the mount's source is the store it serves; its owner file names the process
+    let store = PathBuf::from(&entry.source);
+    let holder = crate::store::owner::read(&store).filter(|h| h.mountpoint.as_deref() == Some(abs.as_path()));
+    let waiter = holder.as_ref().and_then(|_| super::control::await_exit(&store));
+    mount::unmount(&abs)?;
+    let Some(holder) = holder else { return Ok(()) };
+    if let Some(told) = waiter.and_then(|w| super::control::exit_result(w, UNMOUNT_WAIT)) {
+        told.map_err(|e| e.context(format!("unmounting {}", abs.display())))?;
+    }
+    let deadline = std::time::Instant::now() + UNMOUNT_WAIT;
+    while crate::store::owner::running(holder.pid) {
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::failure(format!(
+                "{} is unmounted, but cidfs process {} still holds the store after {} s (see its log)",
+                abs.display(),
+                holder.pid,
+                UNMOUNT_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
+
+/// How long `unmount` waits for the mount process's final commit and exit.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,9 @@ pub struct MountOptions {
     pub threads: usize,
     /// Mount read-only (the kernel refuses writes with EROFS before they reach us).
     pub read_only: bool,
+    /// The store served: the mount's source, as `df` and mountinfo show it (and how
+    /// `cidfs unmount` finds the process serving a mountpoint).
+    pub store: PathBuf,
 }
 
 /// A line of /proc/self/mountinfo that matters here.
@@ -62,6 +65,8 @@ pub struct MountEntry {
     /// `major:minor` of the mount's device (its bdi, for readahead).
     pub device: String,
     pub fstype: String,
+    /// The mount's source: for cidfs, the store directory it serves.
+    pub source: String,
 }
 
 /// The mount at exactly `path`, if any (the last one, if stacked).
@@ -78,6 +83,7 @@ pub fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
         device: fields.get(2)?.to_string(),
         mountpoint: PathBuf::from(unescape_octal(fields.get(4)?)),
         fstype: right.split(' ').next()?.to_string(),
+        source: unescape_octal(right.split(' ').nth(1).unwrap_or("")),
     })
 }
 
@@ -151,7 +157,7 @@ fn fusermount_unmount(path: &Path) -> Result<(), MountError> {
 pub fn mount(vfs: Arc<Vfs>, opts: &MountOptions) -> Result<BackgroundSession, MountError> {
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName("cidfs".into()),
+        MountOption::FSName(opts.store.display().to_string()),
         MountOption::Subtype("cidfs".into()),
         if opts.read_only { MountOption::RO } else { MountOption::RW },
         MountOption::NoDev,
@@ -176,15 +182,27 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
-/// Unmounts a cidfs mount (the mount process then exits).
-pub fn unmount(path: &Path) -> Result<(), MountError> {
+/// The FUSE mount at `path`: its absolute path and mountinfo entry.
+pub fn fuse_mount_at(path: &Path) -> Result<(PathBuf, MountEntry), MountError> {
     let abs = fs::canonicalize(path)
         .or_else(|e| if e.raw_os_error() == Some(libc::ENOTCONN) { Ok(path.to_path_buf()) } else { Err(e) });
     let abs = abs.map_err(io_at(path))?;
     match mount_entry(&abs) {
-        Some(e) if e.fstype.starts_with("fuse") => {}
-        _ => return Err(MountError::NotMounted(abs)),
+        Some(e) if e.fstype.starts_with("fuse") => Ok((abs, e)),
+        _ => Err(MountError::NotMounted(abs)),
     }
+}
+
+/// Ends the session of a mount that is gone already (unmounted from outside, e.g. a plain
+/// `umount`): joins nothing and unmounts nothing. fuser would unmount *by path* when the
+/// session is dropped, taking down whatever was mounted at that path since.
+pub fn forget_session(session: BackgroundSession) {
+    std::mem::forget(session);
+}
+
+/// Unmounts a cidfs mount by its path (the mount process then exits).
+pub fn unmount(path: &Path) -> Result<(), MountError> {
+    let (abs, _) = fuse_mount_at(path)?;
     match nix::mount::umount2(&abs, nix::mount::MntFlags::empty()) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EPERM) => fusermount_unmount(&abs),
@@ -206,6 +224,7 @@ mod tests {
         assert_eq!(e.mountpoint, PathBuf::from("/mnt/my drive"));
         assert_eq!(e.device, "0:48");
         assert_eq!(e.fstype, "fuse.cidfs");
+        assert_eq!(e.source, "cidfs");
         assert!(parse_mountinfo_line("garbage").is_none());
     }
 

@@ -156,13 +156,57 @@ impl Store {
         }
     }
 
+    /// Frees `bytes` on the store's disk for a write that needs them (the write may use
+    /// the reserve: it is kept for exactly this): hot copies go first, then fetched
+    /// blocks, least recently used first. Returns the bytes freed.
+    pub fn make_room(&self, bytes: u64) -> Result<u64, StoreError> {
+        let Some(start) = self.disk.free(&self.root) else { return Ok(0) };
+        let target = start.saturating_add(bytes);
+        let enough = || self.disk.free(&self.root).is_none_or(|f| f >= target);
+        while !enough() {
+            if self.hot.drop_least_used().is_some() {
+                continue;
+            }
+            let cached = self.fetched.bytes();
+            if cached == 0 || self.evict_cache(cached.saturating_sub(self.opts.cache_segment_bytes))?.bytes == 0 {
+                break;
+            }
+        }
+        Ok(self.disk.free(&self.root).map_or(0, |f| f.saturating_sub(start)))
+    }
+
+    /// Makes the caches give way until `need` more bytes fit on the disk above its
+    /// reserve: hot copies, then fetched blocks, least recently used first. Returns the
+    /// bytes freed.
+    pub fn give_way(&self, need: u64) -> Result<u64, StoreError> {
+        let mut freed = self.hot.give_way(need);
+        while !self.disk.fits(&self.root, need) {
+            let before = self.fetched.bytes();
+            if before == 0 {
+                break;
+            }
+            let report = self.evict_cache(before.saturating_sub(self.opts.cache_segment_bytes))?;
+            if report.bytes == 0 {
+                break;
+            }
+            freed += report.bytes;
+        }
+        Ok(freed)
+    }
+
     /// Evicts down to three quarters of the cap if the cache has grown past it.
     pub fn evict_cache_if_over(&self) -> Result<EvictReport, StoreError> {
         let cap = self.fetched.cap.load(Ordering::Relaxed);
-        if self.fetched.bytes() <= cap {
-            return Ok(EvictReport::default());
+        if self.fetched.bytes() > cap {
+            return self.evict_cache(cap - cap / 4);
         }
-        self.evict_cache(cap - cap / 4)
+        // nor does the cache grow into the disk's reserve
+        if !self.disk_has_reserve() {
+            let before = self.fetched.bytes();
+            self.give_way(0)?;
+            return Ok(EvictReport { bytes: before.saturating_sub(self.fetched.bytes()), ..Default::default() });
+        }
+        Ok(EvictReport::default())
     }
 
     /// Drops least recently read cache segments until the cache holds at most `target`

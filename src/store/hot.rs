@@ -28,8 +28,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
@@ -99,6 +99,8 @@ struct State {
 pub struct HotFiles {
     dir: PathBuf,
     cap: AtomicU64,
+    /// The disk's reserve: copies never take it, and give way when the disk runs low.
+    disk: Arc<super::reserve::Disk>,
     state: Mutex<State>,
     tmp_serial: AtomicU64,
     /// `hot/.unsynced` (once this process placed a copy) and the copies it lists.
@@ -122,6 +124,11 @@ impl HotFiles {
     /// Opens the hot copies in `dir` (created if needed), deleting temporaries a crash
     /// left and anything not named by a CID.
     pub fn open(dir: &Path) -> std::io::Result<HotFiles> {
+        HotFiles::open_on(dir, Arc::default())
+    }
+
+    /// [`open`](Self::open), keeping `disk`'s reserve free.
+    pub fn open_on(dir: &Path, disk: Arc<super::reserve::Disk>) -> std::io::Result<HotFiles> {
         super::private_dir(dir)?;
         settle_unsynced(dir)?;
         let mut state = State::default();
@@ -148,6 +155,7 @@ impl HotFiles {
         Ok(HotFiles {
             dir: dir.to_path_buf(),
             cap: AtomicU64::new(DEFAULT_HOT_CAP),
+            disk,
             state: Mutex::new(state),
             tmp_serial: AtomicU64::new(0),
             journal: Mutex::new((None, Vec::new())),
@@ -198,7 +206,38 @@ impl HotFiles {
     /// left without evicting anything.
     fn admits(&self, st: &State, len: u64, room_only: bool) -> bool {
         let cap = self.cap.load(Ordering::Relaxed);
-        len >= HOT_MIN_BYTES && len <= cap / 2 && (!room_only || st.bytes + len <= cap)
+        len >= HOT_MIN_BYTES
+            && len <= cap / 2
+            && (!room_only || (st.bytes + len <= cap && self.disk.fits(&self.dir, len)))
+    }
+
+    /// Drops the least recently used copies until `need` more bytes fit on the disk above
+    /// its reserve (or none is left); returns the bytes freed.
+    pub fn give_way(&self, need: u64) -> u64 {
+        let mut freed = 0;
+        while !self.disk.fits(&self.dir, need) {
+            let Some(len) = self.drop_least_used() else { break };
+            freed += len;
+        }
+        if freed > 0 {
+            log::info!("the disk is low: dropped {freed} bytes of hot copies to keep its reserve free");
+        }
+        freed
+    }
+
+    /// Drops the least recently used copy; its length, or `None` if there is none.
+    pub fn drop_least_used(&self) -> Option<u64> {
+        let (victim, len) = {
+            let st = self.lock();
+            st.entries
+                .iter()
+                .filter(|(c, _)| !st.pending.contains(c))
+                .min_by_key(|(_, e)| e.used)
+                .map(|(c, e)| (*c, e.len))
+        }?;
+        self.discard(&victim);
+        self.lock().evicted += 1;
+        Some(len)
     }
 
     /// Whether a copy of the file `cid` (`len` bytes) would be made now for a file read
@@ -211,7 +250,12 @@ impl HotFiles {
     /// Starts writing the copy of the file `cid`, `len` bytes long (`None` if it is not
     /// [wanted](Self::wants)). The copy exists once [`HotWriter::finish`] returns.
     pub fn writer(&self, cid: &Cid, len: u64) -> std::io::Result<Option<HotWriter<'_>>> {
-        if !self.wants(cid, len) || !self.lock().pending.insert(*cid) {
+        if !self.wants(cid, len) {
+            return Ok(None);
+        }
+        // a use may push older copies out, but never into the disk's reserve
+        self.give_way(len);
+        if !self.disk.fits(&self.dir, len) || !self.lock().pending.insert(*cid) {
             return Ok(None);
         }
         self.start(Some(*cid), len)

@@ -42,6 +42,7 @@ mod evict;
 mod gc;
 pub mod hot;
 pub mod owner;
+pub mod reserve;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -346,6 +347,8 @@ pub struct Store {
     fetched: evict::FetchCache,
     /// Plain copies of whole files, for FUSE passthrough (see [`hot`]).
     hot: Arc<HotFiles>,
+    /// The free space caches leave on the store's disk (see [`reserve`]).
+    disk: Arc<reserve::Disk>,
 }
 
 impl Store {
@@ -394,6 +397,7 @@ impl Store {
             }
         }
         txn.commit()?;
+        let disk = Arc::new(reserve::Disk::default());
         let store = Store {
             root: root.to_path_buf(),
             db,
@@ -401,7 +405,8 @@ impl Store {
             writer: Mutex::new(Writers::default()),
             cache: Mutex::new(cache::BlockCache::new(opts.cache_bytes)),
             fetched: evict::FetchCache::default(),
-            hot: Arc::new(HotFiles::open(&root.join("hot")).map_err(io_err(&root.join("hot")))?),
+            hot: Arc::new(HotFiles::open_on(&root.join("hot"), disk.clone()).map_err(io_err(&root.join("hot")))?),
+            disk,
             opts,
         };
         owner::write(root, &owner::this_process(None));
@@ -413,6 +418,16 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Keeps `r` free on the store's disk: hot copies and the fetch cache never take it.
+    pub fn set_reserve(&self, r: reserve::Reserve) {
+        self.disk.set_reserve(r);
+    }
+
+    /// Whether the store's disk has its reserve free.
+    pub fn disk_has_reserve(&self) -> bool {
+        self.disk.fits(&self.root, 0)
     }
 
     /// Tells processes refused by the store's lock where this one serves a mount.
@@ -948,9 +963,21 @@ impl Batch<'_> {
         }
         let id = newest.map_or(1, |(id, _)| id + 1).max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
         let path = store.segment_path(id);
-        let mut f = private_file().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        let create = || private_file().create_new(true).append(true).open(&path);
+        let mut f = match create() {
+            // a file the index does not know (a batch that failed before it could write a
+            // header, e.g. on a full disk): garbage, as the next open would find it
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                log::debug!("{}: removing a segment file the index does not know", path.display());
+                fs::remove_file(&path).and_then(|_| create()).map_err(io_err(&path))?
+            }
+            r => r.map_err(io_err(&path))?,
+        };
         let header = car::encode_header(&[segment_placeholder_root()]);
-        f.write_all(&header).map_err(io_err(&path))?;
+        if let Err(e) = f.write_all(&header) {
+            let _ = fs::remove_file(&path);
+            return Err(io_err(&path)(e));
+        }
         self.new_segments.push(id);
         self.touched.insert(id);
         Ok(Active {

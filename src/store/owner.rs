@@ -95,12 +95,21 @@ pub fn write(root: &Path, holder: &Holder) {
     }
 }
 
+/// Whether process `pid` is running (a zombie, exited but not yet reaped, is not: it holds
+/// nothing any more).
+pub fn running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // `pid (comm) state ...`: comm may hold anything, so the state follows the last ')'
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
 /// The store's owner, if the file names a process that is still alive.
 pub fn read(root: &Path) -> Option<Holder> {
     let holder = Holder::parse(&std::fs::read_to_string(root.join(FILE)).ok()?)?;
     // alive, and a cidfs (a pid reused by another program since is not the holder)
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder.pid)).ok()?;
-    comm.starts_with("cidfs").then_some(holder)
+    (comm.starts_with("cidfs") && running(holder.pid)).then_some(holder)
 }
 
 #[cfg(test)]
@@ -126,6 +135,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), &this_process(None));
         assert_eq!(read(dir.path()).map(|h| h.pid), Some(std::process::id()));
+        assert!(running(std::process::id()));
+        // a child that exited but was not reaped yet is a zombie: not running
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while running(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!running(child.id()));
+        child.wait().unwrap();
         // pid 0 is never a process of ours; /proc/0 does not exist
         write(dir.path(), &Holder { pid: 0, command: "cidfs gc".into(), mountpoint: None });
         assert_eq!(read(dir.path()), None);

@@ -651,9 +651,17 @@ impl Vfs {
     }
 
     /// Refuses growth past the store's capacity (`ENOSPC`), counting uncommitted bytes.
+    /// Hot copies and fetched blocks give way first (see `with_room_maker`).
     fn reserve(&self, d: &mut Drive, bytes: u64) -> Result<(), VfsError> {
-        let free = self.statfs().free_bytes;
-        if d.spill_bytes.saturating_add(bytes) > free {
+        let need = d.spill_bytes.saturating_add(bytes);
+        let mut free = self.statfs().free_bytes;
+        if need > free
+            && let Some(make_room) = &self.make_room
+        {
+            make_room(need - free);
+            free = self.statfs().free_bytes;
+        }
+        if need > free {
             return Err(VfsError::NoSpace);
         }
         d.spill_bytes += bytes;

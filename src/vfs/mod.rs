@@ -245,6 +245,9 @@ pub struct Vfs {
     streaming: Mutex<LruCache<Cid, ()>>,
     /// Hot copies of whole files, if kept (see [`hot`]).
     hot: Option<hot::Hot>,
+    /// Frees at least this many bytes of second copies (hot copies, fetched blocks) when
+    /// a write would not fit otherwise.
+    make_room: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl Vfs {
@@ -300,6 +303,7 @@ impl Vfs {
             snapshots: None,
             streaming: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(64).expect("non-zero"))),
             hot: None,
+            make_room: None,
         }
     }
 
@@ -309,6 +313,13 @@ impl Vfs {
         if let Some(d) = &self.drive {
             d.lock().expect("lock poisoned").root_time = time;
         }
+        self
+    }
+
+    /// Lets writes that would not fit ask for room: `make_room(n)` frees `n` bytes of
+    /// second copies if it can. A write fails with `ENOSPC` only once they are gone.
+    pub fn with_room_maker(mut self, make_room: Box<dyn Fn(u64) + Send + Sync>) -> Vfs {
+        self.make_room = Some(make_room);
         self
     }
 
