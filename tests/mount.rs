@@ -1425,3 +1425,62 @@ fn hot_copies_give_way_before_a_write_fails_and_never_take_the_reserve() {
     run(&["unmount", dir.to_str().unwrap()]);
     run(&["verify"]);
 }
+
+#[test]
+fn names_too_long_and_files_too_large_get_the_errors_posix_names() {
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let long = "x".repeat(256);
+    let errno = |r: std::io::Result<()>| r.unwrap_err().raw_os_error();
+    assert_eq!(errno(fs::metadata(m.dir.join(&long)).map(|_| ())), Some(libc::ENAMETOOLONG));
+    assert_eq!(errno(fs::File::open(m.dir.join(&long)).map(|_| ())), Some(libc::ENAMETOOLONG));
+    assert_eq!(errno(fs::remove_file(m.dir.join(&long))), Some(libc::ENAMETOOLONG));
+    assert_eq!(errno(fs::remove_dir(m.dir.join(&long))), Some(libc::ENAMETOOLONG));
+    assert_eq!(errno(fs::rename(m.dir.join(&long), m.dir.join("short"))), Some(libc::ENAMETOOLONG));
+    assert_eq!(errno(fs::File::create(m.dir.join(&long)).map(|_| ())), Some(libc::ENAMETOOLONG));
+    let within = "y".repeat(255);
+    fs::write(m.dir.join(&within), b"ok").unwrap();
+    assert_eq!(fs::read(m.dir.join(&within)).unwrap(), b"ok");
+    // past the largest file size: EFBIG, for truncate and for write
+    let f = fs::OpenOptions::new().create(true).truncate(true).write(true).open(m.dir.join("big")).unwrap();
+    assert_eq!(errno(f.set_len(999_999_999_999_999)), Some(libc::EFBIG));
+    assert_eq!(errno(f.write_all_at(b"x", 1 << 45)), Some(libc::EFBIG));
+    // a hole within it takes no room: a truncate far beyond the free space succeeds
+    f.set_len(1 << 40).unwrap();
+    assert_eq!(fs::metadata(m.dir.join("big")).unwrap().len(), 1 << 40);
+}
+
+#[test]
+fn a_terabyte_hole_costs_nothing_to_commit_and_reads_back() {
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let f = fs::OpenOptions::new().create(true).truncate(true).write(true).open(m.dir.join("sparse")).unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"!", 1 << 40).unwrap();
+    let started = Instant::now();
+    f.sync_all().unwrap(); // the commit: no zero is read or hashed
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "committing a 1 TiB hole took {took:?}");
+    drop(f);
+    let md = fs::metadata(m.dir.join("sparse")).unwrap();
+    assert_eq!(md.len(), (1 << 40) + 1);
+    let r = fs::File::open(m.dir.join("sparse")).unwrap();
+    let mut buf = [9u8; 8];
+    r.read_exact_at(&mut buf, (1 << 40) - 7).unwrap();
+    assert_eq!(&buf, b"\0\0\0\0\0\0\0!");
+    r.read_exact_at(&mut buf[..4], 0).unwrap();
+    assert_eq!(&buf[..4], b"head");
+    r.read_exact_at(&mut buf, 123 << 30).unwrap();
+    assert_eq!(buf, [0u8; 8]);
+    let cid = String::from_utf8(getxattr(&m.dir.join("sparse"), "ipfs.cid").unwrap()).unwrap();
+    drop(r);
+    drop(m);
+    // the same bytes (and the mode and mtime the drive keeps in the DAG), added from a
+    // sparse file: the same CID (also without reading zeros)
+    let src = fs::File::create(cli.path("same")).unwrap();
+    src.write_all_at(b"head", 0).unwrap();
+    src.write_all_at(b"!", 1 << 40).unwrap();
+    src.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(md.mode() & 0o7777)).unwrap();
+    src.set_modified(md.modified().unwrap()).unwrap();
+    assert_eq!(cli.add_q(&cli.path("same"), &["--pin=false", "--preserve-mode", "--preserve-mtime"]), cid);
+}

@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 
 use super::{CliError, StoreSink, drive, io_error, progress};
 use crate::importer::file::{ReadError, import_reader, import_symlink};
+use crate::importer::sparse::{has_holes, import_sparse};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{HotFiles, Store, hot::HotWriter};
 use crate::unixfs::Metadata;
@@ -157,6 +158,16 @@ impl Adder<'_, '_> {
         let mut f = File::open(path).map_err(io_error(path))?;
         let len = f.metadata().map_err(io_error(path))?.len();
         let bar = &self.bar;
+        // a sparse file: its holes are linked, not read (and it gets no hot copy)
+        let chunk = self.opts.import.chunk_size as u64;
+        if len >= 2 * chunk && has_holes(&mut &f, len, chunk).map_err(io_error(path))? {
+            let link = import_sparse(&self.opts.import, meta, &mut &f, len, &mut self.sink).map_err(|e| match e {
+                ReadError::Read(e) => io_error(path)(e),
+                ReadError::Sink(e) => e.into(),
+            })?;
+            bar.inc(len);
+            return Ok(link);
+        }
         // The hot copy is written from the very bytes the importer hashes (the file may
         // change while it is read; a copy of it afterwards could differ from the CID).
         let copy = self.hot.anonymous_writer(len).ok().flatten();

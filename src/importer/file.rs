@@ -147,6 +147,8 @@ pub struct FileImporter<'a> {
     first: Option<Leaf>,
     levels: Vec<Vec<LinkInfo>>,
     leaves: u64,
+    /// The all-zero leaf and the all-zero full subtrees of each height, once made.
+    zeros: Vec<LinkInfo>,
 }
 
 impl<'a> FileImporter<'a> {
@@ -158,7 +160,78 @@ impl<'a> FileImporter<'a> {
             first: None,
             levels: vec![vec![]],
             leaves: 0,
+            zeros: Vec::new(),
         }
+    }
+
+    /// Adds `count` full chunks of zeros — a hole — without reading or hashing a byte of
+    /// them: the all-zero leaf and the all-zero full subtree of each height have fixed
+    /// CIDs, made once, and a whole subtree is linked wherever the balanced layout would
+    /// have built one. The result equals pushing the zeros, block for block; the cost is
+    /// proportional to the number of subtrees, not of bytes.
+    pub fn push_zeros<S: BlockSink + ?Sized>(&mut self, mut count: u64, sink: &mut S) -> Result<(), S::Error> {
+        let k = self.opts.max_links as u64;
+        while count > 0 {
+            if !self.chunk.is_empty() {
+                // behind bytes that did not fill a chunk: the zeros are bytes like any other
+                self.push(&vec![0; self.opts.chunk_size], sink)?;
+                count -= 1;
+                continue;
+            }
+            if self.leaves == 0 {
+                // the first leaf is held back like any first leaf (it may be the whole file)
+                let mut chunk = Chunk::with_capacity(self.opts.chunk_size);
+                chunk.buf.resize(HEADROOM + self.opts.chunk_size, 0);
+                self.push_leaf(encode_leaf(self.opts, chunk), sink)?;
+                count -= 1;
+                continue;
+            }
+            if let Some(first) = self.first.take() {
+                self.put_leaf(first, sink)?;
+            }
+            // more follows: full levels may be closed now rather than at the next link
+            let mut l = 0;
+            while l < self.levels.len() && self.levels[l].len() == self.opts.max_links {
+                let full = std::mem::take(&mut self.levels[l]);
+                let parent = self.parent(full, Metadata::default(), sink)?;
+                self.push_link(l + 1, parent, sink)?;
+                l += 1;
+            }
+            // the tallest full zero subtree that fits here: every level below it empty
+            let (mut h, mut span) = (0usize, 1u64);
+            while self.levels.get(h).is_none_or(Vec::is_empty) && span.saturating_mul(k) <= count {
+                h += 1;
+                span *= k;
+            }
+            let subtree = self.zero_subtree(h, sink)?;
+            self.push_link(h, subtree, sink)?;
+            self.leaves += span;
+            count -= span;
+        }
+        Ok(())
+    }
+
+    /// The all-zero full subtree of height `h` (0: the leaf), its blocks stored once.
+    fn zero_subtree<S: BlockSink + ?Sized>(&mut self, h: usize, sink: &mut S) -> Result<LinkInfo, S::Error> {
+        while self.zeros.len() <= h {
+            let link = match self.zeros.last() {
+                None => {
+                    let mut chunk = Chunk::with_capacity(self.opts.chunk_size);
+                    chunk.buf.resize(HEADROOM + self.opts.chunk_size, 0);
+                    let leaf = encode_leaf(self.opts, chunk);
+                    let info = LinkInfo {
+                        cid: *leaf.block.cid(),
+                        tsize: leaf.block.data().len() as u64,
+                        filesize: leaf.filesize,
+                    };
+                    sink.put(leaf.block)?;
+                    info
+                }
+                Some(below) => self.parent(vec![*below; self.opts.max_links], Metadata::default(), sink)?,
+            };
+            self.zeros.push(link);
+        }
+        Ok(self.zeros[h])
     }
 
     /// Adds file bytes (chunking them here). For speed, read into [`Chunk`]s and use
@@ -220,6 +293,10 @@ impl<'a> FileImporter<'a> {
             let top = level == self.levels.len() - 1;
             if top && self.levels[level].len() == 1 {
                 return Ok(self.levels[level][0]);
+            }
+            if !top && self.levels[level].is_empty() {
+                level += 1; // a zero subtree above an empty level (see `push_zeros`)
+                continue;
             }
             let links = std::mem::take(&mut self.levels[level]);
             let meta = if top { self.meta } else { Metadata::default() };

@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod file;
+pub mod sparse;
 
 use cid::{Cid, Version};
 

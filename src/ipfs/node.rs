@@ -280,7 +280,9 @@ pub fn load_or_create_key(path: &Path) -> Result<identity::Keypair, NetError> {
             let key = identity::Keypair::generate_ed25519();
             let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                // the node's key is the store owner's alone, like the rest of the store
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(e.to_string()))?;
             }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)

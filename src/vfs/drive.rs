@@ -24,6 +24,7 @@ use super::spill::{MEMORY_MAX, SpillFile};
 use super::stream::Stream;
 use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
 use crate::importer::file::{Chunk, ReadError, encode_leaf, import_reader, import_symlink};
+use crate::importer::sparse::{has_holes, import_sparse};
 use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
 use crate::store::StoreError;
 use crate::unixfs::pb::UnixTime;
@@ -31,6 +32,9 @@ use crate::unixfs::{Metadata, Node, Nodes, dir, file};
 
 /// Longest name a drive entry may have, in bytes.
 pub const NAME_MAX: usize = 255;
+/// The largest file the drive holds: 16 TiB, what the local filesystem under the spill
+/// files (ext4 with 4 KiB blocks) allows. Past it, writes and truncates fail `EFBIG`.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
 
 /// Open spill files that trigger an early commit (each holds a file descriptor until the
 /// commit turns its file into blocks): extracting a big tarball must not run out of them.
@@ -207,10 +211,14 @@ fn now() -> UnixTime {
     UnixTime { seconds: d.as_secs() as i64, fractional_nanoseconds: Some(d.subsec_nanos()).filter(|n| *n != 0) }
 }
 
+/// A name longer than a path component may be is `ENAMETOOLONG` for every call, the ones
+/// that only look a name up included (not `ENOENT`: it could never exist).
+fn check_len(name: &str) -> Result<(), VfsError> {
+    if name.len() > NAME_MAX { Err(VfsError::NameTooLong) } else { Ok(()) }
+}
+
 fn check_name(name: &str) -> Result<(), VfsError> {
-    if name.len() > NAME_MAX {
-        return Err(VfsError::NameTooLong);
-    }
+    check_len(name)?;
     if !dir::is_safe_name(name) || name == super::IPFS_DIR {
         return Err(VfsError::InvalidName(name.to_string()));
     }
@@ -670,6 +678,9 @@ impl Vfs {
 
     /// Writes `data` at `offset` (past the end leaves a hole that reads as zeros).
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, VfsError> {
+        if offset.saturating_add(data.len() as u64) > MAX_FILE_SIZE {
+            return Err(VfsError::FileTooBig);
+        }
         let mut d = self.drive_mut()?;
         self.reserve(&mut d, data.len() as u64)?;
         let (file, size) = self.make_spill(&mut d, ino)?;
@@ -697,10 +708,13 @@ impl Vfs {
     }
 
     /// Sets a file's length (growing reads as zeros).
+    /// Growing a file makes a hole, which stores nothing until written: it takes no room.
     pub fn truncate(&self, ino: u64, len: u64) -> Result<(), VfsError> {
+        if len > MAX_FILE_SIZE {
+            return Err(VfsError::FileTooBig);
+        }
         let mut d = self.drive_mut()?;
         let (file, size) = self.make_spill(&mut d, ino)?;
-        self.reserve(&mut d, len.saturating_sub(size))?;
         Self::grow_spill(&mut d, &file, len)?;
         if len == 0
             && let Some(DNode::File { content: Content::Spill { overlay, stream, .. }, .. }) = d.nodes.get_mut(&ino)
@@ -762,6 +776,7 @@ impl Vfs {
     /// Removes a file or symlink (`rmdir = false`) or an empty directory (`rmdir = true`).
     /// An open handle keeps working: the node lives on, only its name goes.
     pub fn remove(&self, parent: u64, name: &str, rmdir: bool) -> Result<(), VfsError> {
+        check_len(name)?;
         let mut d = self.drive_mut()?;
         let ino = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
         self.resolve(&mut d, ino)?;
@@ -797,6 +812,7 @@ impl Vfs {
         new_name: &str,
         noreplace: bool,
     ) -> Result<(), VfsError> {
+        check_len(name)?;
         check_name(new_name)?;
         let mut d = self.drive_mut()?;
         let ino = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
@@ -845,6 +861,8 @@ impl Vfs {
     /// Swaps two entries atomically (`RENAME_EXCHANGE`): both must exist; neither may end
     /// up below itself.
     pub fn exchange(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Result<(), VfsError> {
+        check_len(name)?;
+        check_len(new_name)?;
         let mut d = self.drive_mut()?;
         let a = *self.children(&mut d, parent)?.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
         let b = *self
@@ -1058,6 +1076,7 @@ impl Vfs {
                                 });
                                 link
                             }
+                            None if let Some(link) = self.import_holes(&opts, meta, &file, size, sink)? => link,
                             overlay => {
                                 let mut input = ContentReader::Spill { vfs: self, file, size, overlay, pos: 0 };
                                 self.import_content(&opts, meta, &mut input, size, sink)?
@@ -1294,6 +1313,36 @@ impl Vfs {
             ReadError::Read(e) => VfsError::Io(e),
             ReadError::Sink(e) => VfsError::Store(e),
         })
+    }
+}
+
+impl Vfs {
+    /// Imports a file written anew whose spill has holes (a write far past the end, a
+    /// truncate up) without reading or hashing them (see `importer::sparse`); `None` if it
+    /// has none worth it (it is imported as any other).
+    fn import_holes(
+        &self,
+        opts: &ImportOptions,
+        meta: Metadata,
+        file: &SpillFile,
+        size: u64,
+        sink: &mut dyn BlockSink<Error = StoreError>,
+    ) -> Result<Option<LinkInfo>, VfsError> {
+        let chunk = opts.chunk_size as u64;
+        if size < 2 * chunk {
+            return Ok(None);
+        }
+        let imported = file.with_disk_file(|f| -> Result<Option<LinkInfo>, VfsError> {
+            let mut input = f;
+            if !has_holes(&mut input, size, chunk).map_err(VfsError::Io)? {
+                return Ok(None);
+            }
+            import_sparse(opts, meta, &mut input, size, sink).map(Some).map_err(|e| match e {
+                ReadError::Read(e) => VfsError::Io(e),
+                ReadError::Sink(e) => VfsError::Store(e),
+            })
+        });
+        imported.unwrap_or(Ok(None))
     }
 }
 

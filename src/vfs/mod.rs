@@ -158,6 +158,8 @@ pub enum VfsError {
     TooBig,
     #[error("the file is open for reading straight from its hot copy; close those readers first")]
     Busy,
+    #[error("past the largest file size ({} bytes)", drive::MAX_FILE_SIZE)]
+    FileTooBig,
 }
 
 impl VfsError {
@@ -186,6 +188,7 @@ impl VfsError {
             VfsError::BadSidecar { .. } => libc::EIO,
             VfsError::TooBig => libc::E2BIG,
             VfsError::Busy => libc::ETXTBSY,
+            VfsError::FileTooBig => libc::EFBIG,
         }
     }
 }
@@ -404,6 +407,9 @@ impl Vfs {
 
     /// Looks up `name` in the directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, VfsError> {
+        if name.len() > drive::NAME_MAX {
+            return Err(VfsError::NameTooLong);
+        }
         let name = name.to_str().ok_or_else(|| VfsError::NotFound(name.to_string_lossy().into_owned()))?;
         let parent_t = self.target(parent)?;
         if matches!(parent_t, Target::Root) && name == IPFS_DIR && self.drive.is_some() {
@@ -532,7 +538,7 @@ impl Vfs {
                         perm: perm(0o444),
                         mtime,
                         nlink: 1,
-                        blksize: chunk_size(f),
+                        blksize: self.chunk_size(f),
                         uid: None,
                         gid: None,
                         atime: None,
@@ -914,10 +920,36 @@ impl Nodes for Vfs {
     }
 }
 
-/// The file's chunk size (its first leaf's size), for `st_blksize`.
-fn chunk_size(f: &unixfs::FileNode) -> u32 {
-    let first = f.children.first().map_or(f.data.len() as u64, |c| c.size);
-    first.clamp(4096, 1 << 30) as u32
+impl Vfs {
+    /// The file's chunk size — its first leaf's size, never a subtree's — for
+    /// `st_blksize` (programs size their reads by it: `cat` of a 16 GB file must not read
+    /// 1 GiB at a time). The first children are followed down to a leaf: raw, or a dag-pb
+    /// leaf, known from its link (a leaf's cumulative size is its own bytes plus a few
+    /// bytes of framing; a subtree's holds whole nodes of links). Inner nodes are read
+    /// anyway to read the file; a leaf never is, just for this.
+    fn chunk_size(&self, f: &unixfs::FileNode) -> u32 {
+        const LEAF_FRAMING: u64 = 64;
+        let clamp = |n: u64| n.clamp(4096, 4 << 20) as u32;
+        let mut held: Option<Arc<Node>> = None;
+        for _ in 0..unixfs::file::MAX_DEPTH {
+            let node = match held.as_deref() {
+                Some(Node::File(n)) => n,
+                _ => f,
+            };
+            let Some(first) = node.children.first() else { return clamp(node.data.len() as u64) };
+            let leaf = first.cid.codec() == crate::block::RAW
+                || (first.tsize >= first.size && first.tsize - first.size < LEAF_FRAMING);
+            if leaf {
+                return clamp(first.size);
+            }
+            match Nodes::node(self, &first.cid) {
+                Ok(n) if matches!(n.as_ref(), Node::File(_)) => held = Some(n),
+                // unreadable now: a guess no larger than any importer's chunk
+                _ => return clamp(first.size.min(1 << 20)),
+            }
+        }
+        clamp(1 << 20)
+    }
 }
 
 pub(crate) fn unix_time(seconds: i64, nanos: u32) -> SystemTime {

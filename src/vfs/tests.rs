@@ -244,3 +244,21 @@ fn unknown_inodes_are_estale() {
     assert_eq!(f.vfs.getattr(999_999).unwrap_err().errno(), libc::ESTALE);
     assert_eq!(f.vfs.lookup(0, name("x")).unwrap_err().errno(), libc::ESTALE);
 }
+
+#[test]
+fn st_blksize_is_the_leaf_size_however_deep_the_file() {
+    for raw_leaves in [false, true] {
+        // 8 KiB chunks, 10 links a node: 300 leaves make a tree three levels deep
+        let opts = ImportOptions { chunk_size: 8192, max_links: 10, raw_leaves, ..Default::default() };
+        let data: Vec<u8> = (0..300 * 8192u32).map(|i| (i % 253) as u8).collect();
+        let mut sink = Vec::new();
+        let file = import_bytes(&opts, Metadata::default(), &data, &mut sink).unwrap();
+        let mut mem = Mem::default();
+        mem.add(sink);
+        let mem = Arc::new(mem);
+        let vfs = Vfs::new(mem.clone(), RootMode::Ipfs, Box::new(Default::default));
+        let a = vfs.lookup(ROOT_INO, name(&file.cid.to_string())).unwrap();
+        assert_eq!(a.size, data.len() as u64);
+        assert_eq!(a.blksize, 8192, "raw leaves: {raw_leaves}");
+    }
+}
