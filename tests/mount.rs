@@ -1484,3 +1484,89 @@ fn a_terabyte_hole_costs_nothing_to_commit_and_reads_back() {
     src.set_modified(md.modified().unwrap()).unwrap();
     assert_eq!(cli.add_q(&cli.path("same"), &["--pin=false", "--preserve-mode", "--preserve-mtime"]), cid);
 }
+
+/// Runs `cmd` in a shell as uid/gid 65534 with the supplementary group 4321.
+fn as_nobody_in_4321(cmd: &str) -> std::process::Output {
+    Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--groups=4321", "sh", "-c", cmd]).output().unwrap()
+}
+
+#[test]
+fn files_belong_to_whoever_made_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    fs::set_permissions(cli.work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let m = cli.mount("mnt", &["--allow-other"]);
+    fs::create_dir(m.dir.join("shared")).unwrap();
+    fs::set_permissions(m.dir.join("shared"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::create_dir(m.dir.join("sg")).unwrap();
+    std::os::unix::fs::chown(m.dir.join("sg"), None, Some(1234)).unwrap();
+    fs::set_permissions(m.dir.join("sg"), fs::Permissions::from_mode(0o2777)).unwrap();
+    let shared = m.dir.join("shared");
+    let out = as_nobody_in_4321(&format!(
+        "set -e; cd {0}; echo mine > mine; chmod 600 mine; cat mine; mkdir d; mv d d2; chgrp 4321 mine; \
+         touch {1}/sgfile; mkdir {1}/sgdir",
+        shared.display(),
+        m.dir.join("sg").display()
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"mine\n", "the creator reopens its own 0600 file");
+    let md = fs::metadata(shared.join("mine")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (65534, 4321, 0o600));
+    assert_eq!(fs::metadata(shared.join("d2")).unwrap().uid(), 65534);
+    // in a setgid directory, the directory's group, and new directories are setgid too
+    let f = fs::metadata(m.dir.join("sg/sgfile")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (65534, 1234));
+    let d = fs::metadata(m.dir.join("sg/sgdir")).unwrap();
+    assert_eq!((d.gid(), d.mode() & 0o2000), (1234, 0o2000));
+    // a group the caller is not in: refused
+    let out = as_nobody_in_4321(&format!("chgrp 777 {}", shared.join("mine").display()));
+    assert!(!out.status.success());
+    // kept across a remount, like any owner
+    drop(m);
+    let m = cli.mount("mnt", &["--allow-other"]);
+    let md = fs::metadata(m.dir.join("shared/mine")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (65534, 4321));
+    // root's own files cost no sidecar entry: still the mounting user's by default
+    fs::write(m.dir.join("rootfile"), b"r").unwrap();
+    assert_eq!(fs::metadata(m.dir.join("rootfile")).unwrap().uid(), 0);
+}
+
+#[test]
+fn ctime_follows_every_change_and_survives_a_remount() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let f = m.dir.join("f");
+    let times = |p: &Path| {
+        let md = fs::symlink_metadata(p).unwrap();
+        ((md.mtime(), md.mtime_nsec()), (md.ctime(), md.ctime_nsec()))
+    };
+    fs::write(&f, b"one").unwrap();
+    let (mtime, ctime) = times(&f);
+    assert_eq!(mtime, ctime, "after a write the ctime is the mtime");
+    std::thread::sleep(Duration::from_millis(20));
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    let (m2, c2) = times(&f);
+    assert_eq!(m2, mtime, "chmod leaves the mtime");
+    assert!(c2 > ctime, "chmod moves the ctime");
+    // an mtime set into the past never takes the ctime back
+    run_ok(Command::new("touch").args(["-d", "2001-01-01 00:00:00"]).arg(&f));
+    let (m3, c3) = times(&f);
+    assert_eq!(m3.0, 978_307_200);
+    assert!(c3 >= c2, "touch -d moves the ctime forward");
+    std::thread::sleep(Duration::from_millis(20));
+    run_ok(Command::new("setfattr").args(["-n", "user.k", "-v", "v"]).arg(&f));
+    let (_, c4) = times(&f);
+    assert!(c4 > c3, "an xattr moves the ctime");
+    std::thread::sleep(Duration::from_millis(20));
+    fs::rename(&f, m.dir.join("g")).unwrap();
+    let (_, c5) = times(&m.dir.join("g"));
+    assert!(c5 > c4, "a rename moves the ctime");
+    drop(m);
+    let m = cli.mount("mnt", &[]);
+    assert_eq!(times(&m.dir.join("g")), (m3, c5), "kept across a remount");
+    fs::write(m.dir.join("g"), b"two").unwrap();
+    let (m6, c6) = times(&m.dir.join("g"));
+    assert_eq!(m6, c6, "a write: the ctime is the mtime again");
+    assert!(c6 > c5);
+}

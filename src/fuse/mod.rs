@@ -111,7 +111,7 @@ impl CidFs {
             blocks: a.blocks(),
             atime: a.atime.unwrap_or(a.mtime),
             mtime: a.mtime,
-            ctime: a.mtime,
+            ctime: a.ctime.map_or(a.mtime, |c| c.max(a.mtime)),
             crtime: a.mtime,
             kind: file_type(a.kind),
             perm: a.perm,
@@ -249,7 +249,7 @@ impl Filesystem for CidFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -258,7 +258,8 @@ impl Filesystem for CidFs {
         reply: ReplyCreate,
     ) {
         let _op = oplog::Scope::enter("create", parent.0);
-        match name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask)) {
+        let made = name_str(name).and_then(|n| self.vfs.create(parent.0, n, mode & !umask));
+        match made.and_then(|a| self.own_new(req, parent.0, a, false)) {
             Ok(a) => {
                 self.io.created(a.ino);
                 let fh = FileHandle(passthrough::FH_CACHED);
@@ -270,7 +271,7 @@ impl Filesystem for CidFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -285,23 +286,25 @@ impl Filesystem for CidFs {
             if let Ok(a) = &r {
                 self.vfs.released_writer(a.ino); // mknod opens no handle
             }
-            r
+            r.and_then(|a| self.own_new(req, parent.0, a, false))
         } else {
             Err(VfsError::NotPermitted("UnixFS has no device, FIFO or socket nodes")) // mknod(2): EPERM
         };
         self.entry(r, format_args!("mknod {name:?} in"), parent.0, reply);
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let _op = oplog::Scope::enter("mkdir", parent.0);
         let r = name_str(name).and_then(|n| self.vfs.mkdir(parent.0, n, mode & !umask));
+        let r = r.and_then(|a| self.own_new(req, parent.0, a, true));
         self.entry(r, format_args!("mkdir {name:?} in"), parent.0, reply);
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
         let _op = oplog::Scope::enter("symlink", parent.0);
         use std::os::unix::ffi::OsStrExt;
         let r = name_str(link_name).and_then(|n| self.vfs.symlink(parent.0, n, target.as_os_str().as_bytes()));
+        let r = r.and_then(|a| self.own_new(req, parent.0, a, false));
         self.entry(r, format_args!("symlink {link_name:?} in"), parent.0, reply);
     }
 
@@ -598,13 +601,52 @@ impl Filesystem for CidFs {
 
 /// chown(2) rules, as Linux applies them (the kernel checks too, with
 /// `default_permissions`): root may set anything; the owner may keep the owner and set the
-/// group to their own group (supplementary groups are not consulted); nobody else may.
+/// group to any group they belong to (supplementary groups included); nobody else may.
 fn may_chown(req: &Request, uid_now: u32, gid_now: u32, uid: Option<u32>, gid: Option<u32>) -> bool {
     if req.uid() == 0 {
         return true;
     }
     let owner = req.uid() == uid_now;
-    uid.is_none_or(|u| owner && u == uid_now) && gid.is_none_or(|g| owner && (g == gid_now || g == req.gid()))
+    uid.is_none_or(|u| owner && u == uid_now) && gid.is_none_or(|g| owner && (g == gid_now || in_group(req, g)))
+}
+
+/// Whether the process making `req` belongs to group `g` (its own, or a supplementary one,
+/// which FUSE does not pass: they are read from /proc while the caller waits for us).
+fn in_group(req: &Request, g: u32) -> bool {
+    if req.gid() == g {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|groups| groups.split_whitespace().any(|x| x.parse() == Ok(g)))
+}
+
+impl CidFs {
+    /// Makes the node just created belong to whoever created it, as a local filesystem
+    /// does: the caller's uid, and its gid — or, in a setgid directory, the directory's
+    /// (and a directory made there is setgid too). The mounting user's ownership is the
+    /// default and costs no sidecar entry.
+    fn own_new(
+        &self,
+        req: &Request,
+        parent: u64,
+        new: crate::vfs::Attr,
+        dir: bool,
+    ) -> Result<crate::vfs::Attr, VfsError> {
+        let parent = self.file_attr(&self.vfs.getattr(parent)?);
+        let setgid = parent.perm & 0o2000 != 0;
+        let (uid, gid) = (req.uid(), if setgid { parent.gid } else { req.gid() });
+        if setgid && dir {
+            self.vfs.set_meta(new.ino, Some(u32::from(new.perm) | 0o2000), None)?;
+        }
+        if (uid, gid) == (self.uid, self.gid) && !(setgid && dir) {
+            return Ok(new);
+        }
+        self.vfs.set_owner(new.ino, Some((uid != self.uid).then_some(uid)), Some((gid != self.gid).then_some(gid)))?;
+        self.vfs.getattr(new.ino)
+    }
 }
 
 fn xattr_name(name: &OsStr) -> Result<&str, VfsError> {
@@ -677,5 +719,6 @@ fn placeholder(ino: u64, kind: FileKind) -> Attr {
         uid: None,
         gid: None,
         atime: None,
+        ctime: None,
     }
 }

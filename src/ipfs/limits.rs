@@ -5,13 +5,16 @@
 //!
 //! - **Connections**: at most [`CONNECTIONS_PER_PEER`] per peer, [`CONNECTIONS_INCOMING`]
 //!   incoming and [`CONNECTIONS_TOTAL`] in all (libp2p's connection-limits behaviour), and
-//!   [`STREAMS_PER_CONNECTION`] yamux streams on each.
+//!   [`STREAMS_PER_CONNECTION`] yamux streams on each (past which yamux drops the whole
+//!   connection, so it is no tighter than yamux's default).
 //! - **Inbound streams** being read: [`STREAMS_PER_PEER`] per peer and [`STREAMS_TOTAL`] in
 //!   all ([`InboundGate`]); a stream past either is reset at once, unread, so yamux holds
 //!   no buffer for it either.
-//! - **Inbound bytes**: a message is at most `bitswap::MAX_MESSAGE`, its body is read as it
-//!   arrives (never allocated from the length it claims), and the bodies being read hold
-//!   [`INBOUND_BYTES`] at most between them (a semaphore in the node).
+//! - **Inbound bytes**: a message is at most `bitswap::MAX_MESSAGE`, its body is allocated
+//!   only once the length it claims is granted from the budgets, and the bodies being read and
+//!   decoded hold [`INBOUND_BYTES`] at most between them, and [`INBOUND_BYTES_PER_PEER`]
+//!   for one peer (semaphores in the node; a decoded want-list is about twice its
+//!   encoding).
 //! - **Outbound queues**: what we queue for a peer (its blocks, haves, don't-haves) is at
 //!   most [`QUEUED_BYTES_PER_PEER`] and [`QUEUED_MESSAGES_PER_PEER`], and
 //!   [`QUEUED_BYTES_TOTAL`] for all peers ([`Queues`]). A reply that would pass them is not
@@ -31,10 +34,14 @@ use libp2p::PeerId;
 pub const CONNECTIONS_PER_PEER: u32 = 2;
 pub const CONNECTIONS_INCOMING: u32 = 128;
 pub const CONNECTIONS_TOTAL: u32 = 256;
-pub const STREAMS_PER_CONNECTION: usize = 64;
-pub const STREAMS_PER_PEER: usize = 8;
-pub const STREAMS_TOTAL: usize = 256;
-pub const INBOUND_BYTES: usize = 48 << 20;
+/// yamux's own default: a peer past it loses its whole connection, and honest peers (Kubo,
+/// Helia) open a stream per message, so the real bound is [`STREAMS_PER_PEER`].
+pub const STREAMS_PER_CONNECTION: usize = 512;
+pub const STREAMS_PER_PEER: usize = 64;
+pub const STREAMS_TOTAL: usize = 1024;
+pub const INBOUND_BYTES: usize = 24 << 20;
+/// Of [`INBOUND_BYTES`], what one peer may hold, so that one peer cannot starve the rest.
+pub const INBOUND_BYTES_PER_PEER: usize = 8 << 20 | 128 << 10;
 pub const QUEUED_BYTES_PER_PEER: usize = 8 << 20;
 pub const QUEUED_MESSAGES_PER_PEER: usize = 1024;
 pub const QUEUED_BYTES_TOTAL: usize = 48 << 20;
@@ -62,6 +69,11 @@ impl InboundGate {
         *n += 1;
         self.total += 1;
         true
+    }
+
+    /// Whether any stream of `peer` is being read.
+    pub fn reading(&self, peer: &PeerId) -> bool {
+        self.per_peer.contains_key(peer)
     }
 
     /// A stream `admit` let in is done.

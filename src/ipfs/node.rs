@@ -215,6 +215,8 @@ struct State {
     queues: limits::Queues,
     /// Inbound streams being read.
     inbound: limits::InboundGate,
+    /// Each reading peer's share of the inbound bytes (see [`limits::INBOUND_BYTES_PER_PEER`]).
+    inbound_share: HashMap<PeerId, Arc<tokio::sync::Semaphore>>,
     /// Blocks each peer asked for that are not queued yet (at most
     /// [`limits::PENDING_WANTS_PER_PEER`] each), served as its queue drains.
     pending_wants: HashMap<PeerId, std::collections::VecDeque<(Cid, bool)>>,
@@ -372,6 +374,7 @@ impl Node {
                 unreachable: HashSet::new(),
                 queues: limits::Queues::default(),
                 inbound: limits::InboundGate::default(),
+                inbound_share: HashMap::new(),
                 pending_wants: HashMap::new(),
             }),
             opener,
@@ -399,7 +402,11 @@ impl Node {
                 let inner = reader_inner.clone();
                 tokio::spawn(async move {
                     read_messages(inner.clone(), peer, stream).await;
-                    inner.state.lock().expect("lock poisoned").inbound.leave(&peer);
+                    let mut st = inner.state.lock().expect("lock poisoned");
+                    st.inbound.leave(&peer);
+                    if !st.inbound.reading(&peer) {
+                        st.inbound_share.remove(&peer);
+                    }
                 });
             }
         });
@@ -872,7 +879,7 @@ async fn write_queue(inner: &Arc<Inner>, peer: PeerId, rx: &mut mpsc::UnboundedR
 async fn read_messages(inner: Arc<Inner>, peer: PeerId, mut stream: libp2p::Stream) {
     loop {
         // (the permit keeps the body's bytes counted until the message is handled)
-        let (body, _permit) = match read_frame(&inner, &mut stream).await {
+        let (body, _permit) = match read_frame(&inner, peer, &mut stream).await {
             Ok(Some(read)) => read,
             Ok(None) => return,
             Err(e) => {
@@ -894,12 +901,18 @@ async fn read_messages(inner: Arc<Inner>, peer: PeerId, mut stream: libp2p::Stre
     }
 }
 
-/// One length-prefixed message. Its body is read as its bytes arrive, once the bytes it
-/// claims are granted from the node's inbound budget (held until the body is handled).
+/// The inbound bytes a message holds: the peer's share and the node's.
+type InboundPermits = (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit);
+
+/// One length-prefixed message. Its body is allocated and read only once the bytes it
+/// claims are granted from the peer's and the node's inbound budgets (held until the body
+/// is handled), so what peers claim never adds up past them. (Reading through
+/// `take().read_to_end()` instead made yamux reset busy connections under load.)
 async fn read_frame(
     inner: &Inner,
+    peer: PeerId,
     stream: &mut libp2p::Stream,
-) -> std::io::Result<Option<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)>> {
+) -> std::io::Result<Option<(Vec<u8>, InboundPermits)>> {
     let mut len: u64 = 0;
     for i in 0..10 {
         let mut b = [0u8; 1];
@@ -914,18 +927,21 @@ async fn read_frame(
     if len as usize > bitswap::MAX_MESSAGE {
         return Err(std::io::Error::other(format!("message of {len} bytes is over the limit")));
     }
-    let permit = inner
-        .inbound_bytes
-        .clone()
-        .acquire_many_owned(len.max(1) as u32)
-        .await
-        .map_err(|_| std::io::Error::other("the node is stopping"))?;
-    let mut body = Vec::with_capacity((len as usize).min(64 << 10));
-    let got = (&mut *stream).take(len).read_to_end(&mut body).await?;
-    if (got as u64) < len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(Some((body, permit)))
+    let stopping = |_| std::io::Error::other("the node is stopping");
+    // the peer's share first: one peer holding all it may never blocks the others
+    let share = inner
+        .state
+        .lock()
+        .expect("lock poisoned")
+        .inbound_share
+        .entry(peer)
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limits::INBOUND_BYTES_PER_PEER)))
+        .clone();
+    let own = share.acquire_many_owned(len.max(1) as u32).await.map_err(stopping)?;
+    let all = inner.inbound_bytes.clone().acquire_many_owned(len.max(1) as u32).await.map_err(stopping)?;
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).await?;
+    Ok(Some((body, (own, all))))
 }
 
 /// Hands `block` to everyone waiting on want `w` (already removed from the wants).

@@ -385,6 +385,7 @@ impl Vfs {
             if let (Some(t), None) = (x.mtime, meta.mtime) {
                 a.mtime = unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0));
             }
+            a.ctime = x.ctime.map(|t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
         }
         if let Some(names) = d.links.get(&ino) {
             a.nlink = names.len() as u32;
@@ -415,6 +416,7 @@ impl Vfs {
                 uid: None,
                 gid: None,
                 atime: None,
+                ctime: None,
             },
             // Committed content: its attributes come from its DAG (chunk size, metadata).
             DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta, .. } => {
@@ -439,6 +441,7 @@ impl Vfs {
                     uid: None,
                     gid: None,
                     atime: None,
+                    ctime: None,
                 }
             }
             DNode::Symlink { target, meta, .. } => Attr {
@@ -452,6 +455,7 @@ impl Vfs {
                 uid: None,
                 gid: None,
                 atime: None,
+                ctime: None,
             },
             DNode::Foreign { cid, .. } => {
                 let cid = *cid;
@@ -701,6 +705,7 @@ impl Vfs {
         file.write_all_at(data, offset).map_err(VfsError::Io)?;
         let end = offset + data.len() as u64;
         Self::set_size(&mut d, ino, size.max(end));
+        Self::stamp_ctime(&mut d, ino, true);
         if wake && let Some(tx) = &d.streamer {
             let _ = tx.send(ino);
         }
@@ -740,6 +745,7 @@ impl Vfs {
         }
         file.set_len(len).map_err(VfsError::Io)?;
         Self::set_size(&mut d, ino, len);
+        Self::stamp_ctime(&mut d, ino, true);
         Ok(())
     }
 
@@ -769,8 +775,32 @@ impl Vfs {
             Some(_) => return Err(VfsError::ReadOnly),
             None => return Err(VfsError::StaleInode(ino)),
         }
+        Self::stamp_ctime(&mut d, ino, false);
         d.changed = true;
         Ok(())
+    }
+
+    /// Records that `ino` changed now. After a write the ctime is the mtime (derivable:
+    /// nothing stored, so a plain drive gains no sidecar); after a change of metadata
+    /// (mode, times, owner, xattrs, a name) it is kept in the sidecar, never behind the
+    /// mtime, and survives remounts.
+    fn stamp_ctime(d: &mut Drive, ino: u64, written: bool) {
+        let stored = d.extras.get(&ino).is_some_and(|x| x.ctime.is_some());
+        if written && !stored {
+            return;
+        }
+        let mut x = d.extras.remove(&ino).unwrap_or_default();
+        x.ctime = if written { None } else { Some(now()) };
+        if !x.is_empty() {
+            d.extras.insert(ino, x);
+        }
+        if ino == ROOT_INO {
+            d.side_dirty.insert(ROOT_INO);
+        }
+        for dir in Self::dirs_of(d, ino) {
+            d.side_dirty.insert(dir);
+        }
+        d.changed = true;
     }
 
     /// Removes a file or symlink (`rmdir = false`) or an empty directory (`rmdir = true`).
@@ -855,6 +885,7 @@ impl Vfs {
         }
         Self::touch_dir(&mut d, parent);
         Self::touch_dir(&mut d, new_parent);
+        Self::stamp_ctime(&mut d, ino, false);
         Ok(())
     }
 
@@ -895,6 +926,8 @@ impl Vfs {
         }
         Self::touch_dir(&mut d, parent);
         Self::touch_dir(&mut d, new_parent);
+        Self::stamp_ctime(&mut d, a, false);
+        Self::stamp_ctime(&mut d, b, false);
         Ok(())
     }
 
@@ -1601,6 +1634,9 @@ impl Vfs {
         let before = extras.clone();
         let out = change(&mut extras);
         let changed = extras != before;
+        if changed {
+            extras.ctime = Some(now()); // an owner, an xattr or the atime changed
+        }
         if !extras.is_empty() {
             d.extras.insert(ino, extras);
         }
@@ -1706,6 +1742,7 @@ impl Vfs {
             names.push((new_parent, new_name.to_string()));
             d.links.insert(ino, names);
             Self::touch_dir(&mut d, new_parent);
+            Self::stamp_ctime(&mut d, ino, false);
         }
         self.drive_attr(ino)
     }

@@ -86,6 +86,9 @@ pub struct Attr {
     pub gid: Option<u32>,
     /// Access time, when set by `utimens` (else: the mtime).
     pub atime: Option<SystemTime>,
+    /// Change time, when it differs from the mtime (a metadata change since the last
+    /// write, or an mtime set into the past).
+    pub ctime: Option<SystemTime>,
 }
 
 impl Attr {
@@ -502,6 +505,7 @@ impl Vfs {
             uid: None,
             gid: None,
             atime: None,
+            ctime: None,
         };
         match t {
             // (in drive mode the root is a drive node; this is the --ipfs root)
@@ -522,6 +526,7 @@ impl Vfs {
                     uid: None,
                     gid: None,
                     atime: None,
+                    ctime: None,
                 })
             }
             Target::Node(cid) => {
@@ -542,6 +547,7 @@ impl Vfs {
                         uid: None,
                         gid: None,
                         atime: None,
+                        ctime: None,
                     },
                     Node::Directory { .. } | Node::HamtShard(_) | Node::Cbor(Ipld::Map(_) | Ipld::List(_)) => {
                         dir(perm(0o555), mtime)
@@ -557,6 +563,7 @@ impl Vfs {
                         uid: None,
                         gid: None,
                         atime: None,
+                        ctime: None,
                     },
                     Node::Cbor(scalar) => scalar_attr(ino, scalar),
                 })
@@ -865,6 +872,7 @@ fn scalar_attr(ino: u64, v: &Ipld) -> Attr {
         uid: None,
         gid: None,
         atime: None,
+        ctime: None,
     }
 }
 

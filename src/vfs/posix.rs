@@ -41,6 +41,8 @@ pub struct Extras {
     pub atime: Option<UnixTime>,
     pub mode: Option<u32>,
     pub mtime: Option<UnixTime>,
+    /// The change time, only where it is not the mtime (which it is after a write).
+    pub ctime: Option<UnixTime>,
     pub xattrs: BTreeMap<String, Vec<u8>>,
 }
 
@@ -51,6 +53,7 @@ impl Extras {
             && self.atime.is_none()
             && self.mode.is_none()
             && self.mtime.is_none()
+            && self.ctime.is_none()
             && self.xattrs.is_empty()
     }
 
@@ -110,6 +113,9 @@ pub fn encode(side: &Side) -> Block {
         }
         if let Some(t) = e.extras.mtime {
             m.insert("t".to_string(), time_ipld(t));
+        }
+        if let Some(c) = e.extras.ctime {
+            m.insert("c".to_string(), time_ipld(c));
         }
         if !e.extras.xattrs.is_empty() {
             let x = e.extras.xattrs.iter().map(|(k, v)| (k.clone(), Ipld::Bytes(v.clone()))).collect();
@@ -185,6 +191,9 @@ pub fn decode(v: &Ipld) -> Result<Side, String> {
                     ("t", Ipld::List(l)) => {
                         entry.extras.mtime = Some(time_of(l).ok_or_else(|| format!("bad mtime for {name:?}"))?);
                     }
+                    ("c", Ipld::List(l)) => {
+                        entry.extras.ctime = Some(time_of(l).ok_or_else(|| format!("bad ctime for {name:?}"))?);
+                    }
                     ("m", v) => entry.extras.mode = Some(u32_of(v)? & 0o7777),
                     ("x", Ipld::Map(x)) => {
                         for (xk, xv) in x {
@@ -225,6 +234,7 @@ mod tests {
         let mut x = Extras { uid: Some(1000), gid: Some(0), mode: Some(0o600), ..Default::default() };
         x.atime = Some(UnixTime { seconds: -5, fractional_nanoseconds: Some(7) });
         x.mtime = Some(UnixTime { seconds: 1_600_000_000, fractional_nanoseconds: None });
+        x.ctime = Some(UnixTime { seconds: 1_700_000_000, fractional_nanoseconds: Some(3) });
         x.xattrs.insert("user.a".into(), b"\0\xff".to_vec());
         side.entries.insert("f".into(), SideEntry { extras: x, sub: Some(*empty.cid()) });
         side.groups.push(vec!["a/b".into(), "c".into()]);
