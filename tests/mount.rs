@@ -1570,3 +1570,37 @@ fn ctime_follows_every_change_and_survives_a_remount() {
     assert_eq!(m6, c6, "a write: the ctime is the mtime again");
     assert!(c6 > c5);
 }
+
+#[test]
+fn a_large_commit_does_not_stall_the_mount() {
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &["--hot-size", "0"]);
+    fs::create_dir(m.dir.join("dir")).unwrap();
+    // 384 MiB written out of order (second half first): nothing is hashed while written,
+    // so the commit has it all to import
+    let f = fs::File::create(m.dir.join("big.bin")).unwrap();
+    let chunk = common::noise(8 << 20, 120);
+    for i in (0..48u64).rev() {
+        f.write_all_at(&chunk, i * (8 << 20)).unwrap();
+    }
+    let started = Instant::now();
+    let committing = std::thread::spawn(move || f.sync_all());
+    let (mut slowest, mut asked) = (Duration::ZERO, 0);
+    while !committing.is_finished() {
+        let t = Instant::now();
+        fs::metadata(m.dir.join("dir")).unwrap();
+        fs::read_dir(&m.dir).unwrap().count();
+        fs::write(m.dir.join("dir/small"), b"x").unwrap();
+        slowest = slowest.max(t.elapsed());
+        asked += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    committing.join().unwrap().unwrap();
+    let took = started.elapsed();
+    assert!(slowest < Duration::from_millis(500), "stat/ls/write waited {slowest:?} during a {took:?} commit");
+    assert!(asked >= 3, "the commit took {took:?}: too short to tell");
+    let r = fs::File::open(m.dir.join("big.bin")).unwrap();
+    let mut buf = vec![0u8; 8 << 20];
+    r.read_exact_at(&mut buf, 17 << 23).unwrap();
+    assert!(buf == chunk);
+}

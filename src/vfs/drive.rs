@@ -173,6 +173,12 @@ pub(super) struct Drive {
     links: HashMap<u64, Vec<(u64, String)>>,
     /// The hard-link groups in the last committed root sidecar.
     groups: Vec<Vec<String>>,
+    /// Each changed file's version: bumped by every write, truncate and metadata change.
+    versions: HashMap<u64, u64>,
+    edits: u64,
+    /// Files imported ahead of a commit, outside the drive's lock (see `prebuild`): the
+    /// version imported and its link, used by the commit if still current.
+    prebuilt: HashMap<u64, (u64, LinkInfo)>,
 }
 
 impl Drive {
@@ -202,6 +208,9 @@ impl Drive {
             links: HashMap::new(),
             groups: Vec::new(),
             root_time: std::time::UNIX_EPOCH,
+            versions: HashMap::new(),
+            edits: 0,
+            prebuilt: HashMap::new(),
         }
     }
 }
@@ -659,7 +668,14 @@ impl Vfs {
             *size = new;
             meta.mtime = Some(now());
         }
+        Self::bump(d, ino);
         d.changed = true;
+    }
+
+    /// A new version of file `ino` (its bytes or metadata changed).
+    fn bump(d: &mut Drive, ino: u64) {
+        d.edits += 1;
+        d.versions.insert(ino, d.edits);
     }
 
     /// Refuses growth past the store's capacity (`ENOSPC`), counting uncommitted bytes.
@@ -776,6 +792,7 @@ impl Vfs {
             None => return Err(VfsError::StaleInode(ino)),
         }
         Self::stamp_ctime(&mut d, ino, false);
+        Self::bump(&mut d, ino);
         d.changed = true;
         Ok(())
     }
@@ -992,6 +1009,9 @@ impl Vfs {
 
     fn commit_with(&self, force: bool) -> Result<Option<Cid>, VfsError> {
         let Some(drive) = &self.drive else { return Ok(None) };
+        // one commit at a time; everything else goes on while the big files are imported
+        let _serial = self.commit_serial.lock().expect("lock poisoned");
+        self.prebuild(drive, force)?;
         let mut d = drive.lock().expect("lock poisoned");
         if !d.changed {
             return Ok(None);
@@ -1080,7 +1100,9 @@ impl Vfs {
             DNode::File { base: Some(b), .. } | DNode::Symlink { base: Some(b), .. } => return Ok(Some(*b)),
             DNode::File { content, meta, .. } => {
                 let meta = *meta;
+                let prebuilt = d.prebuilt.get(&ino).filter(|(v, _)| d.versions.get(&ino) == Some(v)).map(|(_, l)| *l);
                 match content {
+                    _ if let Some(link) = prebuilt => link,
                     Content::Base { cid, size } => {
                         // metadata changed only: re-import from the committed content
                         let (cid, size) = (*cid, *size);
@@ -1122,6 +1144,7 @@ impl Vfs {
                 import_symlink(&opts, target, *meta, sink).map_err(VfsError::Store)?
             }
         };
+        d.prebuilt.remove(&ino);
         match d.nodes.get_mut(&ino) {
             Some(DNode::Dir { base, .. }) | Some(DNode::Symlink { base, .. }) => *base = Some(link),
             Some(DNode::File { base, committed, content, .. }) => {
@@ -1349,7 +1372,87 @@ impl Vfs {
     }
 }
 
+/// Files this large are imported ahead of a commit, outside the drive's lock.
+const PREBUILD_MIN: u64 = 4 << 20;
+
+/// Blocks imported outside a commit go to the store in batches, staged (volatile: the
+/// commit that links them makes them durable).
+struct Staging<'a> {
+    store: &'a dyn DriveStore,
+    blocks: Vec<crate::block::Block>,
+    bytes: usize,
+}
+
+impl Staging<'_> {
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let blocks = std::mem::take(&mut self.blocks);
+        self.bytes = 0;
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        self.store.stage(&blocks).map_err(|e| match e {
+            VfsError::Store(e) => e,
+            other => StoreError::Db(other.to_string()),
+        })
+    }
+}
+
+impl BlockSink for Staging<'_> {
+    type Error = StoreError;
+    fn put(&mut self, block: crate::block::Block) -> Result<(), StoreError> {
+        self.bytes += block.data().len();
+        self.blocks.push(block);
+        if self.bytes >= 16 << 20 { self.flush() } else { Ok(()) }
+    }
+}
+
 impl Vfs {
+    /// Plan, build, install — for the files that take time. Under the drive's lock: which
+    /// large changed files (closed, unless `force`) a commit will import, and their
+    /// versions. Without it: their import, blocks staged in the store. Under it again: the
+    /// links kept for the commit, for each file not changed meanwhile. So a commit of a
+    /// 2 GiB file written out of order holds the lock only to link it, and `stat`, `ls`,
+    /// reads and writes go on while it is hashed.
+    fn prebuild(&self, drive: &std::sync::Mutex<Drive>, force: bool) -> Result<(), VfsError> {
+        let (store, plans) = {
+            let d = drive.lock().expect("lock poisoned");
+            let Some(store) = d.store.clone().filter(|_| d.changed) else { return Ok(()) };
+            let mut plans = Vec::new();
+            for (ino, node) in &d.nodes {
+                let DNode::File {
+                    content: Content::Spill { file, size, overlay: None, stream }, base: None, meta, ..
+                } = node
+                else {
+                    continue;
+                };
+                let Some(version) = d.versions.get(ino).copied() else { continue };
+                let done = d.prebuilt.get(ino).is_some_and(|(v, _)| *v == version);
+                let open = d.writers.contains_key(ino);
+                if *size >= PREBUILD_MIN && stream.leaves.len() < 2 && (force || !open) && !done {
+                    plans.push((*ino, file.clone(), *size, *meta, version));
+                }
+            }
+            (store, plans)
+        };
+        let opts = ImportOptions::default();
+        for (ino, file, size, meta, version) in plans {
+            let mut sink = Staging { store: store.as_ref(), blocks: Vec::new(), bytes: 0 };
+            let link = match self.import_holes(&opts, meta, &file, size, &mut sink)? {
+                Some(link) => link,
+                None => {
+                    let mut input = ContentReader::Spill { vfs: self, file, size, overlay: None, pos: 0 };
+                    self.import_content(&opts, meta, &mut input, size, &mut sink)?
+                }
+            };
+            sink.flush()?;
+            let mut d = drive.lock().expect("lock poisoned");
+            if d.versions.get(&ino) == Some(&version) {
+                d.prebuilt.insert(ino, (version, link));
+            }
+        }
+        Ok(())
+    }
+
     /// Imports a file written anew whose spill has holes (a write far past the end, a
     /// truncate up) without reading or hashing them (see `importer::sparse`); `None` if it
     /// has none worth it (it is imported as any other).

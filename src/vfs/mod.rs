@@ -249,6 +249,8 @@ pub struct Vfs {
     snapshots: Option<CommitLog>,
     /// Files whose reads went to the network lately: their reads prefetch ahead.
     streaming: Mutex<LruCache<Cid, ()>>,
+    /// Held by a commit from start to end: commits run one at a time.
+    commit_serial: Mutex<()>,
     /// Hot copies of whole files, if kept (see [`hot`]).
     hot: Option<hot::Hot>,
     /// Frees at least this many bytes of second copies (hot copies, fetched blocks) when
@@ -308,6 +310,7 @@ impl Vfs {
             drive,
             snapshots: None,
             streaming: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(64).expect("non-zero"))),
+            commit_serial: Mutex::new(()),
             hot: None,
             make_room: None,
         }
