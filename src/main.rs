@@ -526,43 +526,24 @@ fn run(command: Command) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Mount {
-            mountpoint,
-            ipfs,
-            read_only,
-            background: true,
-            allow_other,
-            threads,
-            cap,
-            commit_interval,
-            net,
-        } => {
-            let mut args = vec![
-                "mount".to_string(),
-                mountpoint.display().to_string(),
-                format!("--threads={threads}"),
-                format!("--commit-interval={commit_interval}"),
-            ];
-            args.extend(ipfs.then(|| "--ipfs".to_string()));
-            args.extend(read_only.then(|| "--read-only".to_string()));
-            args.extend(cap.map(|c| format!("--cap={c}")));
-            args.extend(allow_other.then(|| "--allow-other".to_string()));
-            args.extend(net.to_args());
-            let home = cidfs::store::Store::default_home();
-            let log = commands::mount::background(&args, &home)?;
-            eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
-        }
-        Command::Mount {
-            mountpoint,
-            ipfs,
-            read_only,
-            background: false,
-            allow_other,
-            threads,
-            cap,
-            commit_interval,
-            net,
-        } => {
+        Command::Mount { mountpoint, ipfs, read_only, background, allow_other, threads, cap, commit_interval, net } => {
+            if background {
+                let mut args = vec![
+                    "mount".to_string(),
+                    mountpoint.display().to_string(),
+                    format!("--threads={threads}"),
+                    format!("--commit-interval={commit_interval}"),
+                ];
+                args.extend(ipfs.then(|| "--ipfs".to_string()));
+                args.extend(read_only.then(|| "--read-only".to_string()));
+                args.extend(cap.map(|c| format!("--cap={c}")));
+                args.extend(allow_other.then(|| "--allow-other".to_string()));
+                args.extend(net.to_args());
+                let home = cidfs::store::Store::default_home();
+                let log = commands::mount::background(&args, &home)?;
+                eprintln!("cidfs: mounted at {} (log: {})", mountpoint.display(), log.display());
+                return Ok(());
+            }
             let every = Duration::try_from_secs_f64(commit_interval)
                 .map_err(|e| CliError::new(exit::USAGE, format!("--commit-interval {commit_interval}: {e}")))?;
             let settings =

@@ -1192,20 +1192,6 @@ fn bombs() -> (Vec<Block>, Cid, Cid) {
     (vec![top, middle, bottom, leaf, tera, gig, mib], dir, big)
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib / 1024
-}
-
 #[test]
 fn no_dag_can_exhaust_memory_of_the_cli_or_the_mount() {
     let cli = Cli::new();
@@ -1239,7 +1225,7 @@ fn no_dag_can_exhaust_memory_of_the_cli_or_the_mount() {
     fs::File::open(&f).unwrap().read_exact_at(&mut head, 999_999 << 20).unwrap();
     assert!(head.iter().all(|b| *b == 1));
     assert!(m.dir.join("..").exists() && fs::read_dir(&m.dir).is_ok(), "the mount is alive");
-    let rss = peak_rss_mib(m.child.id());
+    let rss = common::peak_rss_mib(m.child.id());
     assert!(rss < 200, "peak RSS of the mount {rss} MiB");
 }
 
@@ -1350,10 +1336,7 @@ fn unmount_returns_once_the_store_is_free_and_a_remount_after_any_unmount_works(
 fn a_final_commit_that_fails_fails_the_unmount_saying_why() {
     // a store on a 16 MiB tmpfs, filled from outside after a write through the mount
     let cli = Cli::new();
-    let home = cli.path("small-disk");
-    fs::create_dir(&home).unwrap();
-    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&home));
-    let _disk = UnmountOnDrop(home.clone());
+    let (home, _disk) = small_disk(&cli, 16);
     let dir = cli.path("mnt");
     fs::create_dir(&dir).unwrap();
     let _guard = UnmountOnDrop(dir.clone());
@@ -1379,7 +1362,16 @@ fn a_final_commit_that_fails_fails_the_unmount_saying_why() {
     assert!(err.contains("final commit failed") && err.contains("No space left"), "{err}");
     // the store is free at once, and consistent
     fs::remove_file(home.join("filler")).unwrap();
-    assert!(run(&["verify"]).status.success());
+    let verify = run(&["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+/// A directory on a tmpfs of `mib` MiB, for a store on a small disk (unmounted on drop).
+fn small_disk(cli: &Cli, mib: u32) -> (std::path::PathBuf, UnmountOnDrop) {
+    let home = cli.path("small-disk");
+    fs::create_dir(&home).unwrap();
+    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"]).arg(&home));
+    (home.clone(), UnmountOnDrop(home))
 }
 
 /// Free and total bytes of the filesystem holding `path`.
@@ -1391,10 +1383,7 @@ fn disk_space(path: &Path) -> (u64, u64) {
 #[test]
 fn hot_copies_give_way_before_a_write_fails_and_never_take_the_reserve() {
     let cli = Cli::new();
-    let home = cli.path("small-disk");
-    fs::create_dir(&home).unwrap();
-    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&home));
-    let _disk = UnmountOnDrop(home.clone());
+    let (home, _disk) = small_disk(&cli, 64);
     let run = |args: &[&str]| {
         let out = cli.cmd().env("CIDFS_HOME", &home).env("CIDFS_RESERVE", "10%").args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -706,19 +706,7 @@ fn a_hostile_peer_cannot_exhaust_the_mounts_memory_nor_stop_it_serving() {
     std::fs::write(m.dir.join("local.bin"), &local).unwrap();
     assert!(std::fs::read(m.dir.join("local.bin")).unwrap() == local);
 
-    let rss = {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", m.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap();
-        kib >> 10
-    };
+    let rss = common::peak_rss_mib(m.child.id());
     eprintln!("peak RSS of the mount: {rss} MiB");
     assert!(rss < 200, "peak RSS of the mount: {rss} MiB");
     let status = cli.ok(&["status"]);

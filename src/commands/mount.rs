@@ -585,9 +585,8 @@ pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
     let waiter = holder.as_ref().and_then(|_| super::control::await_exit(&store));
     mount::unmount(&abs)?;
     let Some(holder) = holder else { return Ok(()) };
-    if let Some(told) = waiter.and_then(|w| super::control::exit_result(w, UNMOUNT_WAIT)) {
-        told.map_err(|e| e.context(format!("unmounting {}", abs.display())))?;
-    }
+    let told = waiter.and_then(|w| super::control::exit_result(w, UNMOUNT_WAIT));
+    // failed or not, the process lets go of the store before this returns
     let deadline = std::time::Instant::now() + UNMOUNT_WAIT;
     while crate::store::owner::running(holder.pid) {
         if std::time::Instant::now() > deadline {
@@ -600,7 +599,7 @@ pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+    told.unwrap_or(Ok(())).map_err(|e| e.context(format!("unmounting {}", abs.display())))
 }
 
 /// How long `unmount` waits for the mount process's final commit and exit.
