@@ -1145,6 +1145,9 @@ impl Vfs {
             }
         };
         d.prebuilt.remove(&ino);
+        if !writing {
+            d.versions.remove(&ino); // committed and closed: the next change starts anew
+        }
         match d.nodes.get_mut(&ino) {
             Some(DNode::Dir { base, .. }) | Some(DNode::Symlink { base, .. }) => *base = Some(link),
             Some(DNode::File { base, committed, content, .. }) => {
