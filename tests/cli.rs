@@ -473,6 +473,8 @@ fn add_never_replaces_a_drive_entry_unless_asked() {
     let err = cli.fails(&["add", "-Q", cli.path("doc").to_str().unwrap()], 6);
     assert!(err.contains("/doc already exists in the drive") && err.contains("--replace"), "{err}");
     assert_eq!(cli.ok(&["cat", "/doc/a.txt"]), "first\n");
+    let refused = cli.run(&["add", cli.path("doc").to_str().unwrap()]);
+    assert!(refused.stdout.is_empty(), "a refused add says only why, not what it would have added");
     let one_file = cli.write("one.txt", b"one\n");
     let err = cli.fails(&["add", "--name", "doc", one_file.to_str().unwrap()], 6);
     assert!(err.contains("/doc already exists"), "{err}");

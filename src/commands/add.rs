@@ -70,7 +70,10 @@ pub fn run(
     let mut batch = store.batch();
     let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     let sink = StoreSink { batch: &mut batch, public: true };
-    let mut adder = Adder { opts, me, hot: store.hot_files(), sink, bar, out };
+    // what was added is said once it is: a refused add (a taken name) says only why
+    let mut said = Vec::new();
+    let mut say = |line: &str| said.push(line.to_string());
+    let mut adder = Adder { opts, me, hot: store.hot_files(), sink, bar, out: &mut say };
     let mut roots = Vec::new();
     for path in paths {
         let path = path.as_ref();
@@ -93,6 +96,9 @@ pub fn run(
         linked = drive::link(store, &mut batch, entries, opts.replace)?;
     }
     batch.commit()?;
+    for line in &said {
+        out(line);
+    }
     for line in linked.report() {
         eprintln!("cidfs: {line}");
     }
