@@ -807,6 +807,10 @@ fn send_ours(inner: &Arc<Inner>, peer: PeerId, out: Outgoing) {
 /// total queue bounds unless `ours` (see [`limits`]).
 fn send(inner: &Arc<Inner>, peer: PeerId, out: Outgoing, ours: bool) -> Admit {
     let mut st = inner.state.lock().expect("lock poisoned");
+    if st.bad.contains(&peer) {
+        // dropped (a liar, a flooder): nothing more goes to it, and nothing brings it back
+        return Admit::Queued;
+    }
     let admit = st.queues.reserve(peer, out.size(), ours);
     if admit != Admit::Queued {
         st.stats.replies_throttled += 1;
