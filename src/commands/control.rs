@@ -52,8 +52,7 @@ impl Live {
 
     /// The drive's root for a path in it: pending changes committed first.
     fn drive_root(&self, spec: &str) -> Result<Option<cid::Cid>, CliError> {
-        if spec.starts_with('/')
-            && !spec.starts_with("/ipfs/")
+        if super::read::in_drive(spec)
             && let Some(commit) = self.commit_drive.get()
         {
             commit().map_err(|e| CliError::failure(format!("committing the drive: {e}")))?;

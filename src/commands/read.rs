@@ -17,10 +17,16 @@ use crate::fetch::Blocks;
 use crate::unixfs::path::{self, Resolved};
 use crate::unixfs::{FileNode, Metadata, Node, UnixfsError, dag_json, dir, file, load};
 
+/// Whether `spec` names a path in the drive (`/path`) rather than content under a CID
+/// (`CID/path`, or Kubo's `/ipfs/CID/path`).
+pub fn in_drive(spec: &str) -> bool {
+    spec.starts_with('/') && !spec.starts_with("/ipfs/")
+}
+
 /// Splits a path into its root CID and segments; `drive` is the drive's root (`None`: an
 /// empty drive).
 pub fn parse(spec: &str, drive: Option<Cid>) -> Result<(Cid, Vec<String>), CliError> {
-    if spec.starts_with('/') && !spec.starts_with("/ipfs/") {
+    if in_drive(spec) {
         let segs: Vec<String> = spec.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
         let root = drive.unwrap_or_else(crate::vfs::empty_dir_cid);
         return Ok((root, segs));
@@ -32,7 +38,8 @@ pub fn parse(spec: &str, drive: Option<Cid>) -> Result<(Cid, Vec<String>), CliEr
 
 pub fn resolve(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str) -> Result<(Cid, Resolved), CliError> {
     let (root, segs) = parse(spec, drive)?;
-    if drive.is_none() && spec.starts_with('/') && !spec.starts_with("/ipfs/") {
+    let in_drive = in_drive(spec);
+    if drive.is_none() && in_drive {
         // the empty drive has no block of its own to load
         return match segs.first() {
             None => Ok((
@@ -48,7 +55,6 @@ pub fn resolve(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str) -> Result<(C
             )),
         };
     }
-    let in_drive = spec.starts_with('/') && !spec.starts_with("/ipfs/");
     let resolved = path::resolve(blocks, &root, &segs).map_err(|e| match e {
         // a path in the drive is told as the user wrote it, not below the root's CID
         UnixfsError::NoSuchEntry { path } if in_drive => {
@@ -186,8 +192,7 @@ pub fn get(
     let (root, resolved) = resolve(blocks, drive, spec)?;
     let target = if out.is_dir() {
         let (_, segs) = parse(spec, drive)?;
-        let in_drive = spec.starts_with('/') && !spec.starts_with("/ipfs/");
-        let whole = if in_drive { "drive".to_string() } else { root.to_string() };
+        let whole = if in_drive(spec) { "drive".to_string() } else { root.to_string() };
         out.join(segs.last().cloned().unwrap_or(whole))
     } else {
         out.to_path_buf()

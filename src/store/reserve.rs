@@ -62,16 +62,13 @@ impl Disk {
 
     /// Bytes free on the disk holding `dir`.
     pub fn free(&self, dir: &Path) -> Option<u64> {
-        let s = nix::sys::statvfs::statvfs(dir).ok()?;
-        Some((s.blocks_available() as u128 * s.fragment_size() as u128) as u64)
+        size_and_free(dir).map(|(_, free)| free)
     }
 
     /// Bytes free on the disk holding `dir` beyond the reserve (negative: short by that
     /// much); `None` if the disk cannot be asked.
     pub fn spare(&self, dir: &Path) -> Option<i128> {
-        let s = nix::sys::statvfs::statvfs(dir).ok()?;
-        let frag = s.fragment_size() as u128;
-        let (total, free) = ((s.blocks() as u128 * frag) as u64, (s.blocks_available() as u128 * frag) as u64);
+        let (total, free) = size_and_free(dir)?;
         let reserve = self.reserve.lock().expect("lock poisoned").bytes(total);
         Some(i128::from(free) - i128::from(reserve))
     }
@@ -80,6 +77,13 @@ impl Disk {
     pub fn fits(&self, dir: &Path, bytes: u64) -> bool {
         self.spare(dir).is_none_or(|spare| spare >= i128::from(bytes))
     }
+}
+
+/// The size of the disk holding `dir`, and the bytes free on it.
+fn size_and_free(dir: &Path) -> Option<(u64, u64)> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    let frag = s.fragment_size() as u128;
+    Some(((s.blocks() as u128 * frag) as u64, (s.blocks_available() as u128 * frag) as u64))
 }
 
 #[cfg(test)]
