@@ -178,7 +178,7 @@ pub(super) struct Drive {
     edits: u64,
     /// Files imported ahead of a commit, outside the drive's lock (see `prebuild`): the
     /// version imported and its link, used by the commit if still current.
-    prebuilt: HashMap<u64, (u64, LinkInfo)>,
+    prebuilt: HashMap<u64, (u64, Built)>,
 }
 
 impl Drive {
@@ -1099,46 +1099,16 @@ impl Vfs {
             }
             DNode::File { base: Some(b), .. } | DNode::Symlink { base: Some(b), .. } => return Ok(Some(*b)),
             DNode::File { content, meta, .. } => {
-                let meta = *meta;
-                let prebuilt = d.prebuilt.get(&ino).filter(|(v, _)| d.versions.get(&ino) == Some(v)).map(|(_, l)| *l);
-                match content {
-                    _ if let Some(link) = prebuilt => link,
-                    Content::Base { cid, size } => {
-                        // metadata changed only: re-import from the committed content
-                        let (cid, size) = (*cid, *size);
-                        self.import_content(
-                            &opts,
-                            meta,
-                            &mut ContentReader::Dag { vfs: self, cid, pos: 0, size },
-                            size,
-                            sink,
-                        )?
+                let prebuilt = d.prebuilt.get(&ino).filter(|(v, _)| d.versions.get(&ino) == Some(v));
+                let built = match prebuilt {
+                    Some((_, built)) => built.clone(),
+                    None => {
+                        let job = FileJob::plan(content);
+                        self.build_file(&opts, *meta, job, sink)?
                     }
-                    Content::Spill { file, size, overlay: None, stream } if stream.leaves.len() >= 2 => {
-                        let (file, size, leaves) = (file.clone(), *size, stream.leaves.clone());
-                        self.import_streamed(&opts, meta, file, size, &leaves, sink)?
-                    }
-                    Content::Spill { file, size, overlay, .. } => {
-                        let (file, size, overlay) = (file.clone(), *size, overlay.clone());
-                        match overlay {
-                            Some(o) if size > o.chunk => {
-                                let (link, leaves) = self.import_overlay(&opts, meta, &file, size, &o, sink)?;
-                                next_overlay = Some(Overlay {
-                                    base: link.cid,
-                                    chunk: o.chunk,
-                                    leaves: Arc::new(leaves),
-                                    dirty: Default::default(),
-                                });
-                                link
-                            }
-                            None if let Some(link) = self.import_holes(&opts, meta, &file, size, sink)? => link,
-                            overlay => {
-                                let mut input = ContentReader::Spill { vfs: self, file, size, overlay, pos: 0 };
-                                self.import_content(&opts, meta, &mut input, size, sink)?
-                            }
-                        }
-                    }
-                }
+                };
+                next_overlay = built.overlay;
+                built.link
             }
             DNode::Symlink { target, meta, .. } => {
                 import_symlink(&opts, target, *meta, sink).map_err(VfsError::Store)?
@@ -1375,8 +1345,38 @@ impl Vfs {
     }
 }
 
-/// Files this large are imported ahead of a commit, outside the drive's lock.
-const PREBUILD_MIN: u64 = 4 << 20;
+/// What importing one changed file reads, taken under the drive's lock so the import can
+/// run without it.
+enum FileJob {
+    /// Only its metadata changed: re-imported from the committed content.
+    Dag { cid: Cid, size: u64 },
+    /// Written in order: its staged leaves as they are, then the rest of the spill.
+    Streamed { file: Arc<SpillFile>, size: u64, leaves: Vec<LinkInfo> },
+    /// Written anew (holes are not read), or changed in place over its committed leaves.
+    Spill { file: Arc<SpillFile>, size: u64, overlay: Option<Box<Overlay>> },
+}
+
+impl FileJob {
+    fn plan(content: &Content) -> FileJob {
+        match content {
+            Content::Base { cid, size } => FileJob::Dag { cid: *cid, size: *size },
+            Content::Spill { file, size, overlay: None, stream } if stream.leaves.len() >= 2 => {
+                FileJob::Streamed { file: file.clone(), size: *size, leaves: stream.leaves.clone() }
+            }
+            Content::Spill { file, size, overlay, .. } => {
+                FileJob::Spill { file: file.clone(), size: *size, overlay: overlay.clone() }
+            }
+        }
+    }
+}
+
+/// An imported file: its link, and for a file changed in place the overlay over its new
+/// leaves (what it goes on with if still open).
+#[derive(Clone)]
+pub(super) struct Built {
+    link: LinkInfo,
+    overlay: Option<Overlay>,
+}
 
 /// Blocks imported outside a commit go to the store in batches, staged (volatile: the
 /// commit that links them makes them durable).
@@ -1410,50 +1410,93 @@ impl BlockSink for Staging<'_> {
 }
 
 impl Vfs {
-    /// Plan, build, install — for the files that take time. Under the drive's lock: which
-    /// large changed files (closed, unless `force`) a commit will import, and their
-    /// versions. Without it: their import, blocks staged in the store. Under it again: the
-    /// links kept for the commit, for each file not changed meanwhile. So a commit of a
-    /// 2 GiB file written out of order holds the lock only to link it, and `stat`, `ls`,
-    /// reads and writes go on while it is hashed.
+    /// Plan, build, install. Under the drive's lock: which changed files (closed, unless
+    /// `force`) a commit will import, each with its version and what its bytes are (plan).
+    /// Without it: their import, blocks staged in the store (build). Under it again, file
+    /// by file: the result kept for the commit if the file did not change meanwhile
+    /// (install). So a commit holds the lock only to link files and rebuild directories,
+    /// and `stat`, `ls`, reads and writes go on while a 2 GiB file (or 10,000 small ones)
+    /// is hashed. A file changed during its import is imported again under the lock.
     fn prebuild(&self, drive: &std::sync::Mutex<Drive>, force: bool) -> Result<(), VfsError> {
         let (store, plans) = {
             let d = drive.lock().expect("lock poisoned");
             let Some(store) = d.store.clone().filter(|_| d.changed) else { return Ok(()) };
             let mut plans = Vec::new();
-            for (ino, node) in &d.nodes {
-                let DNode::File {
-                    content: Content::Spill { file, size, overlay: None, stream }, base: None, meta, ..
-                } = node
-                else {
-                    continue;
-                };
-                let Some(version) = d.versions.get(ino).copied() else { continue };
-                let done = d.prebuilt.get(ino).is_some_and(|(v, _)| *v == version);
+            for (ino, version) in &d.versions {
+                let Some(DNode::File { content, base: None, meta, .. }) = d.nodes.get(ino) else { continue };
+                if !d.parents.contains_key(ino) {
+                    continue; // unlinked, still open: never committed
+                }
+                let done = d.prebuilt.get(ino).is_some_and(|(v, _)| v == version);
                 let open = d.writers.contains_key(ino);
-                if *size >= PREBUILD_MIN && stream.leaves.len() < 2 && (force || !open) && !done {
-                    plans.push((*ino, file.clone(), *size, *meta, version));
+                if (force || !open) && !done {
+                    plans.push((*ino, *version, *meta, FileJob::plan(content)));
                 }
             }
             (store, plans)
         };
         let opts = ImportOptions::default();
-        for (ino, file, size, meta, version) in plans {
-            let mut sink = Staging { store: store.as_ref(), blocks: Vec::new(), bytes: 0 };
-            let link = match self.import_holes(&opts, meta, &file, size, &mut sink)? {
-                Some(link) => link,
-                None => {
-                    let mut input = ContentReader::Spill { vfs: self, file, size, overlay: None, pos: 0 };
-                    self.import_content(&opts, meta, &mut input, size, &mut sink)?
-                }
-            };
-            sink.flush()?;
-            let mut d = drive.lock().expect("lock poisoned");
+        let mut sink = Staging { store: store.as_ref(), blocks: Vec::new(), bytes: 0 };
+        let mut built = Vec::with_capacity(plans.len());
+        for (ino, version, meta, job) in plans {
+            built.push((ino, version, self.build_file(&opts, meta, job, &mut sink)?));
+            if built.len() >= 256 {
+                self.install(drive, &mut sink, &mut built)?;
+            }
+        }
+        self.install(drive, &mut sink, &mut built)
+    }
+
+    /// Keeps built files for the commit, once their blocks are in the store, for each file
+    /// still at the version built.
+    fn install(
+        &self,
+        drive: &std::sync::Mutex<Drive>,
+        sink: &mut Staging<'_>,
+        built: &mut Vec<(u64, u64, Built)>,
+    ) -> Result<(), VfsError> {
+        sink.flush()?;
+        let mut d = drive.lock().expect("lock poisoned");
+        for (ino, version, b) in built.drain(..) {
             if d.versions.get(&ino) == Some(&version) {
-                d.prebuilt.insert(ino, (version, link));
+                d.prebuilt.insert(ino, (version, b));
             }
         }
         Ok(())
+    }
+
+    /// Imports one changed file (see [`FileJob`]): its link, and the overlay to go on with
+    /// if it was changed in place.
+    fn build_file(
+        &self,
+        opts: &ImportOptions,
+        meta: Metadata,
+        job: FileJob,
+        sink: &mut dyn BlockSink<Error = StoreError>,
+    ) -> Result<Built, VfsError> {
+        let link = match job {
+            FileJob::Dag { cid, size } => {
+                let mut input = ContentReader::Dag { vfs: self, cid, pos: 0, size };
+                self.import_content(opts, meta, &mut input, size, sink)?
+            }
+            FileJob::Streamed { file, size, leaves } => self.import_streamed(opts, meta, file, size, &leaves, sink)?,
+            FileJob::Spill { file, size, overlay: Some(o) } if size > o.chunk => {
+                let (link, leaves) = self.import_overlay(opts, meta, &file, size, &o, sink)?;
+                let next =
+                    Overlay { base: link.cid, chunk: o.chunk, leaves: Arc::new(leaves), dirty: Default::default() };
+                return Ok(Built { link, overlay: Some(next) });
+            }
+            FileJob::Spill { file, size, overlay: None }
+                if let Some(link) = self.import_holes(opts, meta, &file, size, sink)? =>
+            {
+                link
+            }
+            FileJob::Spill { file, size, overlay } => {
+                let mut input = ContentReader::Spill { vfs: self, file, size, overlay, pos: 0 };
+                self.import_content(opts, meta, &mut input, size, sink)?
+            }
+        };
+        Ok(Built { link, overlay: None })
     }
 
     /// Imports a file written anew whose spill has holes (a write far past the end, a
@@ -1651,14 +1694,22 @@ impl Vfs {
     }
 
     /// Forgets one name of `ino` (it was unlinked or replaced).
+    /// An unnamed node lives on for its open handles, but has no directory and nothing
+    /// of it is committed.
     fn forget_name(d: &mut Drive, ino: u64, dir: u64, name: &str) {
-        if let Some(names) = d.links.get_mut(&ino) {
-            names.retain(|(p, n)| !(*p == dir && n == name));
-            if names.len() <= 1 {
-                if let Some((p, _)) = names.first() {
-                    d.parents.insert(ino, *p);
-                }
-                d.links.remove(&ino);
+        let mut rest = d.links.remove(&ino).unwrap_or_default();
+        rest.retain(|(p, n)| !(*p == dir && n == name));
+        match rest.len() {
+            0 => {
+                d.parents.remove(&ino);
+                d.versions.remove(&ino);
+                d.prebuilt.remove(&ino);
+            }
+            1 => {
+                d.parents.insert(ino, rest[0].0);
+            }
+            _ => {
+                d.links.insert(ino, rest);
             }
         }
     }
