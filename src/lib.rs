@@ -9,6 +9,7 @@
 pub mod block;
 pub mod car;
 pub mod commands;
+pub mod config;
 pub mod context;
 pub mod fetch;
 pub mod fuse;

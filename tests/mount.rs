@@ -306,8 +306,9 @@ fn the_fstab_helper_mounts_as_mount_8_calls_it() {
     assert_eq!(fs::read(cli.path("fstab").join(&root).join("hello.txt")).unwrap(), b"hello\n");
     assert!(cli.ok(&["status"]).contains("off (--offline)"), "IPFS node options pass through");
     cli.ok(&["unmount", cli.path("fstab").to_str().unwrap()]);
-    let bad = Command::new(&helper).arg("only-one-arg").output().unwrap();
+    let bad = Command::new(&helper).arg("only-one-arg").env("PATH", &path).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("usage: mount.fuse.cidfs"));
 }
 
 #[test]

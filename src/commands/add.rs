@@ -25,6 +25,94 @@ use crate::unixfs::Metadata;
 use crate::unixfs::pb::UnixTime;
 use crate::vfs::posix::{self, Extras, Side, SideEntry};
 
+/// `cidfs add`.
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    #[arg(required = true)]
+    paths: Vec<std::path::PathBuf>,
+    /// Print only the root CID of each path.
+    #[arg(short = 'Q', long)]
+    quieter: bool,
+    /// Print only CIDs, and no progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    /// CID version (1 implies --raw-leaves, as in Kubo).
+    #[arg(long, value_parser = ["0", "1"])]
+    cid_version: Option<String>,
+    /// Store file data in raw leaves.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    raw_leaves: Option<bool>,
+    /// Chunker: size-N (fixed N-byte chunks).
+    #[arg(long)]
+    chunker: Option<String>,
+    /// Import profile; explicit options override it.
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// Include hidden files (names starting with '.') inside directories.
+    #[arg(short = 'H', long)]
+    hidden: bool,
+    /// Store file permissions (UnixFS 1.5 mode).
+    #[arg(long)]
+    preserve_mode: bool,
+    /// Store modification times (UnixFS 1.5 mtime).
+    #[arg(long)]
+    preserve_mtime: bool,
+    /// Pin the added roots and link them into the drive (false: store only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pin: bool,
+    /// Name in the drive (one path only; default: the path's base name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace a drive entry of the same name (the previous snapshot keeps the old one);
+    /// without it, a name the drive has is refused (exit 6).
+    #[arg(long)]
+    replace: bool,
+}
+
+/// `add --profile`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Profile {
+    /// Kubo `ipfs add` defaults (CIDv0, 256 KiB chunks, 174 links).
+    Kubo,
+    /// CIDv1, raw leaves, 1 MiB chunks, 1024 links per node.
+    #[value(name = "unixfs-v1-2025")]
+    UnixfsV12025,
+}
+
+impl AddArgs {
+    pub fn run(self, session: &super::session::Session) -> Result<(), CliError> {
+        let mut import = match self.profile {
+            Some(Profile::UnixfsV12025) => ImportOptions::unixfs_v1_2025(),
+            Some(Profile::Kubo) | None => ImportOptions::default(),
+        };
+        match self.cid_version.as_deref() {
+            Some("1") => (import.cid_version, import.raw_leaves) = (cid::Version::V1, true),
+            Some("0") => (import.cid_version, import.raw_leaves) = (cid::Version::V0, false),
+            _ => {}
+        }
+        if let Some(raw) = self.raw_leaves {
+            import.raw_leaves = raw;
+        }
+        if let Some(spec) = &self.chunker {
+            import.chunk_size = ImportOptions::parse_chunker(spec).map_err(CliError::failure)?;
+        }
+        let opts = AddOptions {
+            import,
+            hidden: self.hidden,
+            preserve_mode: self.preserve_mode,
+            preserve_mtime: self.preserve_mtime,
+            quiet_roots: self.quieter,
+            quiet: self.quiet,
+            pin: self.pin,
+            name: self.name,
+            replace: self.replace,
+        };
+        let store = session.store()?;
+        run(&store, &self.paths, &opts, &mut |line| super::print(line))?;
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct AddOptions {
     pub import: ImportOptions,

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use cid::Cid;
 
+use super::repo::human_bytes;
+use super::session::{Session, drive_root};
 use super::{CliError, exit, io_error, progress};
 use crate::block::{Block, links};
 use crate::car::{CarReader, CarWriter};
@@ -25,6 +27,95 @@ pub struct ImportReport {
     /// Names the roots got in the drive.
     pub drive_names: Vec<String>,
     pub linked: super::drive::Linked,
+}
+
+/// `cidfs import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Do not pin the CAR roots (nor link them into the drive).
+    #[arg(long)]
+    no_pin: bool,
+    /// Name in the drive (one CAR with one root; default: the CAR's file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace a drive entry of the same name (the previous snapshot keeps the old one);
+    /// without it, a name the drive has is refused (exit 6).
+    #[arg(long)]
+    replace: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl ImportArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let store = session.store()?;
+        let r = import(&store, &self.files, !self.no_pin, self.name.as_deref(), self.replace, self.quiet)?;
+        for root in &r.roots {
+            super::print(&format!("root {root}{}", if self.no_pin { "" } else { " pinned" }));
+        }
+        let linked = if r.drive_names.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = r.drive_names.iter().map(|n| format!("/{n}")).collect();
+            format!("; in the drive as {}", names.join(", "))
+        };
+        eprintln!(
+            "imported {} blocks ({}), {} of them new to the store{linked}",
+            r.blocks,
+            human_bytes(r.bytes),
+            r.new_blocks
+        );
+        for line in r.linked.report() {
+            eprintln!("cidfs: {line}");
+        }
+        Ok(())
+    }
+}
+
+/// `cidfs export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// CID[/path], /ipfs/CID[/path], or /path in the drive
+    path: String,
+    /// Write to this file instead of stdout (removed again if the export fails).
+    #[arg(short, long)]
+    output: Option<std::path::PathBuf>,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl ExportArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let store = session.store()?;
+        let path = &self.path;
+        let (_, resolved) = super::read::resolve(&store, drive_root(&store)?, path)?;
+        let cid = match resolved {
+            crate::unixfs::path::Resolved::Node { cid, .. } => cid,
+            crate::unixfs::path::Resolved::Value { .. } => {
+                return Err(CliError::failure(format!(
+                    "{path}: names a value inside a dag-cbor block, not a block; export its block instead"
+                )));
+            }
+        };
+        match self.output {
+            None => {
+                export(&store, &cid, &mut std::io::stdout().lock(), self.quiet)?;
+            }
+            Some(file) => {
+                let mut f = File::create(&file).map_err(io_error(&file))?;
+                let res = export(&store, &cid, &mut f, self.quiet).and_then(|_| f.sync_all().map_err(io_error(&file)));
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&file);
+                }
+                res?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Imports CAR files in one batch: every block is verified and every root's DAG must be

@@ -1,24 +1,28 @@
-//! What each `cidfs` subcommand does. `main.rs` parses the command line and calls one
-//! function here; everything that prints or touches the local filesystem lives here, on
-//! top of the pure layers.
+//! What each `cidfs` subcommand does. [`cli::Cli`] is the command line: each command owns
+//! its arguments and a `run` that reaches the store through one [`session::Session`];
+//! everything that prints or touches the local filesystem lives here, on top of the pure
+//! layers.
 //!
 //! Every failure becomes a [`CliError`] with a message that says what failed (CID, path or
 //! byte offset) and an exit code from [`exit`].
 
 pub mod add;
 pub mod car;
+pub mod cli;
 pub mod control;
 pub mod drive;
 pub mod mount;
+pub mod node;
 pub mod progress;
 pub mod read;
 pub mod repo;
+pub mod session;
 
 use std::fmt;
 
 use crate::car::CarError;
 use crate::fetch::FetchError;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::unixfs::UnixfsError;
 
 /// Exit codes, as listed in `cidfs --help`.
@@ -135,21 +139,10 @@ impl crate::importer::BlockSink for StoreSink<'_, '_> {
     }
 }
 
-/// Opens the store at `$CIDFS_HOME` (or the default location), with the hot copies'
-/// cap from `$CIDFS_HOT_SIZE` (what `cidfs add` keeps; the mount's `--hot-size` reads it too).
-pub fn open_store() -> Result<Store, CliError> {
-    let store = Store::open(&Store::default_home())?;
-    if let Some(v) = std::env::var_os("CIDFS_HOT_SIZE") {
-        let v = v.to_string_lossy();
-        let cap = mount::parse_size(&v).map_err(|e| CliError::new(exit::USAGE, format!("CIDFS_HOT_SIZE={v}: {e}")))?;
-        store.hot_files().set_cap(cap);
-    }
-    if let Some(v) = std::env::var_os("CIDFS_RESERVE") {
-        let v = v.to_string_lossy();
-        let r = mount::parse_reserve(&v).map_err(|e| CliError::new(exit::USAGE, format!("CIDFS_RESERVE={v}: {e}")))?;
-        store.set_reserve(r);
-    }
-    Ok(store)
+/// Prints a line of a command's output (a closed pipe ends the output quietly).
+pub fn print(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// Maps an I/O error on `path` to a CliError naming the path.

@@ -15,13 +15,14 @@ use std::time::Duration;
 use cid::Cid;
 use nix::sys::signal::{SigSet, Signal};
 
+use super::CliError;
 use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
-use super::{CliError, open_store};
+use super::session::Session;
+use crate::config::{Config, ServeMode, Settings};
 use crate::fetch::Tiered;
 use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::ipfs::{Node, NodeConfig, Serve};
 use crate::store::Store;
-use crate::store::reserve::Reserve;
 use crate::vfs::{Capacity, RootMode, Vfs};
 use libp2p::Multiaddr;
 
@@ -40,81 +41,56 @@ impl From<MountError> for CliError {
     }
 }
 
-/// Public IPFS bootstrap peers (the DHT's entry points), used unless `--bootstrap` says
-/// otherwise.
-const DEFAULT_BOOTSTRAP: &str = "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ";
-
 /// How long the mount waits for `--peer` peers to connect before it reports ready.
 const PEER_WAIT: Duration = Duration::from_secs(5);
 
-/// The embedded IPFS node's settings (flags, or the environment variables named).
-#[derive(clap::Args, Clone, Debug)]
-pub struct NetArgs {
-    /// Do not start the IPFS node: only blocks in the local store can be read.
-    #[arg(long, env = "CIDFS_OFFLINE")]
-    pub offline: bool,
-    /// A peer to connect to at start (repeatable), e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…
-    #[arg(long = "peer", value_name = "MULTIADDR", env = "CIDFS_PEERS", value_delimiter = ',')]
-    pub peers: Vec<String>,
-    /// Where the node listens (repeatable).
-    #[arg(
-        long = "listen",
-        value_name = "MULTIADDR",
-        env = "CIDFS_LISTEN",
-        value_delimiter = ',',
-        default_value = "/ip4/0.0.0.0/tcp/4011"
-    )]
-    pub listen: Vec<String>,
-    /// DHT bootstrap peers (repeatable; `none` for none).
-    #[arg(long = "bootstrap", value_name = "MULTIADDR", env = "CIDFS_BOOTSTRAP", value_delimiter = ',',
-          default_value = DEFAULT_BOOTSTRAP)]
-    pub bootstrap: Vec<String>,
-    /// A trustless HTTP gateway to fetch blocks from as well as peers (repeatable; tried
-    /// in order), e.g. https://trustless-gateway.link
-    #[arg(long = "gateway", value_name = "URL", env = "CIDFS_GATEWAYS", value_delimiter = ',',
-          value_parser = crate::ipfs::gateway::parse_gateway)]
-    pub gateways: Vec<String>,
-    /// Do not announce pinned roots to the DHT.
-    #[arg(long, env = "CIDFS_NO_ANNOUNCE")]
-    pub no_announce: bool,
-    /// Which blocks peers get: `published` (what you add, import or pin, to every peer; the
-    /// rest of the drive to --trust peers only), `all` (the whole drive to every peer), or
-    /// `none` (nothing to anyone).
-    #[arg(long, value_enum, env = "CIDFS_SERVE", default_value = "published")]
-    pub serve: ServeMode,
-    /// A peer trusted with the whole drive, by peer ID (repeatable), e.g. 12D3Koo…
-    #[arg(long = "trust", value_name = "PEERID", env = "CIDFS_TRUST", value_delimiter = ',',
-          value_parser = parse_peer_id)]
-    pub trust: Vec<libp2p::PeerId>,
-    /// How long a read waits for a block from the network before it fails with EIO
-    /// (seconds).
-    #[arg(long, value_name = "SECONDS", env = "CIDFS_FETCH_TIMEOUT", default_value_t = 30.0)]
-    pub fetch_timeout: f64,
-    /// Most disk space blocks fetched from the network may use (e.g. 500M, 10G); the least
-    /// recently read are evicted beyond it. Data you write, add, import or pin never counts.
-    #[arg(long, value_name = "SIZE", env = "CIDFS_CACHE_SIZE", default_value = "10G", value_parser = parse_size)]
-    pub cache_size: u64,
-    /// Most disk space hot copies may use (plain copies of whole files that were added or
-    /// read whole, which the kernel reads directly; 0 for none). Only a second copy: the
-    /// least recently opened are dropped beyond it.
-    #[arg(long, value_name = "SIZE", env = "CIDFS_HOT_SIZE", default_value = "4G", value_parser = parse_size)]
-    pub hot_size: u64,
-    /// Free space on the store's disk that hot copies and fetched blocks never take, and
-    /// give way for when the disk runs low: a share (`5%`) or a size (`2G`).
-    #[arg(long, value_name = "SHARE|SIZE", env = "CIDFS_RESERVE", default_value = "5%", value_parser = parse_reserve)]
-    pub reserve: Reserve,
+/// `cidfs mount`.
+#[derive(clap::Args, Debug)]
+pub struct MountArgs {
+    /// An empty directory to mount the drive at.
+    pub mountpoint: PathBuf,
+    /// Return once the mount is ready, leaving it served in the background.
+    #[arg(long)]
+    pub background: bool,
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
-/// `--serve`: which blocks peers get (see [`crate::ipfs::Serve`]).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServeMode {
-    Published,
-    All,
-    None,
+impl MountArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        // a background child (told so by NOTIFY_ENV) runs the same arguments in the foreground
+        if self.background && std::env::var_os(NOTIFY_ENV).is_none() {
+            let log = background(session.home())?;
+            eprintln!("cidfs: mounted at {} (log: {})", self.mountpoint.display(), log.display());
+            return Ok(());
+        }
+        foreground(&self.mountpoint, session)
+    }
 }
 
-fn parse_peer_id(s: &str) -> Result<libp2p::PeerId, String> {
-    s.parse().map_err(|e| format!("{s:?} is not a peer ID: {e}"))
+/// `cidfs daemon`.
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+impl DaemonArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        daemon(session)
+    }
+}
+
+/// `cidfs unmount`.
+#[derive(clap::Args, Debug)]
+pub struct UnmountArgs {
+    pub mountpoint: PathBuf,
+}
+
+impl UnmountArgs {
+    pub fn run(self, _session: &Session) -> Result<(), CliError> {
+        unmount(&self.mountpoint)
+    }
 }
 
 /// What the node announces: every pinned root; with `--serve all` the drive root too;
@@ -132,101 +108,56 @@ fn announced(store: &Store, serve: ServeMode) -> Result<Vec<Cid>, CliError> {
     Ok(cids)
 }
 
-impl NetArgs {
-    /// The same settings as command-line arguments (for the background child).
-    pub fn to_args(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.offline {
-            out.push("--offline".into());
-        }
-        out.extend(self.peers.iter().map(|p| format!("--peer={p}")));
-        out.extend(self.listen.iter().map(|l| format!("--listen={l}")));
-        out.extend(self.bootstrap.iter().map(|b| format!("--bootstrap={b}")));
-        out.extend(self.gateways.iter().map(|g| format!("--gateway={g}")));
-        if self.no_announce {
-            out.push("--no-announce".into());
-        }
-        let serve = match self.serve {
-            ServeMode::Published => "published",
-            ServeMode::All => "all",
-            ServeMode::None => "none",
-        };
-        out.push(format!("--serve={serve}"));
-        out.extend(self.trust.iter().map(|p| format!("--trust={p}")));
-        out.push(format!("--fetch-timeout={}", self.fetch_timeout));
-        out.push(format!("--cache-size={}", self.cache_size));
-        out.push(format!("--hot-size={}", self.hot_size));
-        out.push(format!(
-            "--reserve={}",
-            match self.reserve {
-                Reserve::Share(s) => format!("{}%", s * 100.0),
-                Reserve::Bytes(b) => b.to_string(),
-            }
-        ));
-        out
-    }
+/// How long a read waits for a block from the network.
+fn fetch_timeout(config: &Config) -> Duration {
+    Duration::try_from_secs_f64(config.fetch_timeout).unwrap_or(Duration::from_secs(30))
+}
 
-    fn timeout(&self) -> Duration {
-        Duration::try_from_secs_f64(self.fetch_timeout).unwrap_or(Duration::from_secs(30))
+/// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
+fn start_node(config: &Config, store: &Arc<Store>) -> Result<Option<Arc<Node>>, CliError> {
+    store.set_cache_cap(config.cache_size.0);
+    store.hot_files().set_cap(config.hot_size.0);
+    store.set_reserve(config.reserve);
+    if config.offline {
+        return Ok(None);
     }
-
-    /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
-    pub fn start_node(&self, store: &Arc<Store>, home: &Path) -> Result<Option<Arc<Node>>, CliError> {
-        store.set_cache_cap(self.cache_size);
-        store.hot_files().set_cap(self.hot_size);
-        store.set_reserve(self.reserve);
-        if self.offline {
-            return Ok(None);
-        }
-        let addrs = |list: &[String], what: &str| -> Result<Vec<Multiaddr>, CliError> {
-            list.iter()
-                .filter(|a| !a.is_empty() && a.as_str() != "none")
-                .map(|a| a.parse().map_err(|e| CliError::failure(format!("{what} {a:?}: {e}"))))
-                .collect()
-        };
-        let dir = home.join("ipfs");
-        let config = NodeConfig {
-            key_path: dir.join("peer.key"),
-            listen: addrs(&self.listen, "--listen")?,
-            peers: addrs(&self.peers, "--peer")?,
-            bootstrap: addrs(&self.bootstrap, "--bootstrap")?,
-            addrs_file: Some(dir.join("addrs")),
-            provide: if self.no_announce { Vec::new() } else { announced(store, self.serve)? },
-            dht_server: false,
-            gateways: self.gateways.clone(),
-            serve: match self.serve {
-                ServeMode::Published => Serve::Published { trusted: self.trust.iter().copied().collect() },
-                ServeMode::All => Serve::All,
-                ServeMode::None => Serve::Nothing,
-            },
-        };
-        let wanted = config.peers.len();
-        let node = Node::start(config, store.clone()).map_err(|e| CliError::failure(e.to_string()))?;
-        if wanted > 0 && !node.wait_for_peers(wanted, PEER_WAIT) {
-            log::warn!("only {} of {wanted} --peer peers connected so far", node.peers().len());
-        }
-        log::info!("IPFS node {} started", node.peer_id());
-        Ok(Some(Arc::new(node)))
+    let addrs = |list: &[String], what: &str| -> Result<Vec<Multiaddr>, CliError> {
+        list.iter()
+            .filter(|a| !a.is_empty() && a.as_str() != "none")
+            .map(|a| a.parse().map_err(|e| CliError::failure(format!("{what} {a:?}: {e}"))))
+            .collect()
+    };
+    let dir = config.home.join("ipfs");
+    let node_config = NodeConfig {
+        key_path: dir.join("peer.key"),
+        listen: addrs(&config.listen, "--listen")?,
+        peers: addrs(&config.peers, "--peer")?,
+        bootstrap: addrs(&config.bootstrap, "--bootstrap")?,
+        addrs_file: Some(dir.join("addrs")),
+        provide: if config.no_announce { Vec::new() } else { announced(store, config.serve)? },
+        dht_server: false,
+        gateways: config.gateways.clone(),
+        serve: match config.serve {
+            ServeMode::Published => Serve::Published { trusted: config.trusted().into_iter().collect() },
+            ServeMode::All => Serve::All,
+            ServeMode::None => Serve::Nothing,
+        },
+    };
+    let wanted = node_config.peers.len();
+    let node = Node::start(node_config, store.clone()).map_err(|e| CliError::failure(e.to_string()))?;
+    if wanted > 0 && !node.wait_for_peers(wanted, PEER_WAIT) {
+        log::warn!("only {} of {wanted} --peer peers connected so far", node.peers().len());
     }
+    log::info!("IPFS node {} started", node.peer_id());
+    Ok(Some(Arc::new(node)))
 }
 
 /// Serves the mount in this process until a signal or an unmount.
-/// How a mount serves its drive (the `mount` flags beside the node's).
-#[derive(Clone, Debug)]
-pub struct MountSettings {
-    /// The CID namespace at the root instead of the drive.
-    pub ipfs: bool,
-    pub read_only: bool,
-    pub allow_other: bool,
-    pub threads: usize,
-    /// Most bytes the store may hold.
-    pub cap: Option<u64>,
-    /// How often changes nobody fsync'd are committed.
-    pub commit_interval: Duration,
-}
-
-pub fn foreground(mountpoint: &Path, settings: &MountSettings, net: &NetArgs) -> Result<(), CliError> {
-    let MountSettings { ipfs, read_only, allow_other, threads, cap, commit_interval } = settings.clone();
+fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
+    let config = &session.config;
+    let (ipfs, read_only, allow_other, threads, cap) =
+        (config.ipfs, config.read_only, config.allow_other, config.threads, config.cap());
+    let commit_interval = Duration::try_from_secs_f64(config.commit_interval).unwrap_or(Duration::from_secs(1));
     // Block the signals before fuser starts its threads, so they all inherit the mask and
     // the signals wait for us in sigtimedwait below.
     let mut signals = SigSet::empty();
@@ -237,7 +168,7 @@ pub fn foreground(mountpoint: &Path, settings: &MountSettings, net: &NetArgs) ->
 
     raise_open_files_limit();
     let mountpoint = mount::prepare_mountpoint(mountpoint)?;
-    let store = Arc::new(open_store_after_unmount()?);
+    let store = Arc::new(open_store_after_unmount(session)?);
     log_to_file_if_asked()?;
     let mode = if ipfs { RootMode::Ipfs } else { RootMode::Drive(store.root_cid(DRIVE_ROOT)?) };
     let what = match &mode {
@@ -248,9 +179,9 @@ pub fn foreground(mountpoint: &Path, settings: &MountSettings, net: &NetArgs) ->
     let cap_store = store.clone();
     let capacity = Box::new(move || capacity(&cap_store, cap));
     let writable = !ipfs && !read_only;
-    let home = Store::default_home();
-    let node = net.start_node(&store, &home)?;
-    let blocks = Tiered::new(store.clone(), node.clone(), net.timeout());
+    let home = session.home().to_path_buf();
+    let node = start_node(config, &store)?;
+    let blocks = Tiered::new(store.clone(), node.clone(), fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone()));
     super::control::serve(&home, live.clone())?;
     let log_store = store.clone();
@@ -349,13 +280,13 @@ const RELEASE_WAIT: Duration = Duration::from_secs(15);
 
 /// Opens the store; if it is held by a mount process whose mount is gone already (a
 /// plain `umount` just now: it is making its last commit), waits for it to let go.
-fn open_store_after_unmount() -> Result<Store, CliError> {
+fn open_store_after_unmount(session: &Session) -> Result<Store, CliError> {
     let deadline = std::time::Instant::now() + RELEASE_WAIT;
     loop {
-        match open_store() {
+        match session.store() {
             Err(e) if e.code == super::exit::BUSY && std::time::Instant::now() < deadline => {
-                let home = Store::default_home();
-                let leaving = crate::store::owner::read(&home)
+                let home = session.home();
+                let leaving = crate::store::owner::read(home)
                     .and_then(|h| h.mountpoint)
                     .is_some_and(|m| !mount::mount_entry(&m).is_some_and(|e| e.fstype.starts_with("fuse")));
                 if !leaving {
@@ -392,19 +323,20 @@ fn drive_time(store: &Store) -> Result<std::time::SystemTime, CliError> {
 
 /// `cidfs daemon`: the IPFS node and the control socket without a mount — serves the
 /// store to peers and answers `status`, `id` and `swarm` until SIGINT/SIGTERM/SIGHUP.
-pub fn daemon(net: &NetArgs) -> Result<(), CliError> {
+fn daemon(session: &Session) -> Result<(), CliError> {
+    let config = &session.config;
     let mut signals = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         signals.add(s);
     }
     signals.thread_block().map_err(|e| CliError::failure(format!("blocking signals: {e}")))?;
-    if net.offline {
+    if config.offline {
         return Err(CliError::failure("`cidfs daemon` runs the IPFS node: drop --offline".to_string()));
     }
-    let store = Arc::new(open_store()?);
-    let home = Store::default_home();
-    let node = net.start_node(&store, &home)?;
-    let blocks = Tiered::new(store.clone(), node, net.timeout());
+    let store = Arc::new(session.store()?);
+    let home = session.home().to_path_buf();
+    let node = start_node(config, &store)?;
+    let blocks = Tiered::new(store.clone(), node, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone()));
     super::control::serve(&home, live)?;
     if std::env::var_os(NOTIFY_ENV).is_some() {
@@ -463,39 +395,15 @@ fn capacity(store: &crate::store::Store, cap: Option<u64>) -> Capacity {
     }
 }
 
-/// Parses a reserve: `5%` of the disk, or a size.
-pub fn parse_reserve(s: &str) -> Result<Reserve, String> {
-    Reserve::parse(s, parse_size)
-}
-
-/// Parses a size like `500M`, `2G`, `1048576` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("{s:?}: unknown size suffix (use K, M, G or T)")),
-            };
-            (&s[..i], mult)
-        }
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Starts the mount as a detached child and returns once it is ready. If it fails, the
-/// error is the child's own (its message and exit code), not a log's tail.
-pub fn background(args: &[String], home: &Path) -> Result<PathBuf, CliError> {
+/// Starts the mount as a detached child running this command's own arguments, and returns
+/// once it is ready. If it fails, the error is the child's own (its message and exit
+/// code), not a log's tail.
+fn background(home: &Path) -> Result<PathBuf, CliError> {
     std::fs::create_dir_all(home).map_err(super::io_error(home))?;
     let log_path = home.join("mount.log");
     let exe = std::env::current_exe().map_err(|e| CliError::failure(format!("finding the cidfs binary: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(args)
+    cmd.args(std::env::args_os().skip(1))
         .env(NOTIFY_ENV, "1")
         .env(LOG_ENV, &log_path)
         .stdin(Stdio::null())
@@ -607,7 +515,7 @@ const UNMOUNT_WAIT: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_failure, parse_size};
+    use super::parse_failure;
 
     #[test]
     fn a_background_child_reports_its_own_failure() {
@@ -615,15 +523,5 @@ mod tests {
         assert_eq!((e.code, e.message.as_str()), (5, "store at /s: in use by cidfs process 9\nmore"));
         assert!(parse_failure("").is_none());
         assert!(parse_failure("ready\n").is_none());
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_suffixes() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("500M"), Ok(500 << 20));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999T").is_err());
     }
 }

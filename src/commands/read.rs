@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use cid::Cid;
 use ipld_core::ipld::Ipld;
 
+use super::session::Session;
 use super::{CliError, io_error};
 use crate::fetch::Blocks;
 use crate::unixfs::path::{self, Resolved};
@@ -65,6 +66,68 @@ pub fn resolve(blocks: &dyn Blocks, drive: Option<Cid>, spec: &str) -> Result<(C
         e => CliError::from(e).context(spec),
     })?;
     Ok((root, resolved))
+}
+
+/// `cidfs cat`.
+#[derive(clap::Args, Debug)]
+pub struct CatArgs {
+    /// CID[/path], /ipfs/CID[/path], or /path in the drive
+    path: String,
+    /// Byte offset to start at.
+    #[arg(short, long, default_value_t = 0)]
+    offset: u64,
+    /// Maximum number of bytes to write.
+    #[arg(short, long)]
+    length: Option<u64>,
+}
+
+impl CatArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        session.cat(&self.path, self.offset, self.length, &mut std::io::stdout().lock())
+    }
+}
+
+/// `cidfs ls`.
+#[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    /// CID[/path], /ipfs/CID[/path], or /path in the drive
+    path: String,
+    /// Print names as they are, even on a terminal (by default control characters in
+    /// names are escaped there, so a name cannot forge a row).
+    #[arg(long)]
+    raw: bool,
+}
+
+impl LsArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        // names arrive escaped; a terminal shows them so, anything else gets them as they are
+        let escaped = !self.raw && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        for line in session.ls(&self.path)? {
+            super::print(&if escaped { line } else { raw_line(&line) });
+        }
+        Ok(())
+    }
+}
+
+/// `cidfs get`.
+#[derive(clap::Args, Debug)]
+pub struct GetArgs {
+    /// CID[/path], /ipfs/CID[/path], or /path in the drive
+    path: String,
+    /// Output path (if an existing directory, the tree is written inside it).
+    out: PathBuf,
+    /// Restore setuid, setgid and sticky bits too (by default they are dropped).
+    #[arg(long)]
+    preserve_special: bool,
+}
+
+impl GetArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let opts = GetOptions { preserve_special: self.preserve_special };
+        let written = session.get(&self.path, &self.out, opts)?;
+        eprintln!("saved {} to {}", self.path, written.display());
+        Ok(())
+    }
 }
 
 /// `cidfs cat`: writes the bytes of a file (optionally a range) to `out`.

@@ -1,9 +1,157 @@
-//! Store maintenance: `pin`, `gc`, `verify`, `status`.
+//! Store maintenance: `pin`, `gc`, `verify`, `status`, `log`.
 
 use cid::Cid;
 
-use super::{CliError, exit, progress};
+use super::session::{Session, parse_cid};
+use super::{CliError, exit, print, progress};
 use crate::store::{GcReport, Store, VerifyReport};
+
+/// `cidfs pin`.
+#[derive(clap::Subcommand, Debug)]
+pub enum PinArgs {
+    /// Pin a CID whose DAG is complete in the store.
+    Add { cid: String },
+    /// Remove a pin.
+    Rm { cid: String },
+    /// List pins.
+    Ls,
+}
+
+impl PinArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let store = session.store()?;
+        match self {
+            PinArgs::Add { cid } => {
+                let cid = parse_cid(&cid)?;
+                pin_add(&store, &cid, "pin add")?;
+                print(&format!("pinned {cid}"));
+            }
+            PinArgs::Rm { cid } => {
+                let cid = parse_cid(&cid)?;
+                pin_rm(&store, &cid)?;
+                print(&format!("unpinned {cid}"));
+            }
+            PinArgs::Ls => {
+                for (cid, label) in store.pins()? {
+                    print(&format!("{cid}\t{label}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `cidfs gc`.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {}
+
+impl GcArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let r = gc(&session.store()?)?;
+        print(&format!(
+            "removed {} blocks ({} of data); freed {} on disk",
+            r.blocks_removed,
+            human_bytes(r.block_bytes_removed),
+            human_bytes(r.disk_bytes_freed)
+        ));
+        if r.hot_copies_removed > 0 {
+            print(&format!(
+                "removed {} hot copies of deleted files ({})",
+                r.hot_copies_removed,
+                human_bytes(r.hot_bytes_removed)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `cidfs verify`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl VerifyArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let store = session.store()?;
+        let (r, hot) = verify(&store, self.quiet)?;
+        for (cid, why) in &r.bad {
+            print(&format!("bad block {cid}: {why}"));
+        }
+        for (root, cid) in &r.missing {
+            print(&format!("missing block {cid} (reachable from pin {root})"));
+        }
+        for (cid, why) in &hot.bad {
+            print(&format!("bad hot copy of {cid}: {why} (deleted; reads of it go through its blocks)"));
+        }
+        // the DAGs checked are those gc keeps: pins, the drive (and its sidecar), and
+        // every snapshot in the drive's log; say which, so the count adds up
+        let (pins, snapshots) = (store.pins()?.len(), store.commits()?.len());
+        let drive = match store.roots()?.len() {
+            0 => "",
+            1 => "the drive, ",
+            _ => "the drive and its sidecar, ",
+        };
+        print(&format!(
+            "checked {} blocks ({}), the DAGs under {} roots ({pins} pins, {drive}{snapshots} snapshots; a \
+             root that is several of these counts once) and {} hot copies ({})",
+            r.blocks_checked,
+            human_bytes(r.bytes_checked),
+            r.roots_checked,
+            hot.checked,
+            human_bytes(hot.bytes)
+        ));
+        if !r.ok() || !hot.bad.is_empty() {
+            return Err(CliError::new(
+                exit::INVALID_DATA,
+                format!(
+                    "store verification failed: {} bad, {} missing blocks, {} bad hot copies",
+                    r.bad.len(),
+                    r.missing.len(),
+                    hot.bad.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `cidfs status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {}
+
+impl StatusArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        print(&session.status()?);
+        Ok(())
+    }
+}
+
+/// `cidfs log`.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// Keep only the newest N commits (older snapshots become collectable by gc).
+    #[arg(long, value_name = "N")]
+    prune: Option<usize>,
+}
+
+impl LogArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let store = session.store()?;
+        if let Some(keep) = self.prune {
+            let n = store.prune_commits(keep.max(1))?;
+            print(&format!("pruned {n} commits; run `cidfs gc` to reclaim their space"));
+            return Ok(());
+        }
+        for c in store.commits()? {
+            let size = dag_size(&store, &c.root).map_or_else(|| "-".to_string(), human_bytes);
+            print(&format!("{}\t{}\t{}\t{}", c.seq, format_time(c.time), c.root, size));
+        }
+        Ok(())
+    }
+}
 
 /// Pins `cid` after checking its whole DAG is in the store.
 pub fn pin_add(store: &Store, cid: &Cid, label: &str) -> Result<(), CliError> {

@@ -1,0 +1,126 @@
+//! How a command reaches the store: one [`Session`] per run, holding the [`Config`].
+//!
+//! While a mount (or `cidfs daemon`) holds the store, no other process can open it; what
+//! the live process can answer is asked over its control socket (see [`control`]), and
+//! reads run there, through all its tiers. Otherwise the command opens the store itself.
+//! Each operation below is written once with both ways, so a command that uses it works
+//! mounted and unmounted alike; commands that change the store ([`Session::store`]) are
+//! refused while it is held (exit 5, naming the process).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cid::Cid;
+
+use super::{CliError, control, drive::DRIVE_ROOT, exit, read, repo};
+use crate::config::Config;
+use crate::store::Store;
+
+pub struct Session {
+    pub config: Config,
+}
+
+impl Session {
+    pub fn new(config: Config) -> Session {
+        Session { config }
+    }
+
+    /// The store directory.
+    pub fn home(&self) -> &Path {
+        &self.config.home
+    }
+
+    /// Opens the store here, with this configuration's caps for hot copies and its disk
+    /// reserve (what `add` keeps). Fails with exit 5 while another process holds it.
+    pub fn store(&self) -> Result<Store, CliError> {
+        let store = Store::open(self.home())?;
+        store.hot_files().set_cap(self.config.hot_size.0);
+        store.set_reserve(self.config.reserve);
+        Ok(store)
+    }
+
+    /// Asks the running mount; `None` if none holds this store.
+    fn ask(&self, request: &str) -> Option<Result<String, CliError>> {
+        control::ask(self.home(), request)
+    }
+
+    /// `cidfs ls`: the rows of a directory listing (names escaped).
+    pub fn ls(&self, path: &str) -> Result<Vec<String>, CliError> {
+        match self.ask(&format!("ls {path}")) {
+            Some(reply) => Ok(reply?.lines().map(str::to_string).collect()),
+            None => {
+                let store = self.store()?;
+                Ok(read::ls(&store, drive_root(&store)?, path)?.iter().map(read::ls_line).collect())
+            }
+        }
+    }
+
+    /// `cidfs cat`: the bytes of a file, onto `out`.
+    pub fn cat(&self, path: &str, offset: u64, length: Option<u64>, out: &mut dyn Write) -> Result<(), CliError> {
+        match control::cat(self.home(), path, offset, length, out) {
+            Some(r) => r,
+            None => {
+                let store = self.store()?;
+                read::cat(&store, drive_root(&store)?, path, offset, length, out)
+            }
+        }
+    }
+
+    /// `cidfs get`: writes a file or tree under `out`; returns where it went.
+    pub fn get(&self, path: &str, out: &Path, opts: read::GetOptions) -> Result<PathBuf, CliError> {
+        let abs = std::path::absolute(out).map_err(super::io_error(out))?;
+        let special = if opts.preserve_special { "\tpreserve-special" } else { "" };
+        match self.ask(&format!("get {}\t{path}{special}", abs.display())) {
+            Some(reply) => Ok(PathBuf::from(reply?.trim_end())),
+            None => {
+                let store = self.store()?;
+                read::get(&store, drive_root(&store)?, path, out, opts)
+            }
+        }
+    }
+
+    /// `cidfs status`: the store, and with a mount running its node and tiers.
+    pub fn status(&self) -> Result<String, CliError> {
+        match self.ask("status") {
+            Some(reply) => Ok(reply?.trim_end().to_string()),
+            None => {
+                let store = self.store()?;
+                let mut out = repo::store_status(&store)?.trim_end().to_string();
+                out.push_str("\nipfs:      not running (it runs with `cidfs mount`)");
+                Ok(out)
+            }
+        }
+    }
+
+    /// `cidfs id`: the peer ID (and, mounted, the listen addresses).
+    pub fn id(&self) -> Result<String, CliError> {
+        match self.ask("id") {
+            Some(reply) => Ok(reply?.trim_end().to_string()),
+            None => {
+                let key = crate::ipfs::node::load_or_create_key(&self.home().join("ipfs/peer.key"))
+                    .map_err(|e| CliError::failure(e.to_string()))?;
+                Ok(key.public().to_peer_id().to_string())
+            }
+        }
+    }
+
+    /// A request only the live node can answer (`peers`, `connect ADDR`).
+    pub fn node_request(&self, request: &str) -> Result<String, CliError> {
+        match self.ask(request) {
+            Some(reply) => Ok(reply?.trim_end().to_string()),
+            None => Err(CliError::failure(
+                "no cidfs mount is running for this store (the IPFS node runs with `cidfs mount`)",
+            )),
+        }
+    }
+}
+
+/// The drive's root, if it has one.
+pub fn drive_root(store: &Store) -> Result<Option<Cid>, CliError> {
+    Ok(store.root_cid(DRIVE_ROOT)?)
+}
+
+/// Parses a CID argument.
+pub fn parse_cid(s: &str) -> Result<Cid, CliError> {
+    Cid::try_from(s).map_err(|e| CliError::new(exit::FAILURE, format!("{s:?} is not a CID: {e}")))
+}
