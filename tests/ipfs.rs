@@ -56,7 +56,6 @@ fn node_with(
         peers,
         bootstrap: vec![],
         addrs_file: None,
-        gateways: Vec::new(),
         provide: vec![],
         dht_server: false,
         serve: cidfs::ipfs::Serve::All,
@@ -192,7 +191,8 @@ fn a_file_streaming_from_the_network_is_fetched_ahead_of_its_reader() {
     let client = Arc::new(node(&dir, "client", server.listen_addrs(), Arc::new(Blocks::default())));
     assert!(client.wait_for_peers(1, Duration::from_secs(10)));
     let store = Arc::new(cidfs::store::Store::open(&dir.path().join("store")).unwrap());
-    let tiers = cidfs::fetch::Tiered::new(store, Some(client), Duration::from_secs(10));
+    let bitswap: Arc<dyn cidfs::fetch::Tier> = Arc::new(cidfs::fetch::BitswapTier(client));
+    let tiers = cidfs::fetch::Tiered::new(store, vec![bitswap], Duration::from_secs(10));
     let vfs = Vfs::new(tiers.clone(), RootMode::Ipfs, Box::new(Capacity::default));
     let file = vfs.lookup(1, std::ffi::OsStr::new(&root.cid.to_string())).unwrap().ino;
     // the first read needs the root and leaf 0; it starts fetching the next 8 leaves

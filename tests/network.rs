@@ -305,7 +305,6 @@ fn test_double(cli: &Cli, name: &str, source: Arc<dyn cidfs::ipfs::BlockSource>)
         peers: vec![],
         bootstrap: vec![],
         addrs_file: None,
-        gateways: Vec::new(),
         provide: vec![],
         dht_server: false,
         serve: cidfs::ipfs::Serve::All,

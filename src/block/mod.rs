@@ -48,13 +48,6 @@ pub enum BlockError {
     InvalidV0,
 }
 
-impl BlockError {
-    /// The errno a filesystem caller should see for this error.
-    pub fn errno(&self) -> i32 {
-        libc::EIO
-    }
-}
-
 /// A verified block: its bytes hash to its CID.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
@@ -219,6 +212,18 @@ pub fn links(cid: &Cid, data: &Bytes) -> Result<Vec<Cid>, String> {
         }
         _ => Ok(vec![]),
     }
+}
+
+/// Human-readable byte counts (binary units).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 #[cfg(test)]

@@ -34,15 +34,6 @@ pub enum CarError {
     Block { offset: u64, source: BlockError },
 }
 
-impl CarError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            CarError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
-            _ => libc::EINVAL,
-        }
-    }
-}
-
 /// Appends `v` as an unsigned LEB128 varint.
 pub fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::CliError;
 use super::repo::human_bytes;
 use crate::fetch::Tiered;
+use crate::ipfs::Node;
 use crate::store::Store;
 
 pub fn socket_path(home: &Path) -> PathBuf {
@@ -26,6 +27,8 @@ pub fn socket_path(home: &Path) -> PathBuf {
 pub struct Live {
     pub store: Arc<Store>,
     pub blocks: Arc<Tiered>,
+    /// The IPFS node (none with `--offline`).
+    pub node: Option<Arc<Node>>,
     /// Commits the mounted drive's pending changes (set once the drive is mounted), so
     /// that a drive path read here sees what was written through the mount.
     pub commit_drive: std::sync::OnceLock<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
@@ -34,8 +37,8 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(store: Arc<Store>, blocks: Arc<Tiered>) -> Live {
-        Live { store, blocks, commit_drive: std::sync::OnceLock::new(), exit_waiters: Default::default() }
+    pub fn new(store: Arc<Store>, blocks: Arc<Tiered>, node: Option<Arc<Node>>) -> Live {
+        Live { store, blocks, node, commit_drive: std::sync::OnceLock::new(), exit_waiters: Default::default() }
     }
 
     /// Tells everyone waiting how the process ends (its final commit), just before it
@@ -109,7 +112,7 @@ fn answer(conn: UnixStream, live: &Live) {
 
 fn handle(request: &str, live: &Live) -> Result<String, CliError> {
     let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
-    let node = live.blocks.node();
+    let node = live.node.as_ref();
     match verb {
         "status" => Ok(status(live)),
         "ls" => {
@@ -171,7 +174,7 @@ fn status(live: &Live) -> String {
     let asked = t.store_hits + t.network_blocks + t.misses;
     let rate = if asked == 0 { "-".to_string() } else { format!("{:.1}%", 100.0 * t.store_hits as f64 / asked as f64) };
     out.push_str(&format!("reads:     {asked} blocks; local hit rate {rate}; {} not found anywhere\n", t.misses));
-    match live.blocks.node() {
+    match &live.node {
         Some(node) => {
             let n = node.stats();
             out.push_str(&format!("ipfs:      {} ({} peers connected)\n", node.peer_id(), node.peers().len()));
@@ -195,14 +198,8 @@ fn status(live: &Live) -> String {
                 "  limits:  {} replies throttled; {} streams refused; {} peers dropped for flooding\n",
                 n.replies_throttled, n.streams_refused, n.peers_flooding
             ));
-            if let Some(g) = node.gateway_stats() {
-                out.push_str(&format!(
-                    "  gateways: {} blocks ({}); gateways dropped for bad blocks: {}; failed requests: {}\n",
-                    g.blocks,
-                    human_bytes(g.bytes),
-                    g.liars,
-                    g.failures
-                ));
+            for line in live.blocks.reports() {
+                out.push_str(&format!("  {line}\n"));
             }
             let c = live.store.cache_usage();
             out.push_str(&format!(

@@ -19,8 +19,9 @@ use super::CliError;
 use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use super::session::Session;
 use crate::config::{Config, ServeMode, Settings};
-use crate::fetch::Tiered;
+use crate::fetch::{BitswapTier, GatewayTier, Tier, Tiered};
 use crate::fuse::mount::{self, MountError, MountOptions};
+use crate::ipfs::gateway::Gateways;
 use crate::ipfs::{Node, NodeConfig, Serve};
 use crate::store::Store;
 use crate::vfs::{Capacity, RootMode, Vfs};
@@ -113,6 +114,19 @@ fn fetch_timeout(config: &Config) -> Duration {
     Duration::try_from_secs_f64(config.fetch_timeout).unwrap_or(Duration::from_secs(30))
 }
 
+/// The remote tiers reads go to after the store, in order: the node's bitswap peers, then
+/// the `--gateway`s (none with `--offline`).
+fn tiers(config: &Config, node: &Option<Arc<Node>>) -> Result<Vec<Arc<dyn Tier>>, CliError> {
+    let Some(node) = node else { return Ok(Vec::new()) };
+    let mut tiers: Vec<Arc<dyn Tier>> = vec![Arc::new(BitswapTier(node.clone()))];
+    if !config.gateways.is_empty() {
+        let gateways =
+            Gateways::new(&config.gateways, crate::ipfs::gateway::REQUEST_TIMEOUT).map_err(CliError::failure)?;
+        tiers.push(Arc::new(GatewayTier(gateways)));
+    }
+    Ok(tiers)
+}
+
 /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
 fn start_node(config: &Config, store: &Arc<Store>) -> Result<Option<Arc<Node>>, CliError> {
     store.set_cache_cap(config.cache_size.0);
@@ -136,7 +150,6 @@ fn start_node(config: &Config, store: &Arc<Store>) -> Result<Option<Arc<Node>>, 
         addrs_file: Some(dir.join("addrs")),
         provide: if config.no_announce { Vec::new() } else { announced(store, config.serve)? },
         dht_server: false,
-        gateways: config.gateways.clone(),
         serve: match config.serve {
             ServeMode::Published => Serve::Published { trusted: config.trusted().into_iter().collect() },
             ServeMode::All => Serve::All,
@@ -181,8 +194,8 @@ fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
     let writable = !ipfs && !read_only;
     let home = session.home().to_path_buf();
     let node = start_node(config, &store)?;
-    let blocks = Tiered::new(store.clone(), node.clone(), fetch_timeout(config));
-    let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone()));
+    let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
+    let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node));
     super::control::serve(&home, live.clone())?;
     let log_store = store.clone();
     let commits =
@@ -336,14 +349,14 @@ fn daemon(session: &Session) -> Result<(), CliError> {
     let store = Arc::new(session.store()?);
     let home = session.home().to_path_buf();
     let node = start_node(config, &store)?;
-    let blocks = Tiered::new(store.clone(), node, fetch_timeout(config));
-    let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone()));
+    let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
+    let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node.clone()));
     super::control::serve(&home, live)?;
     if std::env::var_os(NOTIFY_ENV).is_some() {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready");
         let _ = out.flush();
-    } else if let Some(n) = blocks.node() {
+    } else if let Some(n) = &node {
         eprintln!(
             "cidfs: IPFS node {} serving {} (Ctrl-C to stop; `cidfs id` for its addresses)",
             n.peer_id(),

@@ -1,6 +1,7 @@
-//! One `Blocks` interface with tiers behind it: the local store, then IPFS peers
-//! ([`Tiered`]); Filecoin retrieval slots in behind the same trait. Every block a tier
-//! returns is verified against its CID before it is cached or returned.
+//! One `Blocks` interface with tiers behind it ([`Tiered`]): the local store, then an
+//! ordered list of remote [`Tier`]s — bitswap peers, trustless gateways (`tiers.rs`), and
+//! Filecoin retrieval as one more entry. Every block a tier returns is verified against
+//! its CID before it is cached or returned.
 //!
 //! Identity CIDs are answered here, from the CID itself, by every implementation.
 
@@ -11,7 +12,41 @@ use crate::block::{Block, Kind, kind};
 use crate::store::{Store, StoreError};
 
 mod tiered;
+mod tiers;
 pub use tiered::{TierStats, Tiered};
+pub use tiers::{BitswapTier, GatewayTier};
+
+/// A place blocks come from after the local store. [`Tiered`] asks its tiers in order:
+/// each has the block to itself for its [`head_start`](Tier::head_start), then the next
+/// is asked too, and the first verified block wins.
+pub trait Tier: Send + Sync {
+    /// What `cidfs status` and error messages call it.
+    fn name(&self) -> &'static str;
+
+    /// `cid`'s block, verified against it, if this tier delivers it by `deadline`;
+    /// otherwise why not (said once the others failed too).
+    fn get(&self, cid: &Cid, deadline: std::time::Instant) -> Result<Block, String>;
+
+    /// How long this tier has alone before the next one is asked as well; `None`: the next
+    /// is asked only once this one has failed.
+    fn head_start(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Whether asking costs money: such a tier is asked only once every tier before it
+    /// failed, never raced against them.
+    fn paid(&self) -> bool {
+        false
+    }
+
+    /// Another tier delivered `block`: stop looking for it (the default does nothing).
+    fn delivered_elsewhere(&self, _block: &Block) {}
+
+    /// A line for `cidfs status`, if this tier has one of its own.
+    fn report(&self) -> Option<String> {
+        None
+    }
+}
 
 /// Why a block could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -20,17 +55,8 @@ pub enum FetchError {
     NotFound(Cid),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{cid}: not in the local store, and the IPFS network did not deliver it: {reason}")]
+    #[error("{cid}: not in the local store, and no remote tier delivered it: {reason}")]
     Unavailable { cid: Cid, reason: String },
-}
-
-impl FetchError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            FetchError::NotFound(_) | FetchError::Unavailable { .. } => libc::EIO,
-            FetchError::Store(e) => e.errno(),
-        }
-    }
 }
 
 /// Source of verified blocks.

@@ -27,7 +27,7 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
-use crate::vfs::{Attr, FileKind, ROOT_INO, Vfs, VfsError};
+use crate::vfs::{Attr, FileKind, ROOT_INO, ToErrno, Vfs, VfsError};
 
 /// How long the kernel may cache entries and attributes of content under a CID: forever,
 /// really; it is immutable.

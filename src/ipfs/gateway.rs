@@ -2,10 +2,10 @@
 //!
 //! A trustless gateway answers `GET /ipfs/{cid}?format=raw` (with `Accept:
 //! application/vnd.ipld.raw`) with the block's bytes, which we verify against the CID like
-//! any peer's. The node asks the configured gateways for a block its bitswap peers have
-//! not delivered within a short head start (at once when no peer is connected or all
-//! said don't-have), and whichever answers first wins (see `node.rs`). Gateways are
-//! tried one after another, in the order given, skipping:
+//! any peer's. The gateways are a read tier of their own (see `fetch::tiers`), asked for a
+//! block the bitswap peers have not delivered within their head start (at once when no
+//! peer can have it); whichever answers first wins. Gateways are tried one after another,
+//! in the order given, skipping:
 //!
 //! - a gateway that sent bytes not matching the CID: a liar, never asked again this
 //!   session (as a lying bitswap peer is dropped);
@@ -21,6 +21,8 @@ use cid::Cid;
 
 use crate::block::{Block, MAX_BLOCK_SIZE};
 
+/// How long one gateway request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Consecutive failures after which a gateway rests for [`REST`].
 const FAILURES_BEFORE_REST: u32 = 3;
 const REST: Duration = Duration::from_secs(30);

@@ -25,7 +25,6 @@ use libp2p::{Multiaddr, PeerId, identify, identity, kad, noise, ping, tcp, yamux
 use tokio::sync::mpsc;
 
 use super::bitswap::{self, Message, WANT_BLOCK};
-use super::gateway::{Fetched, GatewayStats, Gateways};
 use super::limits::{self, Admit};
 use super::streams;
 use crate::block::Block;
@@ -95,23 +94,19 @@ pub struct NodeConfig {
     pub dht_server: bool,
     /// Where a running node writes its listen addresses, one per line (for `cidfs id`).
     pub addrs_file: Option<PathBuf>,
-    /// Trustless HTTP gateways (base URLs) asked for every wanted block alongside the
-    /// bitswap peers.
-    pub gateways: Vec<String>,
     /// Which blocks are given to which peers.
     pub serve: Serve,
 }
 
-/// How long one gateway request may take.
-const GATEWAY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long connected peers have to deliver a block before the gateways are asked too.
-const GATEWAY_HEAD_START: Duration = Duration::from_millis(250);
+/// How long connected peers have to deliver a block before the next tier (a gateway) is
+/// asked too, so a block a peer has is not downloaded twice.
+pub const HEAD_START: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 /// Why the network did not deliver a block. The messages leave the CID out: whoever
 /// reports the failure names it once (see `FetchError::Unavailable`).
 pub enum NetError {
-    #[error("no connected peer or configured gateway has it{why}")]
+    #[error("no connected peer has it{why}")]
     NotFound { cid: Cid, why: Box<str> },
     #[error(
         "no IPFS peer is connected to ask and the DHT has no route to any (connect one with --peer or `cidfs swarm \
@@ -168,22 +163,9 @@ struct Want {
     waiters: Vec<Waiter>,
     asked: HashSet<PeerId>,
     dont_have: HashSet<PeerId>,
-    /// Where the want stands with the gateways.
-    gateway: GatewayAsk,
     /// A DHT provider lookup for it may still name a provider (it is running, or it named
     /// one that is being dialled).
     lookup: bool,
-}
-
-/// A want and the gateways: they are asked only if the peers do not deliver within
-/// [`GATEWAY_HEAD_START`] (or all say don't-have, or none is connected), so a block a peer
-/// has is not downloaded twice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GatewayAsk {
-    NotYet,
-    Asking,
-    /// Asked and answered without the block, or no gateways configured: nothing pending.
-    Done,
 }
 
 struct State {
@@ -237,7 +219,6 @@ struct Inner {
     /// Whether the DHT is in use (bootstrap peers were given).
     dht: bool,
     started: Instant,
-    gateways: Option<Arc<Gateways>>,
     serve: Serve,
     /// Bytes of inbound message bodies being read, all peers together.
     inbound_bytes: Arc<tokio::sync::Semaphore>,
@@ -353,7 +334,6 @@ impl Node {
             swarm.listen_on(addr.clone()).map_err(|e| start(&format!("listening on {addr}: {e}")))?;
         }
         let (commands, mut command_rx) = mpsc::unbounded_channel();
-        let gateways = Gateways::new(&config.gateways, GATEWAY_TIMEOUT).map_err(NetError::Start)?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 peers: HashMap::new(),
@@ -383,7 +363,6 @@ impl Node {
             handle: runtime.handle().clone(),
             dht: !config.bootstrap.is_empty(),
             started: Instant::now(),
-            gateways: (!gateways.is_empty()).then(|| Arc::new(gateways)),
             serve: config.serve.clone(),
             inbound_bytes: Arc::new(tokio::sync::Semaphore::new(limits::INBOUND_BYTES)),
             configured: configured_peers(&config),
@@ -481,9 +460,18 @@ impl Node {
         self.inner.state.lock().expect("lock poisoned").peers.keys().copied().collect()
     }
 
-    /// What the gateways delivered (`None` without gateways).
-    pub fn gateway_stats(&self) -> Option<GatewayStats> {
-        self.inner.gateways.as_ref().map(|g| g.stats())
+    /// `block` came from another tier: the readers waiting for it get it, and the peers
+    /// asked are told to stop looking.
+    pub fn delivered_elsewhere(&self, block: &Block) {
+        let cid = *block.cid();
+        let mut st = self.inner.state.lock().expect("lock poisoned");
+        let Some(w) = st.wants.remove(&cid) else { return }; // bitswap was first
+        let asked: Vec<PeerId> = w.asked.iter().copied().collect();
+        deliver(&mut st, w, block.clone());
+        drop(st);
+        for peer in asked {
+            send_ours(&self.inner, peer, Outgoing { cancels: vec![cid], ..Default::default() });
+        }
     }
 
     pub fn stats(&self) -> NetStats {
@@ -525,43 +513,24 @@ impl Node {
                     w.waiters.push((id, tx));
                     (id, Vec::new(), false)
                 }
-                None if peers.is_empty() && self.inner.gateways.is_none() && !dht => {
+                None if peers.is_empty() && !dht => {
                     return Err(NetError::NoPeers { cid: *cid });
                 }
                 None => {
                     let asked = peers.iter().copied().collect();
-                    let gateway = match (&self.inner.gateways, peers.is_empty()) {
-                        (None, _) => GatewayAsk::Done,
-                        (Some(_), true) => GatewayAsk::Asking,
-                        (Some(_), false) => GatewayAsk::NotYet,
-                    };
                     let lookup = self.inner.dht;
-                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), gateway, lookup };
+                    let want = Want { waiters: vec![(id, tx)], asked, dont_have: HashSet::new(), lookup };
                     st.wants.insert(*cid, want);
                     (id, peers, true)
                 }
             }
         };
-        let targets_empty = targets.is_empty();
         for peer in targets {
             send_ours(&self.inner, peer, Outgoing { wants: vec![*cid], ..Default::default() });
         }
         if new_want && self.inner.dht {
             // peers we are not connected to may have it: ask the DHT who provides it
             let _ = self.inner.commands.send(Command::FindProviders(*cid));
-        }
-        if new_want && self.inner.gateways.is_some() {
-            if targets_empty {
-                ask_gateways(&self.inner, *cid);
-            } else {
-                let (inner, cid) = (self.inner.clone(), *cid);
-                self.inner.handle.spawn(async move {
-                    tokio::time::sleep(GATEWAY_HEAD_START).await;
-                    if gateways_next(&inner, &cid) {
-                        ask_gateways(&inner, cid);
-                    }
-                });
-            }
         }
         // A want can be lost (a peer restarts, a stream is dropped under load): ask again,
         // backing off, until the deadline.
@@ -743,7 +712,7 @@ fn on_event(
                 }
                 if step.last { st.lookups.remove(&id) } else { None }
             };
-            // a lookup that named nobody leaves only the peers and gateways to wait for
+            // a lookup that named nobody leaves only the connected peers to wait for
             if let Some((cid, false)) = finished {
                 let mut st = inner.state.lock().expect("lock poisoned");
                 if let Some(w) = st.wants.get_mut(&cid) {
@@ -972,29 +941,6 @@ fn configured_peers(config: &NodeConfig) -> HashMap<PeerId, &'static str> {
     named(&config.bootstrap, "bootstrap").into_iter().chain(named(&config.peers, "--peer")).collect()
 }
 
-/// Asks the gateways for `cid` (on the blocking pool: the HTTP client blocks).
-fn ask_gateways(inner: &Arc<Inner>, cid: Cid) {
-    let Some(gateways) = inner.gateways.clone() else { return };
-    let inner = inner.clone();
-    inner.handle.clone().spawn_blocking(move || {
-        let fetched = gateways.fetch(&cid);
-        from_gateways(&inner, cid, fetched);
-    });
-}
-
-/// The head start is over: whether the gateways should be asked for `cid` now (the want
-/// is still open and they have not been).
-fn gateways_next(inner: &Inner, cid: &Cid) -> bool {
-    let mut st = inner.state.lock().expect("lock poisoned");
-    match st.wants.get_mut(cid) {
-        Some(w) if w.gateway == GatewayAsk::NotYet => {
-            w.gateway = GatewayAsk::Asking;
-            true
-        }
-        _ => false,
-    }
-}
-
 /// Whether a DHT lookup could still reach a provider: a DHT peer is connected, or a
 /// bootstrap peer is still being dialled within [`BOOTSTRAP_GRACE`] of the start.
 fn dht_reachable(inner: &Inner, st: &State) -> bool {
@@ -1003,13 +949,13 @@ fn dht_reachable(inner: &Inner, st: &State) -> bool {
 }
 
 /// Fails want `cid` at once if nobody is left who could answer it: every usable connected
-/// peer said don't-have (or none is connected), the gateways are done (or there are none),
-/// and no DHT lookup for it can still name a provider. `extra` adds to the reason.
+/// peer said don't-have (or none is connected), and no DHT lookup for it can still name a
+/// provider. `extra` adds to the reason.
 fn settle(inner: &Inner, st: &mut State, cid: Cid, extra: &str) {
     let dht = dht_reachable(inner, st);
     let connected: Vec<PeerId> = st.peers.keys().filter(|p| !st.bad.contains(p)).copied().collect();
     let Some(w) = st.wants.get(&cid) else { return };
-    if w.gateway != GatewayAsk::Done || (w.lookup && dht) || !connected.iter().all(|p| w.dont_have.contains(p)) {
+    if (w.lookup && dht) || !connected.iter().all(|p| w.dont_have.contains(p)) {
         return;
     }
     let mut why = if connected.is_empty() {
@@ -1017,9 +963,6 @@ fn settle(inner: &Inner, st: &mut State, cid: Cid, extra: &str) {
     } else {
         format!(" ({} connected peers said don't-have", connected.len())
     };
-    if inner.gateways.is_some() {
-        why.push_str(", nor did the gateways");
-    }
     if inner.dht {
         why.push_str(if dht { "; the DHT found no provider" } else { "; the DHT is unreachable" });
     }
@@ -1037,8 +980,8 @@ fn settle_all(inner: &Inner) {
     }
 }
 
-/// Fails want `cid` at once: every source asked said it does not have the block (`why`:
-/// anything else worth telling, e.g. gateways that failed).
+/// Fails want `cid` at once: every peer asked said it does not have the block (`why`:
+/// anything else worth telling).
 fn nobody_has(st: &mut State, cid: Cid, why: &str) {
     if let Some(w) = st.wants.remove(&cid) {
         for (_, tx) in w.waiters {
@@ -1046,38 +989,6 @@ fn nobody_has(st: &mut State, cid: Cid, why: &str) {
         }
     }
     st.recent.put(cid, ());
-}
-
-/// The gateways answered for `cid`: a block settles the want (and withdraws it from the
-/// peers asked); nothing fails it if every connected peer already said don't-have and no
-/// provider can turn up.
-fn from_gateways(inner: &Arc<Inner>, cid: Cid, fetched: Fetched) {
-    let mut st = inner.state.lock().expect("lock poisoned");
-    match fetched {
-        Fetched::Block { block, gateway } => {
-            let Some(w) = st.wants.remove(&cid) else { return }; // bitswap was first
-            log::debug!("{cid} from gateway {gateway}");
-            let asked: Vec<PeerId> = w.asked.iter().copied().collect();
-            deliver(&mut st, w, block);
-            drop(st);
-            for peer in asked {
-                send_ours(inner, peer, Outgoing { cancels: vec![cid], ..Default::default() });
-            }
-        }
-        Fetched::Missing { tried, errors } => {
-            if !errors.is_empty() {
-                log::debug!("{cid}: {tried} gateways asked, none had it: {}", errors.join("; "));
-            }
-            let Some(w) = st.wants.get_mut(&cid) else { return };
-            w.gateway = GatewayAsk::Done;
-            let why = if errors.is_empty() {
-                String::new()
-            } else {
-                format!("; gateways failed: {} (check --gateway)", errors.join("; "))
-            };
-            settle(inner, &mut st, cid, &why);
-        }
-    }
 }
 
 fn drop_peer(inner: &Arc<Inner>, peer: PeerId) {
@@ -1111,7 +1022,6 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
         msg.wantlist.as_ref().map_or(0, |w| w.entries.len())
     );
     let mut cancels = Vec::new();
-    let mut to_gateways = Vec::new();
     {
         let mut st = inner.state.lock().expect("lock poisoned");
         for block in blocks {
@@ -1143,23 +1053,11 @@ fn on_message(inner: &Arc<Inner>, peer: PeerId, msg: &Message) -> bool {
         for cid in dont_have {
             if let Some(w) = st.wants.get_mut(&cid) {
                 w.dont_have.insert(peer);
-                if !connected.iter().all(|p| w.dont_have.contains(p)) {
-                    continue;
-                }
-                match w.gateway {
-                    // no connected peer has it: the gateways need not wait any longer
-                    GatewayAsk::NotYet => {
-                        w.gateway = GatewayAsk::Asking;
-                        to_gateways.push(cid);
-                    }
-                    GatewayAsk::Asking => {}
-                    GatewayAsk::Done => settle(inner, &mut st, cid, ""),
+                if connected.iter().all(|p| w.dont_have.contains(p)) {
+                    settle(inner, &mut st, cid, "");
                 }
             }
         }
-    }
-    for cid in to_gateways {
-        ask_gateways(inner, cid);
     }
     for (p, cid) in cancels {
         send_ours(inner, p, Outgoing { cancels: vec![cid], ..Default::default() });

@@ -107,16 +107,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl StoreError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            StoreError::InUse { .. } => libc::EBUSY,
-            StoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            StoreError::Db(_) | StoreError::Corrupt(_) => libc::EIO,
-        }
-    }
-}
-
 fn in_use_message(path: &Path, holder: Option<&owner::Holder>) -> String {
     match holder {
         Some(h) => {

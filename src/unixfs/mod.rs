@@ -44,19 +44,6 @@ pub enum UnixfsError {
     IsADirectory { cid: Cid },
 }
 
-impl UnixfsError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            UnixfsError::Fetch(e) => e.errno(),
-            UnixfsError::Decode { .. } | UnixfsError::TooDeep { .. } => libc::EIO,
-            UnixfsError::NoSuchEntry { .. } => libc::ENOENT,
-            UnixfsError::NotADirectory { .. } => libc::ENOTDIR,
-            UnixfsError::IsADirectory { .. } => libc::EISDIR,
-            UnixfsError::Output(e) => e.raw_os_error().unwrap_or(libc::EIO),
-        }
-    }
-}
-
 /// Fetches and decodes the block `cid`.
 pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
     let data = blocks.get(cid)?;
@@ -75,34 +62,5 @@ impl<B: Blocks + ?Sized> Nodes for B {
         let data = self.get(cid)?;
         let node = decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source: Box::new(source) })?;
         Ok(Arc::new(node))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_has_the_documented_errno() {
-        let cid = Cid::default();
-        let cases: Vec<(UnixfsError, i32)> = vec![
-            (UnixfsError::Fetch(FetchError::NotFound(cid)), libc::EIO),
-            (UnixfsError::Decode { cid, source: Box::new(DecodeError::NotUnixfs) }, libc::EIO),
-            (UnixfsError::TooDeep { cid }, libc::EIO),
-            (UnixfsError::NoSuchEntry { path: "x".into() }, libc::ENOENT),
-            (UnixfsError::NotADirectory { cid }, libc::ENOTDIR),
-            (UnixfsError::IsADirectory { cid }, libc::EISDIR),
-            (UnixfsError::Output(std::io::Error::from_raw_os_error(libc::ENOSPC)), libc::ENOSPC),
-        ];
-        for (err, errno) in cases {
-            assert_eq!(err.errno(), errno, "{err}");
-        }
-        let car = crate::car::CarError::Truncated { offset: 1, what: "x" };
-        assert_eq!(car.errno(), libc::EINVAL);
-        let busy = crate::store::StoreError::InUse { path: "/x".into(), holder: None };
-        assert_eq!(busy.errno(), libc::EBUSY);
-        let full =
-            crate::store::StoreError::Io { path: "/x".into(), source: std::io::Error::from_raw_os_error(libc::ENOSPC) };
-        assert_eq!(full.errno(), libc::ENOSPC);
     }
 }

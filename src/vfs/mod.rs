@@ -16,7 +16,7 @@
 //! - **Immutable means cacheable.** Nothing under a CID changes, so the adapter may use
 //!   long TTLs and keep the page cache across opens.
 //!
-//! Every error carries its errno ([`VfsError::errno`]); SEMANTICS.md lists them.
+//! Every error carries its errno, from the one table in [`errno`] (SEMANTICS.md lists them).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -32,6 +32,7 @@ use lru::LruCache;
 use crate::block::Kind;
 use crate::fetch::Blocks;
 use crate::unixfs::{self, Node, Nodes, UnixfsError, dag_json, dir, file};
+pub use errno::ToErrno;
 
 /// Inode of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -163,37 +164,6 @@ pub enum VfsError {
     Busy,
     #[error("past the largest file size ({} bytes)", drive::MAX_FILE_SIZE)]
     FileTooBig,
-}
-
-impl VfsError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            VfsError::Unixfs(e) => e.errno(),
-            VfsError::StaleInode(_) => libc::ESTALE,
-            VfsError::NotFound(_) => libc::ENOENT,
-            VfsError::NotADirectory => libc::ENOTDIR,
-            VfsError::IsADirectory => libc::EISDIR,
-            VfsError::NotASymlink => libc::EINVAL,
-            VfsError::ReadOnly => libc::EROFS,
-            VfsError::NoAttribute => libc::ENODATA,
-            VfsError::Range => libc::ERANGE,
-            VfsError::BadHandle(_) => libc::EBADF,
-            VfsError::NameTooLong => libc::ENAMETOOLONG,
-            VfsError::InvalidName(_) => libc::EINVAL,
-            VfsError::Exists(_) => libc::EEXIST,
-            VfsError::NotEmpty => libc::ENOTEMPTY,
-            VfsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
-            VfsError::Store(e) => e.errno(),
-            VfsError::NotSupported(_) => libc::ENOTSUP,
-            VfsError::NotPermitted(_) => libc::EPERM,
-            VfsError::NoSpace => libc::ENOSPC,
-            VfsError::CrossDevice => libc::EXDEV,
-            VfsError::BadSidecar { .. } => libc::EIO,
-            VfsError::TooBig => libc::E2BIG,
-            VfsError::Busy => libc::ETXTBSY,
-            VfsError::FileTooBig => libc::EFBIG,
-        }
-    }
 }
 
 /// The drive's commits, oldest first, as (sequence, root CID).
@@ -982,6 +952,7 @@ pub fn empty_dir_cid() -> Cid {
 }
 
 mod drive;
+pub mod errno;
 mod hot;
 pub mod posix;
 mod spill;
