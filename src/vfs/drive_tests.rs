@@ -1,79 +1,16 @@
 //! The writable drive, driven without a kernel: an in-memory store takes the commits.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use cid::Cid;
 
+use super::mem_store::MemStore;
 use super::*;
-use crate::block::{Block, kind};
-use crate::fetch::FetchError;
+use crate::block::Block;
+use crate::importer::ImportOptions;
 use crate::importer::file::import_bytes;
-use crate::importer::{BlockSink, ImportOptions};
-use crate::store::StoreError;
 use crate::unixfs::Metadata;
-
-#[derive(Default)]
-struct MemStore {
-    blocks: Mutex<HashMap<Cid, Bytes>>,
-    root: Mutex<Option<Cid>>,
-    side: Mutex<Option<Cid>>,
-    /// Blocks that each commit added (not already held).
-    added: Mutex<Vec<usize>>,
-    /// Blocks fetched.
-    gets: Mutex<usize>,
-    /// Blocks staged ahead of a commit (streamed leaves).
-    staged: Mutex<usize>,
-}
-
-impl Blocks for MemStore {
-    fn get(&self, cid: &Cid) -> Result<Bytes, FetchError> {
-        if let Some(b) = Block::from_identity(cid) {
-            return Ok(b.into_data());
-        }
-        *self.gets.lock().unwrap() += 1;
-        self.blocks.lock().unwrap().get(cid).cloned().ok_or(FetchError::NotFound(*cid))
-    }
-    fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
-        self.blocks.lock().unwrap().get(cid).map(|d| kind(cid, d))
-    }
-}
-
-struct Sink<'a>(&'a MemStore, usize);
-
-impl BlockSink for Sink<'_> {
-    type Error = StoreError;
-    fn put(&mut self, block: Block) -> Result<(), StoreError> {
-        let mut m = self.0.blocks.lock().unwrap();
-        if !m.contains_key(block.cid()) {
-            self.1 += 1;
-            m.insert(*block.cid(), block.into_data());
-        }
-        Ok(())
-    }
-}
-
-impl DriveStore for MemStore {
-    fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError> {
-        let mut sink = Sink(self, 0);
-        let (root, side) = build(&mut sink)?;
-        self.added.lock().unwrap().push(sink.1);
-        *self.root.lock().unwrap() = Some(root);
-        *self.side.lock().unwrap() = Some(side);
-        Ok(())
-    }
-
-    fn stage(&self, blocks: &[Block]) -> Result<(), VfsError> {
-        let mut m = self.blocks.lock().unwrap();
-        for b in blocks {
-            m.insert(*b.cid(), b.data().clone());
-        }
-        *self.staged.lock().unwrap() += blocks.len();
-        Ok(())
-    }
-}
 
 fn mount(store: &Arc<MemStore>) -> Vfs {
     let root = *store.root.lock().unwrap();

@@ -963,4 +963,6 @@ pub use hot::{HOT_MIN_BYTES, HotCopies};
 #[cfg(test)]
 mod drive_tests;
 #[cfg(test)]
+mod mem_store;
+#[cfg(test)]
 mod tests;

@@ -1,47 +1,19 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::Mutex;
 
-use bytes::Bytes;
 use cid::{Cid, Version};
 use ipld_core::ipld::Ipld;
 
+use super::mem_store::MemStore;
 use super::*;
-use crate::block::{Block, DAG_CBOR, kind};
-use crate::fetch::FetchError;
+use crate::block::{Block, DAG_CBOR};
 use crate::importer::file::{import_bytes, import_symlink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::unixfs::Metadata;
 
-/// In-memory blocks that count fetches and, like the store's index, know each block's kind.
-#[derive(Default)]
-struct Mem {
-    blocks: HashMap<Cid, Bytes>,
-    fetches: Mutex<usize>,
-}
-
-impl Mem {
-    fn add(&mut self, bs: Vec<Block>) {
-        self.blocks.extend(bs.into_iter().map(|b| (*b.cid(), b.into_data())));
-    }
-    fn fetches(&self) -> usize {
-        std::mem::take(&mut self.fetches.lock().unwrap())
-    }
-}
-
-impl Blocks for Mem {
-    fn get(&self, cid: &Cid) -> Result<Bytes, FetchError> {
-        *self.fetches.lock().unwrap() += 1;
-        self.blocks.get(cid).cloned().ok_or(FetchError::NotFound(*cid))
-    }
-    fn kind_hint(&self, cid: &Cid) -> Option<Kind> {
-        self.blocks.get(cid).map(|d| kind(cid, d))
-    }
-}
-
 struct Fixture {
     vfs: Vfs,
-    mem: Arc<Mem>,
+    mem: Arc<MemStore>,
     root: LinkInfo,
     big: Vec<u8>,
     big_cid: Cid,
@@ -78,9 +50,7 @@ fn fixture(mode_ipfs: bool) -> Fixture {
     d.insert("gone.txt".into(), missing);
     d.insert("data".into(), cbor_link);
     let root = d.finish(&opts, &mut sink).unwrap();
-    let mut mem = Mem::default();
-    mem.add(sink);
-    let mem = Arc::new(mem);
+    let mem = Arc::new(MemStore::with(sink));
     let mode = if mode_ipfs { RootMode::Ipfs } else { RootMode::Drive(Some(root.cid)) };
     let cap = Box::new(|| Capacity { total_bytes: 1 << 30, free_bytes: 1 << 29, files: 42 });
     Fixture { vfs: Vfs::new(mem.clone(), mode, cap), mem, root, big, big_cid: big_link.cid, missing: missing.cid }
@@ -205,7 +175,7 @@ fn a_missing_block_is_eio_naming_nothing_else_broken() {
 
 #[test]
 fn an_empty_drive_is_an_empty_directory() {
-    let mem: Arc<dyn Blocks> = Arc::new(Mem::default());
+    let mem: Arc<dyn Blocks> = Arc::new(MemStore::default());
     let vfs = Vfs::new(mem, RootMode::Drive(None), Box::new(Capacity::default));
     assert_eq!(vfs.list(ROOT_INO).unwrap().len(), 2);
     assert_eq!(vfs.getxattr(ROOT_INO, name(CID_XATTR)).unwrap(), empty_dir_cid().to_string().into_bytes());
@@ -226,9 +196,7 @@ fn the_node_cache_is_bounded_by_bytes_not_count() {
         d.insert(format!("f{i}"), import_bytes(&opts, Metadata::default(), &data, &mut sink).unwrap());
     }
     let root = d.finish(&opts, &mut sink).unwrap();
-    let mut mem = Mem::default();
-    mem.add(sink);
-    let vfs = Vfs::new(Arc::new(mem), RootMode::Drive(Some(root.cid)), Box::new(Capacity::default));
+    let vfs = Vfs::new(Arc::new(MemStore::with(sink)), RootMode::Drive(Some(root.cid)), Box::new(Capacity::default));
     for i in 0..800 {
         let a = vfs.lookup(ROOT_INO, OsStr::new(&format!("f{i}"))).unwrap();
         assert_eq!(read(&vfs, a.ino, 0, 10).unwrap().len(), 10);
@@ -253,9 +221,7 @@ fn st_blksize_is_the_leaf_size_however_deep_the_file() {
         let data: Vec<u8> = (0..300 * 8192u32).map(|i| (i % 253) as u8).collect();
         let mut sink = Vec::new();
         let file = import_bytes(&opts, Metadata::default(), &data, &mut sink).unwrap();
-        let mut mem = Mem::default();
-        mem.add(sink);
-        let mem = Arc::new(mem);
+        let mem = Arc::new(MemStore::with(sink));
         let vfs = Vfs::new(mem.clone(), RootMode::Ipfs, Box::new(Default::default));
         let a = vfs.lookup(ROOT_INO, name(&file.cid.to_string())).unwrap();
         assert_eq!(a.size, data.len() as u64);

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod mount;
+
 use std::path::PathBuf;
 
 /// The published vectors (see `tests/vectors/README.md`): `$CIDFS_VECTORS`, else
