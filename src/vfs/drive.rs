@@ -276,12 +276,11 @@ impl Vfs {
     /// Whether `ino` is a node of the drive (mutable), rather than content under a CID.
     /// Asks the inode table, not the drive: content reads must not wait on a commit.
     pub fn is_drive(&self, ino: u64) -> bool {
-        self.drive.is_some() && (ino == ROOT_INO || matches!(self.target(ino), Ok(Target::Drive(_))))
+        self.drive.is_some() && self.inodes.is_drive(ino)
     }
 
     fn new_drive_ino(&self, parent: u64, name: &str) -> u64 {
-        let serial = self.next_handle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.ino_for(Target::Drive(serial), parent, name)
+        self.inodes.new_drive_ino(parent, name)
     }
 
     /// Turns a `Lazy` node into what its block is.

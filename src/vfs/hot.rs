@@ -182,8 +182,8 @@ impl Vfs {
     /// [`Vfs::hot_copy`]), and files read whole get one, made from the blocks in `local`
     /// (the local store: a copy never fetches anything; a file whose blocks were evicted
     /// meanwhile gets none).
-    pub fn with_hot_copies(mut self, copies: Arc<dyn HotCopies>, local: Arc<dyn Blocks>) -> Vfs {
-        self.hot = Some(Hot::new(copies, local));
+    pub fn with_hot_copies(self, copies: Arc<dyn HotCopies>, local: Arc<dyn Blocks>) -> Vfs {
+        let _ = self.content.hot.set(Hot::new(copies, local));
         self
     }
 
@@ -208,7 +208,7 @@ impl Vfs {
     /// directly (FUSE passthrough), and the CID of those bytes, if there is one (see the
     /// module docs).
     pub fn hot_copy(&self, ino: u64) -> Option<(File, Cid)> {
-        let hot = self.hot.as_ref()?;
+        let hot = self.content.hot.get()?;
         let (cid, len) = self.clean_content(ino)?;
         if len < HOT_MIN_BYTES {
             return None;
@@ -225,18 +225,11 @@ impl Vfs {
     /// bytes long, and will not be written again: they become its hot copy, if there is
     /// room (a link, nothing copied).
     pub(super) fn adopt_written(&self, spill: &super::spill::SpillFile, cid: &Cid, len: u64) {
-        if let Some(hot) = &self.hot
+        if let Some(hot) = self.content.hot.get()
             && len >= HOT_MIN_BYTES
             && spill.with_disk_file(|f| hot.copies.adopt(cid, len, f)) == Some(true)
         {
             log::debug!("the written bytes of {cid} are its hot copy");
-        }
-    }
-
-    /// Notes that `[offset, end)` of the file `cid` (`len` long) was read through cidfs.
-    pub(super) fn note_read(&self, cid: &Cid, len: u64, offset: u64, end: u64) {
-        if let Some(hot) = &self.hot {
-            hot.note_read(cid, len, offset, end);
         }
     }
 }

@@ -21,18 +21,18 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cid::Cid;
 use ipld_core::ipld::Ipld;
-use lru::LruCache;
 
-use crate::block::Kind;
 use crate::fetch::Blocks;
-use crate::unixfs::{self, Node, Nodes, UnixfsError, dag_json, dir, file};
+use crate::unixfs::{self, Node, Nodes, UnixfsError, dag_json, dir};
+use content::Content;
 pub use errno::ToErrno;
+use inodes::{InodeTable, Target};
 
 /// Inode of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -54,15 +54,6 @@ const SELINUX_XATTR: &str = "security.selinux";
 fn is_posix_acl(name: &OsStr) -> bool {
     name == "system.posix_acl_access" || name == "system.posix_acl_default"
 }
-
-/// Blocks fetched ahead of a sequential reader of a file that streams from the network
-/// (2 MiB of Kubo's 256 KiB leaves).
-const PREFETCH_WINDOW: usize = 8;
-/// Bytes of decoded nodes kept in memory (weighed by [`node_weight`]).
-const NODE_CACHE_BYTES: usize = 16 << 20;
-/// File leaves larger than this are not cached as decoded nodes: a streamed file would
-/// push everything else out, and the store's block cache already holds recent blocks.
-const MAX_CACHED_LEAF: usize = 64 << 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileKind {
@@ -178,38 +169,11 @@ pub enum RootMode {
     Ipfs,
 }
 
-/// What an inode stands for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Target {
-    Root,
-    IpfsDir,
-    /// A node of the drive tree (see [`drive`]), by its serial number.
-    Drive(u64),
-    /// `/.snapshots`: one read-only directory per commit, by sequence number.
-    Snapshots,
-    /// `/.snapshots/latest`: a symlink to the newest sequence number.
-    Latest,
-    Node(Cid),
-    /// A map, list or scalar at `path` inside the dag-cbor block `cid`.
-    Value {
-        cid: Cid,
-        path: Vec<String>,
-    },
-}
-
-#[derive(Default)]
-struct Inodes {
-    targets: Vec<Target>,
-    /// The first path each inode was reached by (for messages; content may have many).
-    paths: Vec<String>,
-    by_target: HashMap<Target, u64>,
-}
-
 pub struct Vfs {
-    blocks: Arc<dyn Blocks>,
+    /// Content under a CID: what every namespace and the drive's committed files read.
+    content: Arc<Content>,
     mode: RootMode,
-    inodes: RwLock<Inodes>,
-    nodes: Mutex<NodeCache>,
+    inodes: Arc<InodeTable>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
     capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
@@ -217,12 +181,8 @@ pub struct Vfs {
     drive: Option<Arc<Mutex<drive::Drive>>>,
     /// The drive's commits (drive mode only).
     snapshots: Option<CommitLog>,
-    /// Files whose reads went to the network lately: their reads prefetch ahead.
-    streaming: Mutex<LruCache<Cid, ()>>,
     /// Held by a commit from start to end: commits run one at a time.
     commit_serial: Mutex<()>,
-    /// Hot copies of whole files, if kept (see [`hot`]).
-    hot: Option<hot::Hot>,
     /// Frees at least this many bytes of second copies (hot copies, fetched blocks) when
     /// a write would not fit otherwise.
     make_room: Option<Box<dyn Fn(u64) + Send + Sync>>,
@@ -265,23 +225,16 @@ impl Vfs {
             }
             RootMode::Ipfs => None,
         };
-        let mut inodes = Inodes::default();
-        inodes.targets.push(Target::Root);
-        inodes.paths.push("/".into());
-        inodes.by_target.insert(Target::Root, ROOT_INO);
         Vfs {
-            blocks,
+            content: Arc::new(Content::new(blocks)),
             mode,
-            inodes: RwLock::new(inodes),
-            nodes: Mutex::new(NodeCache { map: LruCache::unbounded(), bytes: 0 }),
+            inodes: Arc::new(InodeTable::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             capacity,
             drive,
             snapshots: None,
-            streaming: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(64).expect("non-zero"))),
             commit_serial: Mutex::new(()),
-            hot: None,
             make_room: None,
         }
     }
@@ -320,7 +273,7 @@ impl Vfs {
 
     /// Whether blocks may come from the network (reads may wait on it).
     pub fn has_network_tier(&self) -> bool {
-        self.blocks.may_wait()
+        self.content.has_network_tier()
     }
 
     pub fn is_immutable(&self, ino: u64) -> bool {
@@ -332,34 +285,20 @@ impl Vfs {
     }
 
     fn target(&self, ino: u64) -> Result<Target, VfsError> {
-        let inodes = self.inodes.read().expect("lock poisoned");
-        ino.checked_sub(1).and_then(|i| inodes.targets.get(i as usize)).cloned().ok_or(VfsError::StaleInode(ino))
+        self.inodes.target(ino)
     }
 
     /// A path by which `ino` was reached, for messages (`?` if unknown).
     pub fn path_of(&self, ino: u64) -> String {
-        let inodes = self.inodes.read().expect("lock poisoned");
-        ino.checked_sub(1).and_then(|i| inodes.paths.get(i as usize)).cloned().unwrap_or_else(|| "?".into())
+        self.inodes.path_of(ino)
     }
 
     fn ino_for(&self, target: Target, parent: u64, name: &str) -> u64 {
-        if let Some(ino) = self.inodes.read().expect("lock poisoned").by_target.get(&target) {
-            return *ino;
-        }
-        let parent_path = self.path_of(parent);
-        let mut inodes = self.inodes.write().expect("lock poisoned");
-        if let Some(ino) = inodes.by_target.get(&target) {
-            return *ino;
-        }
-        inodes.paths.push(if parent_path == "/" { format!("/{name}") } else { format!("{parent_path}/{name}") });
-        inodes.targets.push(target.clone());
-        let ino = inodes.targets.len() as u64;
-        inodes.by_target.insert(target, ino);
-        ino
+        self.inodes.ino_for(target, parent, name)
     }
 
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, VfsError> {
-        Ok(Nodes::node(self, cid)?)
+        self.content.node(cid)
     }
 
     fn value_at(&self, cid: &Cid, path: &[String]) -> Result<Ipld, VfsError> {
@@ -437,7 +376,7 @@ impl Vfs {
         let node = self.node(cid)?;
         match node.as_ref() {
             Node::Directory { .. } | Node::HamtShard(_) => {
-                let link = dir::lookup(self.blocks.as_ref(), cid, &node, name)?
+                let link = dir::lookup(self.content.blocks.as_ref(), cid, &node, name)?
                     .ok_or_else(|| VfsError::NotFound(name.to_string()))?;
                 Ok(Target::Node(link.cid))
             }
@@ -459,7 +398,7 @@ impl Vfs {
     pub fn getattr_if_local(&self, ino: u64) -> Option<Result<Attr, VfsError>> {
         if self.has_network_tier()
             && let Ok(Target::Node(cid)) = self.target(ino)
-            && self.blocks.kind_hint(&cid).is_none()
+            && self.content.blocks.kind_hint(&cid).is_none()
         {
             return None;
         }
@@ -502,45 +441,7 @@ impl Vfs {
                     ctime: None,
                 })
             }
-            Target::Node(cid) => {
-                let node = self.node(cid)?;
-                let meta = node.meta();
-                let mtime =
-                    meta.mtime.map_or(DEFAULT_MTIME, |t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
-                let perm = |default: u16| meta.mode.map_or(default, |m| (m & 0o7777) as u16);
-                Ok(match node.as_ref() {
-                    Node::File(f) => Attr {
-                        ino,
-                        kind: FileKind::File,
-                        size: f.size,
-                        perm: perm(0o444),
-                        mtime,
-                        nlink: 1,
-                        blksize: self.chunk_size(f),
-                        uid: None,
-                        gid: None,
-                        atime: None,
-                        ctime: None,
-                    },
-                    Node::Directory { .. } | Node::HamtShard(_) | Node::Cbor(Ipld::Map(_) | Ipld::List(_)) => {
-                        dir(perm(0o555), mtime)
-                    }
-                    Node::Symlink { target, .. } => Attr {
-                        ino,
-                        kind: FileKind::Symlink,
-                        size: target.len() as u64,
-                        perm: 0o777,
-                        mtime,
-                        nlink: 1,
-                        blksize: 4096,
-                        uid: None,
-                        gid: None,
-                        atime: None,
-                        ctime: None,
-                    },
-                    Node::Cbor(scalar) => scalar_attr(ino, scalar),
-                })
-            }
+            Target::Node(cid) => self.content.attr(ino, cid),
             Target::Value { cid, path } => Ok(match self.value_at(cid, path)? {
                 Ipld::Map(_) | Ipld::List(_) => dir(0o555, DEFAULT_MTIME),
                 scalar => scalar_attr(ino, &scalar),
@@ -651,11 +552,7 @@ impl Vfs {
     /// An entry's type without reading it. Unknown kinds (blocks not held locally) are
     /// shown as files; looking them up gives the truth (or the error).
     pub(crate) fn kind_hint(&self, cid: &Cid) -> FileKind {
-        match self.blocks.kind_hint(cid) {
-            Some(Kind::Directory) => FileKind::Directory,
-            Some(Kind::Symlink) => FileKind::Symlink,
-            _ => FileKind::File,
-        }
+        self.content.kind_hint(cid)
     }
 
     /// Reads up to `size` bytes at `offset`, as the slices of the blocks that hold them (a
@@ -677,36 +574,7 @@ impl Vfs {
 
     /// Reads from the content-addressed node `cid`.
     pub(crate) fn read_node(&self, cid: &Cid, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
-        let cid = *cid;
-        let node = self.node(&cid)?;
-        match node.as_ref() {
-            Node::File(f) => {
-                // (without a network tier, reads skip the read-ahead bookkeeping entirely)
-                let network = self.has_network_tier();
-                let before = if network { self.blocks.remote_fetches() } else { 0 };
-                let window = if network { PREFETCH_WINDOW } else { 0 };
-                let mut out = Vec::new();
-                let next = file::read_range_ahead(self, &cid, f, offset, u64::from(size), window, &mut |b| {
-                    out.push(b.clone());
-                    Ok(())
-                })?;
-                self.note_read(&cid, f.size, offset, offset.saturating_add(u64::from(size)).min(f.size));
-                if !network {
-                    return Ok(out);
-                }
-                // A file that needed the network streams from it: fetch ahead of the reader.
-                let mut streaming = self.streaming.lock().expect("lock poisoned");
-                if streaming.get(&cid).is_some() || self.blocks.remote_fetches() > before {
-                    streaming.put(cid, ());
-                    drop(streaming);
-                    self.blocks.prefetch(&next);
-                }
-                Ok(out)
-            }
-            Node::Cbor(v) if !matches!(v, Ipld::Map(_) | Ipld::List(_)) => slice_text(v, offset, size),
-            Node::Symlink { .. } => Err(VfsError::NotFound("symlink has no content".into())),
-            _ => Err(VfsError::IsADirectory),
-        }
+        self.content.read(cid, offset, size)
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
@@ -799,7 +667,7 @@ impl Vfs {
 
     #[cfg(test)]
     fn cached_node_bytes(&self) -> usize {
-        self.nodes.lock().expect("lock poisoned").bytes
+        self.content.cached_node_bytes()
     }
 
     pub fn statfs(&self) -> Capacity {
@@ -859,77 +727,9 @@ fn slice_text(v: &Ipld, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> 
     Ok(vec![Bytes::copy_from_slice(&text[start..end])])
 }
 
-/// Decoded nodes, bounded by the bytes they hold.
-struct NodeCache {
-    map: LruCache<Cid, Arc<Node>>,
-    bytes: usize,
-}
-
-/// Roughly the memory a decoded node holds.
-fn node_weight(node: &Node) -> usize {
-    64 + match node {
-        Node::File(f) => f.data.len() + f.children.len() * 96,
-        Node::Directory { links, .. } => links.len() * 128,
-        Node::HamtShard(s) => s.links.len() * 128,
-        Node::Symlink { target, .. } => target.len(),
-        Node::Cbor(_) => 1024,
-    }
-}
-
 impl Nodes for Vfs {
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
-        if let Some(n) = self.nodes.lock().expect("lock poisoned").map.get(cid) {
-            return Ok(n.clone());
-        }
-        let node = self.blocks.as_ref().node(cid)?;
-        let weight = node_weight(&node);
-        let leaf = matches!(node.as_ref(), Node::File(f) if f.children.is_empty() && f.data.len() > MAX_CACHED_LEAF);
-        if !leaf {
-            let mut cache = self.nodes.lock().expect("lock poisoned");
-            if let Some(old) = cache.map.put(*cid, node.clone()) {
-                cache.bytes -= node_weight(&old);
-            }
-            cache.bytes += weight;
-            while cache.bytes > NODE_CACHE_BYTES {
-                match cache.map.pop_lru() {
-                    Some((_, evicted)) => cache.bytes -= node_weight(&evicted),
-                    None => break,
-                }
-            }
-        }
-        Ok(node)
-    }
-}
-
-impl Vfs {
-    /// The file's chunk size — its first leaf's size, never a subtree's — for
-    /// `st_blksize` (programs size their reads by it: `cat` of a 16 GB file must not read
-    /// 1 GiB at a time). The first children are followed down to a leaf: raw, or a dag-pb
-    /// leaf, known from its link (a leaf's cumulative size is its own bytes plus a few
-    /// bytes of framing; a subtree's holds whole nodes of links). Inner nodes are read
-    /// anyway to read the file; a leaf never is, just for this.
-    fn chunk_size(&self, f: &unixfs::FileNode) -> u32 {
-        const LEAF_FRAMING: u64 = 64;
-        let clamp = |n: u64| n.clamp(4096, 4 << 20) as u32;
-        let mut held: Option<Arc<Node>> = None;
-        for _ in 0..unixfs::file::MAX_DEPTH {
-            let node = match held.as_deref() {
-                Some(Node::File(n)) => n,
-                _ => f,
-            };
-            let Some(first) = node.children.first() else { return clamp(node.data.len() as u64) };
-            let leaf = first.cid.codec() == crate::block::RAW
-                || (first.tsize >= first.size && first.tsize - first.size < LEAF_FRAMING);
-            if leaf {
-                return clamp(first.size);
-            }
-            match Nodes::node(self, &first.cid) {
-                Ok(n) if matches!(n.as_ref(), Node::File(_)) => held = Some(n),
-                // unreadable now: a guess no larger than any importer's chunk
-                _ => return clamp(first.size.min(1 << 20)),
-            }
-        }
-        clamp(1 << 20)
+        Nodes::node(self.content.as_ref(), cid)
     }
 }
 
@@ -951,9 +751,11 @@ pub fn empty_dir_cid() -> Cid {
         .cid
 }
 
+mod content;
 mod drive;
 pub mod errno;
 mod hot;
+mod inodes;
 pub mod posix;
 mod spill;
 mod stream;

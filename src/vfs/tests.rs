@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use cid::{Cid, Version};
 use ipld_core::ipld::Ipld;
 
+use super::content::NODE_CACHE_BYTES;
 use super::mem_store::MemStore;
 use super::*;
 use crate::block::{Block, DAG_CBOR};
