@@ -184,6 +184,18 @@ impl Content {
         clamp(1 << 20)
     }
 
+    /// A drive file's written bytes (`file`) were just committed as the file `cid`, `len`
+    /// bytes long, and will not be written again: they become its hot copy, if there is
+    /// room (a link, nothing copied).
+    pub(super) fn adopt_written(&self, cid: &Cid, len: u64, file: &std::fs::File) {
+        if let Some(hot) = self.hot.get()
+            && len >= super::HOT_MIN_BYTES
+            && hot.copies.adopt(cid, len, file)
+        {
+            log::debug!("the written bytes of {cid} are its hot copy");
+        }
+    }
+
     #[cfg(test)]
     pub(super) fn cached_node_bytes(&self) -> usize {
         self.nodes.lock().expect("lock poisoned").bytes

@@ -84,7 +84,7 @@ const TRACKED_FILES: usize = 64;
 
 /// The mount's side of hot copies: the store, the files being read, the copier thread.
 pub(super) struct Hot {
-    copies: Arc<dyn HotCopies>,
+    pub(super) copies: Arc<dyn HotCopies>,
     read: std::sync::Mutex<LruCache<Cid, Covered>>,
     copier: SyncSender<(Cid, u64)>,
 }
@@ -190,8 +190,8 @@ impl Vfs {
     /// The file (CID and length) whose bytes `ino` shows, if it shows exactly one and
     /// nothing was written to it since its last commit.
     fn clean_content(&self, ino: u64) -> Option<(Cid, u64)> {
-        let cid = if self.is_drive(ino) {
-            self.drive_clean_content(ino)?
+        let cid = if let Some(drive) = self.drive_node(ino) {
+            drive.clean_content(ino)?
         } else {
             match self.target(ino).ok()? {
                 Target::Node(cid) => cid,
@@ -219,18 +219,6 @@ impl Vfs {
     /// The CID of what `ino` shows now, if nothing was written to it since its last commit.
     pub fn clean_cid(&self, ino: u64) -> Option<Cid> {
         self.clean_content(ino).map(|(cid, _)| cid)
-    }
-
-    /// A file's written bytes (`spill`) were just committed as the file `cid`, `len`
-    /// bytes long, and will not be written again: they become its hot copy, if there is
-    /// room (a link, nothing copied).
-    pub(super) fn adopt_written(&self, spill: &super::spill::SpillFile, cid: &Cid, len: u64) {
-        if let Some(hot) = self.content.hot.get()
-            && len >= HOT_MIN_BYTES
-            && spill.with_disk_file(|f| hot.copies.adopt(cid, len, f)) == Some(true)
-        {
-            log::debug!("the written bytes of {cid} are its hot copy");
-        }
     }
 }
 

@@ -176,16 +176,11 @@ pub struct Vfs {
     inodes: Arc<InodeTable>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
-    capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
-    /// The drive tree (drive mode only).
-    drive: Option<Arc<Mutex<drive::Drive>>>,
+    capacity: Arc<dyn Fn() -> Capacity + Send + Sync>,
+    /// The drive (drive mode only): its own object, reached through its methods only.
+    drive: Option<Arc<Drive>>,
     /// The drive's commits (drive mode only).
     snapshots: Option<CommitLog>,
-    /// Held by a commit from start to end: commits run one at a time.
-    commit_serial: Mutex<()>,
-    /// Frees at least this many bytes of second copies (hot copies, fetched blocks) when
-    /// a write would not fit otherwise.
-    make_room: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl Vfs {
@@ -213,29 +208,24 @@ impl Vfs {
         spill_dir: std::path::PathBuf,
         capacity: Box<dyn Fn() -> Capacity + Send + Sync>,
     ) -> Vfs {
+        let content = Arc::new(Content::new(blocks));
+        let inodes = Arc::new(InodeTable::new());
+        let capacity: Arc<dyn Fn() -> Capacity + Send + Sync> = Arc::from(capacity);
         let drive = match &mode {
             RootMode::Drive(root) => {
-                let writable = store.is_some();
-                let drive = Arc::new(Mutex::new(drive::Drive::new(*root, spill_dir, store)));
-                if writable {
-                    let streamer = stream::spawn(Arc::downgrade(&drive));
-                    drive.lock().expect("lock poisoned").streamer = Some(streamer);
-                }
-                Some(drive)
+                Some(Arc::new(Drive::new(*root, spill_dir, store, content.clone(), inodes.clone(), capacity.clone())))
             }
             RootMode::Ipfs => None,
         };
         Vfs {
-            content: Arc::new(Content::new(blocks)),
+            content,
             mode,
-            inodes: Arc::new(InodeTable::new()),
+            inodes,
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             capacity,
             drive,
             snapshots: None,
-            commit_serial: Mutex::new(()),
-            make_room: None,
         }
     }
 
@@ -243,15 +233,26 @@ impl Vfs {
     /// last commit) or was created. It moves on with every change to the root's entries.
     pub fn with_drive_time(self, time: SystemTime) -> Vfs {
         if let Some(d) = &self.drive {
-            d.lock().expect("lock poisoned").root_time = time;
+            d.set_root_time(time);
         }
         self
     }
 
     /// Lets writes that would not fit ask for room: `make_room(n)` frees `n` bytes of
     /// second copies if it can. A write fails with `ENOSPC` only once they are gone.
-    pub fn with_room_maker(mut self, make_room: Box<dyn Fn(u64) + Send + Sync>) -> Vfs {
-        self.make_room = Some(make_room);
+    pub fn with_room_maker(self, make_room: Box<dyn Fn(u64) + Send + Sync>) -> Vfs {
+        if let Some(d) = &self.drive {
+            d.set_room_maker(make_room);
+        }
+        self
+    }
+
+    /// Gives the drive its POSIX sidecar (the store's `drive.posix` root; see [`posix`]),
+    /// before anything is looked up.
+    pub fn with_posix_sidecar(self, side: Option<Cid>) -> Vfs {
+        if let (Some(d), Some(side)) = (&self.drive, side) {
+            d.set_sidecar(side);
+        }
         self
     }
 
@@ -350,8 +351,14 @@ impl Vfs {
             let ino = self.ino_for(target.clone(), parent, name);
             return self.attr_of(ino, &target);
         }
-        if self.is_drive(parent) {
-            return self.drive_lookup(parent, name);
+        if let Some(drive) = self.drive_node(parent) {
+            if let Some(cid) = drive.foreign(parent) {
+                // dag-cbor inside the drive: its entries are content under a CID
+                let child = self.child_of_node(&cid, name)?;
+                let ino = self.ino_for(child.clone(), parent, name);
+                return self.attr_of(ino, &child);
+            }
+            return drive.lookup(parent, name);
         }
         let child = if self.is_ipfs_namespace(&parent_t) {
             let cid = Cid::try_from(name).map_err(|_| VfsError::NotFound(name.to_string()))?;
@@ -386,8 +393,8 @@ impl Vfs {
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Attr, VfsError> {
-        if self.is_drive(ino) {
-            return self.drive_attr(ino);
+        if let Some(drive) = self.drive_node(ino) {
+            return drive.attr(ino);
         }
         let t = self.target(ino)?;
         self.attr_of(ino, &t)
@@ -423,7 +430,7 @@ impl Vfs {
             // (in drive mode the root is a drive node; this is the --ipfs root)
             Target::Root => Ok(dir(0o555, DEFAULT_MTIME)),
             Target::IpfsDir => Ok(dir(0o555, DEFAULT_MTIME)),
-            Target::Drive(_) => self.drive_attr(ino),
+            Target::Drive(_) => self.drive()?.attr(ino),
             Target::Snapshots => Ok(dir(0o555, DEFAULT_MTIME)),
             Target::Latest => {
                 let size = self.commits().last().map_or(0, |(s, _)| s.to_string().len() as u64);
@@ -468,8 +475,8 @@ impl Vfs {
 
     /// All entries of directory `ino`, without fetching any entry's own block.
     pub fn list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
-        if self.is_drive(ino) {
-            return self.drive_list(ino);
+        if let Some(drive) = self.drive_node(ino) {
+            return drive.list(ino);
         }
         let t = self.target(ino)?;
         let mut out = vec![
@@ -558,8 +565,8 @@ impl Vfs {
     /// Reads up to `size` bytes at `offset`, as the slices of the blocks that hold them (a
     /// read inside one leaf is one slice of that leaf, copied by nobody).
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
-        if self.is_drive(ino) {
-            return self.drive_read(ino, offset, size);
+        if let Some(drive) = self.drive_node(ino) {
+            return drive.read(ino, offset, size);
         }
         let t = self.target(ino)?;
         match &t {
@@ -578,8 +585,8 @@ impl Vfs {
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
-        if self.is_drive(ino) {
-            return self.drive_readlink(ino);
+        if let Some(drive) = self.drive_node(ino) {
+            return drive.readlink(ino);
         }
         match self.target(ino)? {
             Target::Latest => {
@@ -600,24 +607,20 @@ impl Vfs {
         if !write {
             return Ok(());
         }
-        let writable = self.drive.as_ref().map(|d| {
-            let d = d.lock().expect("lock poisoned");
-            (d.is_writable_file(ino), d.nodes.contains_key(&ino) && d.is_writable())
-        });
-        match writable {
-            Some((true, _)) => {
-                self.opened_for_write(ino);
+        let drive = self.drive()?;
+        match drive.writable_file(ino)? {
+            true => {
+                drive.opened_for_write(ino);
                 Ok(())
             }
-            Some((false, true)) => Err(VfsError::IsADirectory),
-            _ => Err(VfsError::ReadOnly),
+            false => Err(VfsError::IsADirectory),
         }
     }
 
     /// The CID an inode shows, if it is a whole block.
     pub fn cid_of(&self, ino: u64) -> Result<Option<Cid>, VfsError> {
-        if self.is_drive(ino) {
-            return self.drive_cid(ino);
+        if let Some(drive) = self.drive_node(ino) {
+            return drive.cid(ino);
         }
         Ok(match self.target(ino)? {
             Target::Root | Target::Drive(_) | Target::Snapshots | Target::Latest => None,
@@ -644,7 +647,7 @@ impl Vfs {
                 return Err(missing);
             }
             let name = name.to_str().ok_or(VfsError::NoAttribute)?;
-            return self.drive_xattrs(ino)?.remove(name).ok_or(missing);
+            return self.drive()?.xattrs(ino)?.remove(name).ok_or(missing);
         }
         self.cid_of(ino)?.map(|c| c.to_string().into_bytes()).ok_or(VfsError::NoAttribute)
     }
@@ -656,8 +659,8 @@ impl Vfs {
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
         self.target(ino)?;
         let mut out = Vec::new();
-        if self.is_drive(ino) {
-            for name in self.drive_xattrs(ino)?.keys() {
+        if let Some(drive) = self.drive_node(ino) {
+            for name in drive.xattrs(ino)?.keys() {
                 out.extend_from_slice(name.as_bytes());
                 out.push(0);
             }
@@ -756,10 +759,9 @@ mod drive;
 pub mod errno;
 mod hot;
 mod inodes;
-pub mod posix;
-mod spill;
-mod stream;
-pub use drive::{CommitBuild, DriveStore, NAME_MAX};
+mod writes;
+use drive::Drive;
+pub use drive::{CommitBuild, DriveStore, NAME_MAX, posix};
 pub use hot::{HOT_MIN_BYTES, HotCopies};
 
 #[cfg(test)]

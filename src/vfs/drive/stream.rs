@@ -4,7 +4,7 @@
 //! lands at the current end, as `cp`, `dd`, `rsync`, `tar` and backup tools write — is
 //! *streamed*: a background thread reads each full chunk back from the spill file (still
 //! in the page cache), encodes it as a leaf exactly as the importer would, and stages the
-//! leaf in the store ([`DriveStore::stage`](super::drive::DriveStore::stage): appended to
+//! leaf in the store ([`DriveStore::stage`](super::DriveStore::stage): appended to
 //! a segment, indexed, not yet synced). The commit then links those leaves as they are and
 //! imports only the tail after them. The file gets the same CID either way; what changes
 //! is *when* the hashing and the segment writes happen: during the writes, on the core
@@ -20,8 +20,8 @@ use std::io::Read;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::drive::{Content, DNode, Drive};
 use super::spill::SpillFile;
+use super::{Content, DNode, Tree};
 use crate::importer::file::{Chunk, encode_leaf};
 use crate::importer::{ImportOptions, LinkInfo};
 
@@ -103,7 +103,7 @@ impl Stream {
 }
 
 /// Starts the streaming thread for a drive; it ends when the drive is dropped.
-pub(super) fn spawn(drive: Weak<Mutex<Drive>>) -> Sender<u64> {
+pub(super) fn spawn(drive: Weak<Mutex<Tree>>) -> Sender<u64> {
     let (tx, rx) = channel();
     std::thread::Builder::new()
         .name("cidfs-stream".into())
@@ -112,7 +112,7 @@ pub(super) fn spawn(drive: Weak<Mutex<Drive>>) -> Sender<u64> {
     tx
 }
 
-fn worker(drive: &Weak<Mutex<Drive>>, queue: &Receiver<u64>) {
+fn worker(drive: &Weak<Mutex<Tree>>, queue: &Receiver<u64>) {
     while let Ok(ino) = queue.recv() {
         let Some(drive) = drive.upgrade() else { return };
         while stream_some(&drive, ino) {}
@@ -120,7 +120,7 @@ fn worker(drive: &Weak<Mutex<Drive>>, queue: &Receiver<u64>) {
 }
 
 /// The spill file and stream of a file being streamed.
-fn streaming(d: &mut Drive, ino: u64) -> Option<(&Arc<SpillFile>, u64, &mut Stream)> {
+fn streaming(d: &mut Tree, ino: u64) -> Option<(&Arc<SpillFile>, u64, &mut Stream)> {
     match d.nodes.get_mut(&ino) {
         Some(DNode::File { content: Content::Spill { file, size, overlay: None, stream }, .. }) => {
             Some((file, *size, stream))
@@ -130,7 +130,7 @@ fn streaming(d: &mut Drive, ino: u64) -> Option<(&Arc<SpillFile>, u64, &mut Stre
 }
 
 /// Streams the next claimable chunks of `ino`; false when there is nothing to do.
-fn stream_some(drive: &Mutex<Drive>, ino: u64) -> bool {
+fn stream_some(drive: &Mutex<Tree>, ino: u64) -> bool {
     let opts = ImportOptions::default();
     let chunk = opts.chunk_size as u64;
     let (file, generation, first, count, store) = {

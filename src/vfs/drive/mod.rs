@@ -5,7 +5,7 @@
 //! `Lazy(cid)` until it is looked at. A file that is written is copied once into an
 //! anonymous spill file, and all its reads and writes go there until the next commit.
 //!
-//! [`Vfs::commit`] re-imports every changed file with the importer's default options
+//! [`Drive::commit`] re-imports every changed file with the importer's default options
 //! (Kubo's, so unchanged chunks keep their CIDs and only the changed leaves and the nodes
 //! above them are new blocks), rebuilds changed directories bottom-up, and makes the new
 //! root durable through the [`DriveStore`] in one transaction. Unchanged subtrees keep
@@ -19,16 +19,24 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cid::Cid;
 
-use super::posix::{self, Extras, Side, SideEntry};
-use super::spill::{MEMORY_MAX, SpillFile};
-use super::stream::Stream;
-use super::{Attr, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, Target, Vfs, VfsError, unix_time};
+pub mod posix;
+mod spill;
+mod stream;
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use super::content::Content as Dag;
+use super::inodes::InodeTable;
+use super::{Attr, Capacity, DEFAULT_MTIME, DirEntry, FileKind, ROOT_INO, VfsError, unix_time};
 use crate::importer::file::{Chunk, ReadError, encode_leaf, import_reader, import_symlink};
 use crate::importer::sparse::{has_holes, import_sparse};
 use crate::importer::{BlockSink, DirBuilder, FileImporter, ImportOptions, LinkInfo};
 use crate::store::StoreError;
 use crate::unixfs::pb::UnixTime;
 use crate::unixfs::{Metadata, Node, Nodes, dir, file};
+use posix::{Extras, Side, SideEntry};
+use spill::{MEMORY_MAX, SpillFile};
+use stream::Stream;
 
 /// Longest name a drive entry may have, in bytes.
 pub const NAME_MAX: usize = 255;
@@ -58,7 +66,7 @@ pub trait DriveStore: Send + Sync {
 /// What a commit runs: writes blocks into the sink, returns (drive root, sidecar root).
 pub type CommitBuild<'a> = dyn FnMut(&mut dyn BlockSink<Error = StoreError>) -> Result<(Cid, Cid), VfsError> + 'a;
 
-pub(super) enum DNode {
+enum DNode {
     /// Not looked at yet: the entry's CID and the size its parent's link records.
     Lazy {
         cid: Cid,
@@ -90,7 +98,7 @@ pub(super) enum DNode {
     },
 }
 
-pub(super) enum Content {
+enum Content {
     Base {
         cid: Cid,
         size: u64,
@@ -110,7 +118,7 @@ pub(super) enum Content {
 /// nothing, writing 4 KiB copies one 256 KiB chunk into the spill file, and the commit
 /// re-hashes only the written chunks (the others keep their leaf links).
 #[derive(Clone, Debug)]
-pub(super) struct Overlay {
+struct Overlay {
     base: Cid,
     chunk: u64,
     /// The committed leaves: chunk `i` is `leaves[i]` (all full but the last).
@@ -142,21 +150,21 @@ fn read_at_zero_fill(f: &SpillFile, dst: &mut [u8], pos: u64) -> Result<(), VfsE
     Ok(())
 }
 
-pub(super) struct Drive {
-    pub(super) nodes: std::collections::HashMap<u64, DNode>,
+struct Tree {
+    nodes: std::collections::HashMap<u64, DNode>,
     /// The root's mtime while it stores none (UnixFS metadata): when an entry of the root
     /// last changed, else the drive's last commit, else the store's creation.
-    pub(super) root_time: std::time::SystemTime,
+    root_time: std::time::SystemTime,
     /// Each node's directory (the root is its own parent).
     parents: std::collections::HashMap<u64, u64>,
     spill_dir: PathBuf,
     /// None: a read-only drive.
-    pub(super) store: Option<Arc<dyn DriveStore>>,
-    pub(super) changed: bool,
+    store: Option<Arc<dyn DriveStore>>,
+    changed: bool,
     /// Bytes held in spill files (not yet committed), counted against the capacity.
-    pub(super) spill_bytes: u64,
-    /// Where files to stream are queued (see [`stream`](super::stream)).
-    pub(super) streamer: Option<std::sync::mpsc::Sender<u64>>,
+    spill_bytes: u64,
+    /// Where files to stream are queued (see [`stream`]).
+    streamer: Option<std::sync::mpsc::Sender<u64>>,
     /// Spill files opened since the last commit.
     open_spills: usize,
     /// Spills created in memory since the last commit.
@@ -181,8 +189,8 @@ pub(super) struct Drive {
     prebuilt: HashMap<u64, (u64, Built)>,
 }
 
-impl Drive {
-    pub(super) fn new(root: Option<Cid>, spill_dir: PathBuf, store: Option<Arc<dyn DriveStore>>) -> Drive {
+impl Tree {
+    fn new(root: Option<Cid>, spill_dir: PathBuf, store: Option<Arc<dyn DriveStore>>) -> Tree {
         let mut nodes = std::collections::HashMap::new();
         let root_node = match root {
             Some(cid) => DNode::Lazy { cid, tsize: 0 },
@@ -191,7 +199,7 @@ impl Drive {
         nodes.insert(ROOT_INO, root_node);
         let parents = [(ROOT_INO, ROOT_INO)].into();
         let writers = std::collections::HashMap::new();
-        Drive {
+        Tree {
             nodes,
             parents,
             spill_dir,
@@ -234,21 +242,106 @@ fn check_name(name: &str) -> Result<(), VfsError> {
     Ok(())
 }
 
-impl Drive {
-    pub(super) fn is_writable(&self) -> bool {
+impl Tree {
+    fn is_writable(&self) -> bool {
         self.store.is_some()
     }
 
     /// Whether `ino` is a regular file this drive may change (not yet resolved entries
     /// count: they are checked when written).
-    pub(super) fn is_writable_file(&self, ino: u64) -> bool {
+    fn is_writable_file(&self, ino: u64) -> bool {
         self.is_writable() && matches!(self.nodes.get(&ino), Some(DNode::File { .. } | DNode::Lazy { .. }))
     }
 }
 
-impl Vfs {
+/// The drive: its tree under one lock, and what it reads committed content through.
+pub(crate) struct Drive {
+    tree: Arc<Mutex<Tree>>,
+    /// Committed content (the mount's node cache and hot copies).
+    dag: Arc<Dag>,
+    /// Where the drive's nodes get their inode numbers.
+    inodes: Arc<InodeTable>,
+    /// Held by a commit from start to end: commits run one at a time.
+    commit_serial: Mutex<()>,
+    /// Space left, as the mount reports it (writes past it fail with `ENOSPC`).
+    capacity: Arc<dyn Fn() -> Capacity + Send + Sync>,
+    /// Frees at least this many bytes of second copies (hot copies, fetched blocks) when
+    /// a write would not fit otherwise.
+    make_room: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Drive {
+    /// The drive rooted at `root` (`None`: empty); writable if it has a `store`, with
+    /// written files spilling into `spill_dir` until committed.
+    pub(super) fn new(
+        root: Option<Cid>,
+        spill_dir: PathBuf,
+        store: Option<Arc<dyn DriveStore>>,
+        dag: Arc<Dag>,
+        inodes: Arc<InodeTable>,
+        capacity: Arc<dyn Fn() -> Capacity + Send + Sync>,
+    ) -> Drive {
+        let writable = store.is_some();
+        let tree = Arc::new(Mutex::new(Tree::new(root, spill_dir, store)));
+        if writable {
+            let streamer = stream::spawn(Arc::downgrade(&tree));
+            tree.lock().expect("lock poisoned").streamer = Some(streamer);
+        }
+        Drive { tree, dag, inodes, commit_serial: Mutex::new(()), capacity, make_room: OnceLock::new() }
+    }
+
+    /// The root's mtime while it stores none (see [`Tree::root_time`]).
+    pub(super) fn set_root_time(&self, time: std::time::SystemTime) {
+        self.tree.lock().expect("lock poisoned").root_time = time;
+    }
+
+    /// Lets writes that would not fit ask for room (see [`Vfs::with_room_maker`](super::Vfs::with_room_maker)).
+    pub(super) fn set_room_maker(&self, make_room: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.make_room.set(make_room);
+    }
+
+    /// The content a dag-cbor node of the drive shows (served read-only from its CID).
+    pub(super) fn foreign(&self, ino: u64) -> Option<Cid> {
+        match self.tree.lock().expect("lock poisoned").nodes.get(&ino) {
+            Some(DNode::Foreign { cid, .. }) => Some(*cid),
+            _ => None,
+        }
+    }
+
+    /// Whether `ino` may be opened for writing: `Ok(true)` a file of a writable drive,
+    /// `Ok(false)` another node of it (a directory), `Err` nothing writable.
+    pub(super) fn writable_file(&self, ino: u64) -> Result<bool, VfsError> {
+        let d = self.tree.lock().expect("lock poisoned");
+        if d.is_writable_file(ino) {
+            Ok(true)
+        } else if d.nodes.contains_key(&ino) && d.is_writable() {
+            Ok(false)
+        } else {
+            Err(VfsError::ReadOnly)
+        }
+    }
+
+    /// Reads committed content.
+    fn read_node(&self, cid: &Cid, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
+        self.dag.read(cid, offset, size)
+    }
+
+    /// A file's written bytes (`spill`) were just committed as the file `cid`, `len`
+    /// bytes long, and will not be written again: they may become its hot copy.
+    fn adopt_written(&self, spill: &SpillFile, cid: &Cid, len: u64) {
+        let _ = spill.with_disk_file(|f| self.dag.adopt_written(cid, len, f));
+    }
+}
+
+impl Nodes for Drive {
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, crate::unixfs::UnixfsError> {
+        Nodes::node(self.dag.as_ref(), cid)
+    }
+}
+
+impl Drive {
     /// The CID a drive node has now (committing pending changes first).
-    pub(super) fn drive_cid(&self, ino: u64) -> Result<Option<Cid>, VfsError> {
+    pub(super) fn cid(&self, ino: u64) -> Result<Option<Cid>, VfsError> {
         self.commit()?;
         let mut d = self.drive()?;
         self.resolve(&mut d, ino)?;
@@ -260,12 +353,12 @@ impl Vfs {
         Ok(self.base_of(&d, ino).map(|l| l.cid))
     }
 
-    fn drive(&self) -> Result<std::sync::MutexGuard<'_, Drive>, VfsError> {
-        self.drive.as_ref().map(|d| d.lock().expect("lock poisoned")).ok_or(VfsError::ReadOnly)
+    fn drive(&self) -> Result<MutexGuard<'_, Tree>, VfsError> {
+        Ok(self.tree.lock().expect("lock poisoned"))
     }
 
     /// The drive, for a change: refused on a read-only drive.
-    fn drive_mut(&self) -> Result<std::sync::MutexGuard<'_, Drive>, VfsError> {
+    fn drive_mut(&self) -> Result<MutexGuard<'_, Tree>, VfsError> {
         let d = self.drive()?;
         if d.store.is_none() {
             return Err(VfsError::ReadOnly);
@@ -273,18 +366,12 @@ impl Vfs {
         Ok(d)
     }
 
-    /// Whether `ino` is a node of the drive (mutable), rather than content under a CID.
-    /// Asks the inode table, not the drive: content reads must not wait on a commit.
-    pub fn is_drive(&self, ino: u64) -> bool {
-        self.drive.is_some() && self.inodes.is_drive(ino)
-    }
-
     fn new_drive_ino(&self, parent: u64, name: &str) -> u64 {
         self.inodes.new_drive_ino(parent, name)
     }
 
     /// Turns a `Lazy` node into what its block is.
-    fn resolve(&self, d: &mut Drive, ino: u64) -> Result<(), VfsError> {
+    fn resolve(&self, d: &mut Tree, ino: u64) -> Result<(), VfsError> {
         let Some(DNode::Lazy { cid, tsize }) = d.nodes.get(&ino) else { return Ok(()) };
         let (cid, tsize) = (*cid, *tsize);
         let node = Nodes::node(self, &cid)?;
@@ -326,7 +413,7 @@ impl Vfs {
         Ok(())
     }
 
-    fn children<'a>(&self, d: &'a mut Drive, ino: u64) -> Result<&'a mut BTreeMap<String, u64>, VfsError> {
+    fn children<'a>(&self, d: &'a mut Tree, ino: u64) -> Result<&'a mut BTreeMap<String, u64>, VfsError> {
         self.resolve(d, ino)?;
         match d.nodes.get_mut(&ino) {
             Some(DNode::Dir { entries, .. }) => Ok(entries),
@@ -338,7 +425,7 @@ impl Vfs {
     }
 
     /// Marks a directory changed (its CID must be recomputed) and sets its mtime.
-    fn touch_dir(d: &mut Drive, ino: u64) {
+    fn touch_dir(d: &mut Tree, ino: u64) {
         if let Some(DNode::Dir { base, meta, .. }) = d.nodes.get_mut(&ino) {
             *base = None;
             if meta.mtime.is_some() {
@@ -351,16 +438,11 @@ impl Vfs {
         d.changed = true;
     }
 
-    pub(super) fn drive_lookup(&self, parent: u64, name: &str) -> Result<Attr, VfsError> {
+    /// Looks `name` up in directory `parent` (a dag-cbor node's entries are looked up by
+    /// the caller, as content: see [`foreign`](Self::foreign)).
+    pub(super) fn lookup(&self, parent: u64, name: &str) -> Result<Attr, VfsError> {
         let ino = {
             let mut d = self.drive()?;
-            if let Some(DNode::Foreign { cid, .. }) = d.nodes.get(&parent) {
-                let cid = *cid;
-                drop(d);
-                let child = self.child_of_node(&cid, name)?;
-                let ino = self.ino_for(child.clone(), parent, name);
-                return self.attr_of(ino, &child);
-            }
             let entries = self.children(&mut d, parent)?;
             let ino = *entries.get(name).ok_or_else(|| VfsError::NotFound(name.to_string()))?;
             if let Some(DNode::Lazy { .. }) = d.nodes.get(&ino) {
@@ -368,13 +450,13 @@ impl Vfs {
             }
             ino
         };
-        self.drive_attr(ino)
+        self.attr(ino)
     }
 
     /// Attributes of a drive node: from its content and UnixFS metadata, then what the
     /// sidecar adds (owner, atime, the number of names).
-    pub(super) fn drive_attr(&self, ino: u64) -> Result<Attr, VfsError> {
-        let mut a = self.drive_content_attr(ino)?;
+    pub(super) fn attr(&self, ino: u64) -> Result<Attr, VfsError> {
+        let mut a = self.content_attr(ino)?;
         let d = self.drive()?;
         if let Some(x) = d.extras.get(&ino) {
             a.uid = x.uid;
@@ -401,7 +483,7 @@ impl Vfs {
         Ok(a)
     }
 
-    fn drive_content_attr(&self, ino: u64) -> Result<Attr, VfsError> {
+    fn content_attr(&self, ino: u64) -> Result<Attr, VfsError> {
         let mut d = self.drive()?;
         self.resolve(&mut d, ino)?;
         let writable = d.is_writable();
@@ -430,7 +512,7 @@ impl Vfs {
             DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta, .. } => {
                 let (cid, meta) = (*cid, *meta);
                 drop(d);
-                let mut a = self.attr_of(ino, &Target::Node(cid))?;
+                let mut a = self.dag.attr(ino, &cid)?;
                 a.perm = perm(&meta, file_perm);
                 return Ok(a);
             }
@@ -468,13 +550,13 @@ impl Vfs {
             DNode::Foreign { cid, .. } => {
                 let cid = *cid;
                 drop(d);
-                return self.attr_of(ino, &Target::Node(cid));
+                return self.dag.attr(ino, &cid);
             }
             DNode::Lazy { .. } => unreachable!("resolved above"),
         })
     }
 
-    pub(super) fn drive_list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
+    pub(super) fn list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
         let mut d = self.drive()?;
         if let Some(DNode::Foreign { .. }) = d.nodes.get(&ino) {
             return Err(VfsError::NotADirectory);
@@ -486,7 +568,7 @@ impl Vfs {
         ];
         for (name, child) in entries {
             let kind = match d.nodes.get(&child) {
-                Some(DNode::Lazy { cid, .. }) | Some(DNode::Foreign { cid, .. }) => self.kind_hint(cid),
+                Some(DNode::Lazy { cid, .. }) | Some(DNode::Foreign { cid, .. }) => self.dag.kind_hint(cid),
                 Some(DNode::Dir { .. }) => FileKind::Directory,
                 Some(DNode::Symlink { .. }) => FileKind::Symlink,
                 _ => FileKind::File,
@@ -496,7 +578,7 @@ impl Vfs {
         Ok(out)
     }
 
-    pub(super) fn drive_read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
+    pub(super) fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {
         let content = {
             let mut d = self.drive()?;
             self.resolve(&mut d, ino)?;
@@ -525,7 +607,7 @@ impl Vfs {
     }
 
     /// The CID of a drive file's content, if it is committed and unchanged since.
-    pub(super) fn drive_clean_content(&self, ino: u64) -> Option<Cid> {
+    pub(super) fn clean_content(&self, ino: u64) -> Option<Cid> {
         let mut d = self.drive().ok()?;
         self.resolve(&mut d, ino).ok()?;
         match d.nodes.get(&ino)? {
@@ -534,7 +616,7 @@ impl Vfs {
         }
     }
 
-    pub(super) fn drive_readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+    pub(super) fn readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
         let mut d = self.drive()?;
         self.resolve(&mut d, ino)?;
         match d.nodes.get(&ino) {
@@ -558,7 +640,7 @@ impl Vfs {
             Self::touch_dir(&mut d, parent);
             ino
         };
-        self.drive_attr(ino)
+        self.attr(ino)
     }
 
     /// A spill for a new file: in memory until it grows (see [`spill`](super::spill)).
@@ -575,7 +657,7 @@ impl Vfs {
     }
 
     /// Moves a spill that outgrows memory to disk.
-    fn grow_spill(d: &mut Drive, file: &SpillFile, len: u64) -> Result<(), VfsError> {
+    fn grow_spill(d: &mut Tree, file: &SpillFile, len: u64) -> Result<(), VfsError> {
         if len > MEMORY_MAX && file.in_memory() {
             file.move_to_disk(&d.spill_dir).map_err(VfsError::Io)?;
             d.open_spills += 1;
@@ -612,7 +694,7 @@ impl Vfs {
     }
 
     /// Makes a file's content writable: copies its committed bytes into a spill file.
-    fn make_spill(&self, d: &mut Drive, ino: u64) -> Result<(Arc<SpillFile>, u64), VfsError> {
+    fn make_spill(&self, d: &mut Tree, ino: u64) -> Result<(Arc<SpillFile>, u64), VfsError> {
         self.resolve(d, ino)?;
         let spill_dir = d.spill_dir.clone();
         match d.nodes.get_mut(&ino) {
@@ -662,7 +744,7 @@ impl Vfs {
         }
     }
 
-    fn set_size(d: &mut Drive, ino: u64, new: u64) {
+    fn set_size(d: &mut Tree, ino: u64, new: u64) {
         if let Some(DNode::File { content: Content::Spill { size, .. }, meta, .. }) = d.nodes.get_mut(&ino) {
             *size = new;
             meta.mtime = Some(now());
@@ -672,21 +754,21 @@ impl Vfs {
     }
 
     /// A new version of file `ino` (its bytes or metadata changed).
-    fn bump(d: &mut Drive, ino: u64) {
+    fn bump(d: &mut Tree, ino: u64) {
         d.edits += 1;
         d.versions.insert(ino, d.edits);
     }
 
     /// Refuses growth past the store's capacity (`ENOSPC`), counting uncommitted bytes.
     /// Hot copies and fetched blocks give way first (see `with_room_maker`).
-    fn reserve(&self, d: &mut Drive, bytes: u64) -> Result<(), VfsError> {
+    fn reserve(&self, d: &mut Tree, bytes: u64) -> Result<(), VfsError> {
         let need = d.spill_bytes.saturating_add(bytes);
-        let mut free = self.statfs().free_bytes;
+        let mut free = (self.capacity)().free_bytes;
         if need > free
-            && let Some(make_room) = &self.make_room
+            && let Some(make_room) = self.make_room.get()
         {
             make_room(need - free);
-            free = self.statfs().free_bytes;
+            free = (self.capacity)().free_bytes;
         }
         if need > free {
             return Err(VfsError::NoSpace);
@@ -800,7 +882,7 @@ impl Vfs {
     /// nothing stored, so a plain drive gains no sidecar); after a change of metadata
     /// (mode, times, owner, xattrs, a name) it is kept in the sidecar, never behind the
     /// mtime, and survives remounts.
-    fn stamp_ctime(d: &mut Drive, ino: u64, written: bool) {
+    fn stamp_ctime(d: &mut Tree, ino: u64, written: bool) {
         let stored = d.extras.get(&ino).is_some_and(|x| x.ctime.is_some());
         if written && !stored {
             return;
@@ -948,7 +1030,7 @@ impl Vfs {
     }
 
     /// Whether directory `dir` is `ancestor` or below it.
-    fn is_within(d: &Drive, dir: u64, ancestor: u64) -> bool {
+    fn is_within(d: &Tree, dir: u64, ancestor: u64) -> bool {
         let mut p = dir;
         loop {
             if p == ancestor {
@@ -963,17 +1045,14 @@ impl Vfs {
 
     /// A handle opened `ino` for writing.
     pub fn opened_for_write(&self, ino: u64) {
-        if let Some(drive) = &self.drive {
-            *drive.lock().expect("lock poisoned").writers.entry(ino).or_default() += 1;
-        }
+        *self.tree.lock().expect("lock poisoned").writers.entry(ino).or_default() += 1;
     }
 
     /// A write handle on `ino` was closed. When it was the last, and every byte of the file
     /// is committed already (a commit ran while it was open, nothing changed since), its
     /// spill goes now: kept, it would hold a second copy of the file on disk until unmount.
     pub fn released_writer(&self, ino: u64) {
-        let Some(drive) = &self.drive else { return };
-        let mut d = drive.lock().expect("lock poisoned");
+        let mut d = self.tree.lock().expect("lock poisoned");
         let Some(n) = d.writers.get_mut(&ino) else { return };
         *n -= 1;
         if *n > 0 {
@@ -1007,7 +1086,7 @@ impl Vfs {
     }
 
     fn commit_with(&self, force: bool) -> Result<Option<Cid>, VfsError> {
-        let Some(drive) = &self.drive else { return Ok(None) };
+        let drive = self.tree.as_ref();
         // one commit at a time; everything else goes on while the big files are imported
         let _serial = self.commit_serial.lock().expect("lock poisoned");
         self.prebuild(drive, force)?;
@@ -1044,7 +1123,7 @@ impl Vfs {
     /// file still being written, left out of a background commit).
     fn flush(
         &self,
-        d: &mut Drive,
+        d: &mut Tree,
         ino: u64,
         sink: &mut dyn BlockSink<Error = StoreError>,
         force: bool,
@@ -1144,7 +1223,7 @@ impl Vfs {
         Ok(Some(link))
     }
 
-    fn base_of(&self, d: &Drive, ino: u64) -> Option<LinkInfo> {
+    fn base_of(&self, d: &Tree, ino: u64) -> Option<LinkInfo> {
         match d.nodes.get(&ino)? {
             DNode::Lazy { cid, tsize } | DNode::Foreign { cid, tsize } => {
                 Some(LinkInfo { cid: *cid, tsize: *tsize, filesize: 0 })
@@ -1247,7 +1326,7 @@ impl Vfs {
             depth += 1;
         }
         let mut leaves = Vec::new();
-        fn collect(vfs: &Vfs, f: &crate::unixfs::FileNode, level: usize, out: &mut Vec<LinkInfo>) -> Option<()> {
+        fn collect(vfs: &Drive, f: &crate::unixfs::FileNode, level: usize, out: &mut Vec<LinkInfo>) -> Option<()> {
             for c in &f.children {
                 if level == 1 {
                     out.push(LinkInfo { cid: c.cid, tsize: c.tsize, filesize: c.size });
@@ -1318,7 +1397,7 @@ impl Vfs {
             importer.push_stored_leaf(*link, sink).map_err(VfsError::Store)?;
         }
         let from = leaves.len() as u64 * opts.chunk_size as u64;
-        let mut rest = ContentReader::Spill { vfs: self, file, size, overlay: None, pos: from };
+        let mut rest = ContentReader::Spill { drive: self, file, size, overlay: None, pos: from };
         loop {
             let mut c = Chunk::with_capacity(opts.chunk_size);
             if c.fill_from(&mut rest, opts.chunk_size).map_err(VfsError::Io)? == 0 {
@@ -1372,7 +1451,7 @@ impl FileJob {
 /// An imported file: its link, and for a file changed in place the overlay over its new
 /// leaves (what it goes on with if still open).
 #[derive(Clone)]
-pub(super) struct Built {
+struct Built {
     link: LinkInfo,
     overlay: Option<Overlay>,
 }
@@ -1408,7 +1487,7 @@ impl BlockSink for Staging<'_> {
     }
 }
 
-impl Vfs {
+impl Drive {
     /// Plan, build, install. Under the drive's lock: which changed files (closed, unless
     /// `force`) a commit will import, each with its version and what its bytes are (plan).
     /// Without it: their import, blocks staged in the store (build). Under it again, file
@@ -1416,7 +1495,7 @@ impl Vfs {
     /// (install). So a commit holds the lock only to link files and rebuild directories,
     /// and `stat`, `ls`, reads and writes go on while a 2 GiB file (or 10,000 small ones)
     /// is hashed. A file changed during its import is imported again under the lock.
-    fn prebuild(&self, drive: &std::sync::Mutex<Drive>, force: bool) -> Result<(), VfsError> {
+    fn prebuild(&self, drive: &Mutex<Tree>, force: bool) -> Result<(), VfsError> {
         let (store, plans) = {
             let d = drive.lock().expect("lock poisoned");
             let Some(store) = d.store.clone().filter(|_| d.changed) else { return Ok(()) };
@@ -1450,7 +1529,7 @@ impl Vfs {
     /// still at the version built.
     fn install(
         &self,
-        drive: &std::sync::Mutex<Drive>,
+        drive: &Mutex<Tree>,
         sink: &mut Staging<'_>,
         built: &mut Vec<(u64, u64, Built)>,
     ) -> Result<(), VfsError> {
@@ -1475,7 +1554,7 @@ impl Vfs {
     ) -> Result<Built, VfsError> {
         let link = match job {
             FileJob::Dag { cid, size } => {
-                let mut input = ContentReader::Dag { vfs: self, cid, pos: 0, size };
+                let mut input = ContentReader::Dag { drive: self, cid, pos: 0, size };
                 self.import_content(opts, meta, &mut input, size, sink)?
             }
             FileJob::Streamed { file, size, leaves } => self.import_streamed(opts, meta, file, size, &leaves, sink)?,
@@ -1491,7 +1570,7 @@ impl Vfs {
                 link
             }
             FileJob::Spill { file, size, overlay } => {
-                let mut input = ContentReader::Spill { vfs: self, file, size, overlay, pos: 0 };
+                let mut input = ContentReader::Spill { drive: self, file, size, overlay, pos: 0 };
                 self.import_content(opts, meta, &mut input, size, sink)?
             }
         };
@@ -1527,8 +1606,8 @@ impl Vfs {
     }
 }
 
-/// The stream of a drive file being written anew, if it has one (see [`stream`](super::stream)).
-fn stream_of(d: &mut Drive, ino: u64) -> Option<&mut Stream> {
+/// The stream of a drive file being written anew, if it has one (see [`stream`]).
+fn stream_of(d: &mut Tree, ino: u64) -> Option<&mut Stream> {
     match d.nodes.get_mut(&ino) {
         Some(DNode::File { content: Content::Spill { overlay: None, stream, .. }, .. }) => Some(stream),
         _ => None,
@@ -1536,7 +1615,7 @@ fn stream_of(d: &mut Drive, ino: u64) -> Option<&mut Stream> {
 }
 
 /// The overlay of a drive file being changed, if it has one.
-fn overlay_of(d: &mut Drive, ino: u64) -> Option<&mut Overlay> {
+fn overlay_of(d: &mut Tree, ino: u64) -> Option<&mut Overlay> {
     match d.nodes.get_mut(&ino) {
         Some(DNode::File { content: Content::Spill { overlay: Some(o), .. }, .. }) => Some(o.as_mut()),
         _ => None,
@@ -1545,25 +1624,25 @@ fn overlay_of(d: &mut Drive, ino: u64) -> Option<&mut Overlay> {
 
 /// File bytes to import: a changed file, or committed content being re-imported.
 enum ContentReader<'a> {
-    Spill { vfs: &'a Vfs, file: Arc<SpillFile>, size: u64, overlay: Option<Box<Overlay>>, pos: u64 },
-    Dag { vfs: &'a Vfs, cid: Cid, pos: u64, size: u64 },
+    Spill { drive: &'a Drive, file: Arc<SpillFile>, size: u64, overlay: Option<Box<Overlay>>, pos: u64 },
+    Dag { drive: &'a Drive, cid: Cid, pos: u64, size: u64 },
 }
 
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            ContentReader::Spill { vfs, file, size, overlay, pos } => {
+            ContentReader::Spill { drive, file, size, overlay, pos } => {
                 let n =
-                    vfs.spill_read_into(file, *size, overlay.as_deref(), *pos, buf).map_err(std::io::Error::other)?;
+                    drive.spill_read_into(file, *size, overlay.as_deref(), *pos, buf).map_err(std::io::Error::other)?;
                 *pos += n as u64;
                 Ok(n)
             }
-            ContentReader::Dag { vfs, cid, pos, size } => {
+            ContentReader::Dag { drive, cid, pos, size } => {
                 let want = (buf.len() as u64).min(size.saturating_sub(*pos)) as u32;
                 if want == 0 {
                     return Ok(0);
                 }
-                let parts = vfs.read_node(cid, *pos, want).map_err(std::io::Error::other)?;
+                let parts = drive.read_node(cid, *pos, want).map_err(std::io::Error::other)?;
                 let mut n = 0;
                 for p in parts {
                     buf[n..n + p.len()].copy_from_slice(&p);
@@ -1578,27 +1657,19 @@ impl Read for ContentReader<'_> {
 
 /// Hard links, owners, atime and extended attributes: what UnixFS cannot store (see
 /// [`posix`]).
-impl Vfs {
+impl Drive {
     /// Gives the drive its POSIX sidecar (the store's `drive.posix` root; see [`posix`]),
     /// before anything is looked up.
-    pub fn with_posix_sidecar(self, side: Option<Cid>) -> Vfs {
-        if let (Some(drive), Some(side)) = (&self.drive, side) {
-            let mut d = drive.lock().expect("lock poisoned");
-            if matches!(d.nodes.get(&ROOT_INO), Some(DNode::Lazy { .. })) {
-                d.sides.insert(ROOT_INO, side);
-            }
+    pub(super) fn set_sidecar(&self, side: Cid) {
+        let mut d = self.tree.lock().expect("lock poisoned");
+        if matches!(d.nodes.get(&ROOT_INO), Some(DNode::Lazy { .. })) {
+            d.sides.insert(ROOT_INO, side);
         }
-        self
     }
 
     /// Loads the sidecar of directory `ino` (if it has one) into the extras of its
     /// `entries`; returns the hard-link groups it lists (the root's only).
-    fn load_side(
-        &self,
-        d: &mut Drive,
-        ino: u64,
-        entries: &BTreeMap<String, u64>,
-    ) -> Result<Vec<Vec<String>>, VfsError> {
+    fn load_side(&self, d: &mut Tree, ino: u64, entries: &BTreeMap<String, u64>) -> Result<Vec<Vec<String>>, VfsError> {
         let Some(cid) = d.sides.get(&ino).copied() else { return Ok(Vec::new()) };
         let node = Nodes::node(self, &cid)?;
         let side = match node.as_ref() {
@@ -1623,7 +1694,7 @@ impl Vfs {
     }
 
     /// Joins the names of each hard-link group into one inode (loading every member).
-    fn load_links(&self, d: &mut Drive, groups: &[Vec<String>]) -> Result<(), VfsError> {
+    fn load_links(&self, d: &mut Tree, groups: &[Vec<String>]) -> Result<(), VfsError> {
         for group in groups {
             let mut members: Vec<(u64, String, u64)> = Vec::new();
             for path in group {
@@ -1655,7 +1726,7 @@ impl Vfs {
     }
 
     /// Finds `a/b/c` from the drive root: (directory, name, inode), or None if absent.
-    fn walk_path(&self, d: &mut Drive, path: &str) -> Result<Option<(u64, String, u64)>, VfsError> {
+    fn walk_path(&self, d: &mut Tree, path: &str) -> Result<Option<(u64, String, u64)>, VfsError> {
         let parts: Vec<&str> = path.split('/').collect();
         let mut dir = ROOT_INO;
         for (i, part) in parts.iter().enumerate() {
@@ -1671,7 +1742,7 @@ impl Vfs {
     }
 
     /// Every (directory, name) of `ino`: one, none once unlinked, more when hard-linked.
-    fn names_of(d: &Drive, ino: u64) -> Vec<(u64, String)> {
+    fn names_of(d: &Tree, ino: u64) -> Vec<(u64, String)> {
         if let Some(names) = d.links.get(&ino) {
             return names.clone();
         }
@@ -1685,7 +1756,7 @@ impl Vfs {
     }
 
     /// The directories naming `ino` (cheaper than [`names_of`](Self::names_of): no scan).
-    fn dirs_of(d: &Drive, ino: u64) -> Vec<u64> {
+    fn dirs_of(d: &Tree, ino: u64) -> Vec<u64> {
         match d.links.get(&ino) {
             Some(names) => names.iter().map(|(dir, _)| *dir).collect(),
             None => d.parents.get(&ino).copied().filter(|p| *p != ino).into_iter().collect(),
@@ -1695,7 +1766,7 @@ impl Vfs {
     /// Forgets one name of `ino` (it was unlinked or replaced).
     /// An unnamed node lives on for its open handles, but has no directory and nothing
     /// of it is committed.
-    fn forget_name(d: &mut Drive, ino: u64, dir: u64, name: &str) {
+    fn forget_name(d: &mut Tree, ino: u64, dir: u64, name: &str) {
         let mut rest = d.links.remove(&ino).unwrap_or_default();
         rest.retain(|(p, n)| !(*p == dir && n == name));
         match rest.len() {
@@ -1714,7 +1785,7 @@ impl Vfs {
     }
 
     /// The paths of every hard-link group, as the root sidecar lists them.
-    fn link_groups(d: &Drive) -> Vec<Vec<String>> {
+    fn link_groups(d: &Tree) -> Vec<Vec<String>> {
         let mut memo: HashMap<u64, String> = HashMap::new();
         let mut groups: Vec<Vec<String>> = d
             .links
@@ -1738,7 +1809,7 @@ impl Vfs {
 
     /// The path of a loaded directory from the drive root ("" for the root), if it is
     /// still in the tree.
-    fn dir_path(d: &Drive, dir: u64, memo: &mut HashMap<u64, String>) -> Option<String> {
+    fn dir_path(d: &Tree, dir: u64, memo: &mut HashMap<u64, String>) -> Option<String> {
         if dir == ROOT_INO {
             return Some(String::new());
         }
@@ -1755,7 +1826,7 @@ impl Vfs {
     }
 
     /// The sidecar of directory `ino` from its entries' extras and sub-sidecars.
-    fn build_side(d: &Drive, ino: u64, groups: Vec<Vec<String>>) -> Side {
+    fn build_side(d: &Tree, ino: u64, groups: Vec<Vec<String>>) -> Side {
         let mut side = Side { groups, ..Default::default() };
         if let Some(x) = d.extras.get(&ino).filter(|_| ino == ROOT_INO) {
             side.entries.insert(String::new(), SideEntry { extras: x.clone(), sub: None });
@@ -1809,7 +1880,7 @@ impl Vfs {
     }
 
     /// The extended attributes stored on a drive node.
-    pub(super) fn drive_xattrs(&self, ino: u64) -> Result<BTreeMap<String, Vec<u8>>, VfsError> {
+    pub(super) fn xattrs(&self, ino: u64) -> Result<BTreeMap<String, Vec<u8>>, VfsError> {
         let d = self.drive()?;
         Ok(d.extras.get(&ino).map(|x| x.xattrs.clone()).unwrap_or_default())
     }
@@ -1878,7 +1949,7 @@ impl Vfs {
         {
             let mut d = self.drive_mut()?;
             if !d.nodes.contains_key(&ino) {
-                return Err(if self.is_drive(ino) { VfsError::StaleInode(ino) } else { VfsError::CrossDevice });
+                return Err(if self.inodes.is_drive(ino) { VfsError::StaleInode(ino) } else { VfsError::CrossDevice });
             }
             self.resolve(&mut d, ino)?;
             match d.nodes.get(&ino) {
@@ -1900,7 +1971,7 @@ impl Vfs {
             Self::touch_dir(&mut d, new_parent);
             Self::stamp_ctime(&mut d, ino, false);
         }
-        self.drive_attr(ino)
+        self.attr(ino)
     }
 }
 
