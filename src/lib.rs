@@ -1,10 +1,11 @@
 //! cidfs: a FUSE filesystem for content-addressed data.
 //!
-//! The layers, top to bottom (see DESIGN.md): `unixfs` and `importer` (pure codecs),
-//! `fetch` (one `Blocks` interface with tiers behind it), `store` (redb index over CARv1
-//! segment files), `ipfs` (the libp2p node behind the network tier). `car` reads and
-//! writes CAR files; `commands` implements the CLI; `context` keeps error messages from
-//! naming one thing twice.
+//! The layers, top to bottom (see DESIGN.md): `fuse` (a thin adapter), `vfs` (the
+//! mount's semantics; `vfs::drive` the writable drive), `unixfs` and `importer` (pure
+//! codecs), `fetch` (one `Blocks` interface with an ordered list of tiers behind it),
+//! `store` (redb index over CARv1 segment files), `ipfs` (the libp2p node and the gateway
+//! client behind the network tiers). `car` reads and writes CAR files; `commands` is the
+//! CLI, configured by `config`; `context` keeps error messages from naming one thing twice.
 
 pub mod block;
 pub mod car;

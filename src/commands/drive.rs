@@ -4,22 +4,16 @@
 
 use std::path::Path;
 
-use std::sync::Arc;
-
 use cid::Cid;
 
 use super::{CliError, StoreSink};
 use crate::importer::{DirBuilder, ImportOptions, LinkInfo};
 use crate::store::{Batch, Store};
 use crate::unixfs::{self, Node, dir};
+use crate::vfs::posix;
 use crate::vfs::posix::SideEntry;
-use crate::vfs::{CommitBuild, DriveStore, VfsError, posix};
 
-/// Name of the store root that holds the drive.
-pub const DRIVE_ROOT: &str = "drive";
-/// The store root naming the drive's POSIX sidecar (owners, xattrs, hard links; see
-/// [`crate::vfs::posix`]).
-pub const DRIVE_POSIX_ROOT: &str = "drive.posix";
+pub use crate::vfs::{DRIVE_POSIX_ROOT, DRIVE_ROOT};
 
 /// The name an added path gets in the drive: its base name.
 pub fn base_name(path: &Path) -> Result<String, CliError> {
@@ -153,31 +147,4 @@ pub fn link(
     batch.set_root(DRIVE_ROOT, root.cid);
     batch.log_commit(root.cid);
     Ok(linked)
-}
-
-/// A mounted drive commits into the store: new blocks, the new `drive` root and a commit
-/// log entry, in one durable batch.
-pub struct StoreDrive(pub Arc<Store>);
-
-impl DriveStore for StoreDrive {
-    fn commit(&self, build: &mut CommitBuild<'_>) -> Result<(), VfsError> {
-        let mut batch = self.0.batch();
-        let (root, side) = build(&mut StoreSink { batch: &mut batch, public: false })?;
-        batch.set_root(DRIVE_ROOT, root);
-        batch.set_root(DRIVE_POSIX_ROOT, side);
-        batch.log_commit(root);
-        batch.commit()?;
-        log::info!("committed drive root {root}");
-        Ok(())
-    }
-
-    fn stage(&self, blocks: &[crate::block::Block]) -> Result<(), VfsError> {
-        let mut batch = self.0.batch();
-        for b in blocks {
-            batch.put(b)?;
-        }
-        // volatile: the commit that links these leaves makes them durable
-        batch.commit_volatile()?;
-        Ok(())
-    }
 }

@@ -16,7 +16,6 @@ use cid::Cid;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::CliError;
-use super::drive::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use super::session::Session;
 use crate::config::{Config, ServeMode, Settings};
 use crate::fetch::{BitswapTier, GatewayTier, Tier, Tiered};
@@ -25,6 +24,7 @@ use crate::ipfs::gateway::Gateways;
 use crate::ipfs::{Node, NodeConfig, Serve};
 use crate::store::Store;
 use crate::vfs::{Capacity, RootMode, Vfs};
+use crate::vfs::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 use libp2p::Multiaddr;
 
 /// Set in the environment of a background child: print `ready` on stdout once mounted,

@@ -761,6 +761,7 @@ mod hot;
 mod inodes;
 mod writes;
 use drive::Drive;
+pub use drive::persist::{DRIVE_POSIX_ROOT, DRIVE_ROOT, StoreDrive};
 pub use drive::{CommitBuild, DriveStore, NAME_MAX, posix};
 pub use hot::{HOT_MIN_BYTES, HotCopies};
 
