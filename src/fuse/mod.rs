@@ -708,17 +708,5 @@ fn reply_xattr(value: Vec<u8>, size: u32, reply: ReplyXattr) {
 }
 
 fn placeholder(ino: u64, kind: FileKind) -> Attr {
-    Attr {
-        ino,
-        kind,
-        size: 0,
-        perm: 0o444,
-        mtime: crate::vfs::DEFAULT_MTIME,
-        nlink: 1,
-        blksize: 4096,
-        uid: None,
-        gid: None,
-        atime: None,
-        ctime: None,
-    }
+    Attr { nlink: 1, ..Attr::new(ino, kind, 0o444, crate::vfs::DEFAULT_MTIME) }
 }

@@ -124,19 +124,7 @@ impl Content {
         let meta = node.meta();
         let mtime = meta.mtime.map_or(DEFAULT_MTIME, |t| unix_time(t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
         let perm = |default: u16| meta.mode.map_or(default, |m| (m & 0o7777) as u16);
-        let base = Attr {
-            ino,
-            kind: FileKind::Directory,
-            size: 0,
-            perm: perm(0o555),
-            mtime,
-            nlink: 2,
-            blksize: 4096,
-            uid: None,
-            gid: None,
-            atime: None,
-            ctime: None,
-        };
+        let base = Attr::new(ino, FileKind::Directory, perm(0o555), mtime);
         Ok(match node.as_ref() {
             Node::File(f) => Attr {
                 kind: FileKind::File,

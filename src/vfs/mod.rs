@@ -84,6 +84,24 @@ pub struct Attr {
 }
 
 impl Attr {
+    /// A node of `kind` with nothing stored about it beyond its permissions and mtime:
+    /// empty, one name (two for a directory), 4 KiB preferred I/O, the mounting user's.
+    pub fn new(ino: u64, kind: FileKind, perm: u16, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            kind,
+            size: 0,
+            perm,
+            mtime,
+            nlink: if kind == FileKind::Directory { 2 } else { 1 },
+            blksize: 4096,
+            uid: None,
+            gid: None,
+            atime: None,
+            ctime: None,
+        }
+    }
+
     /// 512-byte blocks, as `st_blocks` counts them.
     pub fn blocks(&self) -> u64 {
         self.size.div_ceil(512)
@@ -413,19 +431,7 @@ impl Vfs {
     }
 
     fn attr_of(&self, ino: u64, t: &Target) -> Result<Attr, VfsError> {
-        let dir = |perm, mtime| Attr {
-            ino,
-            kind: FileKind::Directory,
-            size: 0,
-            perm,
-            mtime,
-            nlink: 2,
-            blksize: 4096,
-            uid: None,
-            gid: None,
-            atime: None,
-            ctime: None,
-        };
+        let dir = |perm, mtime| Attr::new(ino, FileKind::Directory, perm, mtime);
         match t {
             // (in drive mode the root is a drive node; this is the --ipfs root)
             Target::Root => Ok(dir(0o555, DEFAULT_MTIME)),
@@ -434,19 +440,7 @@ impl Vfs {
             Target::Snapshots => Ok(dir(0o555, DEFAULT_MTIME)),
             Target::Latest => {
                 let size = self.commits().last().map_or(0, |(s, _)| s.to_string().len() as u64);
-                Ok(Attr {
-                    ino,
-                    kind: FileKind::Symlink,
-                    size,
-                    perm: 0o777,
-                    mtime: DEFAULT_MTIME,
-                    nlink: 1,
-                    blksize: 4096,
-                    uid: None,
-                    gid: None,
-                    atime: None,
-                    ctime: None,
-                })
+                Ok(Attr { size, ..Attr::new(ino, FileKind::Symlink, 0o777, DEFAULT_MTIME) })
             }
             Target::Node(cid) => self.content.attr(ino, cid),
             Target::Value { cid, path } => Ok(match self.value_at(cid, path)? {
@@ -704,20 +698,7 @@ fn scalar_text(v: &Ipld) -> String {
 }
 
 fn scalar_attr(ino: u64, v: &Ipld) -> Attr {
-    let size = scalar_text(v).len() as u64;
-    Attr {
-        ino,
-        kind: FileKind::File,
-        size,
-        perm: 0o444,
-        mtime: DEFAULT_MTIME,
-        nlink: 1,
-        blksize: 4096,
-        uid: None,
-        gid: None,
-        atime: None,
-        ctime: None,
-    }
+    Attr { size: scalar_text(v).len() as u64, ..Attr::new(ino, FileKind::File, 0o444, DEFAULT_MTIME) }
 }
 
 fn slice_text(v: &Ipld, offset: u64, size: u32) -> Result<Vec<Bytes>, VfsError> {

@@ -191,14 +191,14 @@ impl Drive {
             depth += 1;
         }
         let mut leaves = Vec::new();
-        fn collect(vfs: &Drive, f: &crate::unixfs::FileNode, level: usize, out: &mut Vec<LinkInfo>) -> Option<()> {
+        fn collect(drive: &Drive, f: &crate::unixfs::FileNode, level: usize, out: &mut Vec<LinkInfo>) -> Option<()> {
             for c in &f.children {
                 if level == 1 {
                     out.push(LinkInfo { cid: c.cid, tsize: c.tsize, filesize: c.size });
                 } else {
-                    let n = Nodes::node(vfs, &c.cid).ok()?;
+                    let n = Nodes::node(drive, &c.cid).ok()?;
                     let Node::File(child) = n.as_ref() else { return None };
-                    collect(vfs, child, level - 1, out)?;
+                    collect(drive, child, level - 1, out)?;
                 }
             }
             Some(())

@@ -307,19 +307,10 @@ impl Drive {
         };
         let perm = |m: &Metadata, default: u16| m.mode.map_or(default, |x| (x & 0o7777) as u16);
         Ok(match node {
-            DNode::Dir { meta, entries, .. } => Attr {
-                ino,
-                kind: FileKind::Directory,
-                size: entries.len() as u64,
-                perm: perm(meta, dir_perm),
-                mtime: if ino == ROOT_INO && meta.mtime.is_none() { root_time } else { mtime(meta) },
-                nlink: 2,
-                blksize: 4096,
-                uid: None,
-                gid: None,
-                atime: None,
-                ctime: None,
-            },
+            DNode::Dir { meta, entries, .. } => {
+                let time = if ino == ROOT_INO && meta.mtime.is_none() { root_time } else { mtime(meta) };
+                Attr { size: entries.len() as u64, ..Attr::new(ino, FileKind::Directory, perm(meta, dir_perm), time) }
+            }
             // Committed content: its attributes come from its DAG (chunk size, metadata).
             DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta, .. } => {
                 let (cid, meta) = (*cid, *meta);
@@ -332,33 +323,11 @@ impl Drive {
                 let size = match content {
                     Content::Base { size, .. } | Content::Spill { size, .. } => *size,
                 };
-                Attr {
-                    ino,
-                    kind: FileKind::File,
-                    size,
-                    perm: perm(meta, file_perm),
-                    mtime: mtime(meta),
-                    nlink: 1,
-                    blksize: 262_144,
-                    uid: None,
-                    gid: None,
-                    atime: None,
-                    ctime: None,
-                }
+                Attr { size, blksize: 262_144, ..Attr::new(ino, FileKind::File, perm(meta, file_perm), mtime(meta)) }
             }
-            DNode::Symlink { target, meta, .. } => Attr {
-                ino,
-                kind: FileKind::Symlink,
-                size: target.len() as u64,
-                perm: 0o777,
-                mtime: mtime(meta),
-                nlink: 1,
-                blksize: 4096,
-                uid: None,
-                gid: None,
-                atime: None,
-                ctime: None,
-            },
+            DNode::Symlink { target, meta, .. } => {
+                Attr { size: target.len() as u64, ..Attr::new(ino, FileKind::Symlink, 0o777, mtime(meta)) }
+            }
             DNode::Foreign { cid, .. } => {
                 let cid = *cid;
                 drop(d);
