@@ -220,3 +220,25 @@ fn a_final_commit_that_fails_fails_the_unmount_saying_why() {
     let verify = run(&["verify"]);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+#[test]
+fn config_toml_sets_what_flags_set_and_a_broken_one_never_blocks_unmount() {
+    let cli = Cli::new();
+    let config = cli.home.path().join("config.toml");
+    fs::write(&config, "hot-size = \"3M\"\noffline = true\n").unwrap();
+    let m = cli.mount("mnt", &[]);
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("of 3.0 MiB cap"), "hot-size from the file: {status}");
+    assert!(status.contains("off (--offline)"), "offline from the file: {status}");
+    // a flag overrides the file
+    drop(m);
+    let m = cli.mount("mnt", &["--offline=false", "--bootstrap", "none"]);
+    assert!(!cli.ok(&["status"]).contains("off (--offline)"));
+    // a key the file must not have: every command says which, with a usage error...
+    fs::write(&config, "hot_sise = 1\n").unwrap();
+    let err = cli.fails(&["status"], 2);
+    assert!(err.contains("hot_sise") && err.contains("config.toml"), "{err}");
+    // ...but unmount needs no settings
+    cli.ok(&["unmount", m.dir.to_str().unwrap()]);
+    wait_for_mount_process_to_exit(&cli);
+}

@@ -106,6 +106,10 @@ impl Cli {
         if let Command::MountFuse { args } = &self.command {
             return Cli::from_fstab(args)?.run();
         }
+        // unmounting needs no settings: a broken config.toml must not keep a drive mounted
+        if let Command::Unmount(a) = self.command {
+            return a.run();
+        }
         let session = Session::new(self.config()?);
         match self.command {
             Command::Add(a) => a.run(&session),
@@ -122,7 +126,7 @@ impl Cli {
             Command::Daemon(a) => a.run(&session),
             Command::Swarm(a) => a.run(&session),
             Command::Mount(a) => a.run(&session),
-            Command::Unmount(a) => a.run(&session),
+            Command::Unmount(_) => unreachable!("handled above"),
             Command::Log(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }

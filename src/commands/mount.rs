@@ -89,7 +89,8 @@ pub struct UnmountArgs {
 }
 
 impl UnmountArgs {
-    pub fn run(self, _session: &Session) -> Result<(), CliError> {
+    /// Needs no session: the mount's source names the store it serves.
+    pub fn run(self) -> Result<(), CliError> {
         unmount(&self.mountpoint)
     }
 }
