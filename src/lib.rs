@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod fetch;
+pub mod filecoin;
 pub mod fuse;
 pub mod importer;
 pub mod ipfs;

@@ -718,3 +718,25 @@ fn get_drops_setuid_bits_unless_asked_and_ls_escapes_names_on_a_terminal() {
     assert!(screen.contains("two\\nrows\tfile"), "{screen:?}");
     assert!(on_terminal(&format!("--raw {root}")).contains("two\r\nrows"), "--raw prints it as it is");
 }
+
+#[test]
+fn commp_prints_piece_cids_of_files_and_stdin() {
+    let cli = Cli::new();
+    let data = common::noise(70_000, 5);
+    let f = cli.write("payload.bin", &data);
+    let piece = cidfs::filecoin::commp::commp(&data);
+    let f = f.to_str().unwrap();
+    assert_eq!(cli.ok(&["commp", "-q", f]).trim(), piece.cid_v2().to_string());
+    assert_eq!(cli.ok(&["commp", "-q", "--v1", f]).trim(), piece.cid_v1().to_string());
+    let json = cli.ok(&["commp", "-q", "--json", f]);
+    assert_eq!(common::json_str(&json, "piece"), piece.cid_v2().to_string());
+    assert_eq!(common::json_str(&json, "piece_v1"), piece.cid_v1().to_string());
+    assert!(json.contains("\"payload_size\":70000,\"padded_size\":131072"), "{json}");
+    // from stdin, the same
+    let mut c = cli.cmd();
+    c.args(["commp", "-q", "-"]).stdin(std::fs::File::open(f).unwrap());
+    assert_eq!(String::from_utf8(c.output().unwrap().stdout).unwrap().trim(), piece.cid_v2().to_string());
+    // a file that is not there: says which
+    let err = cli.fails(&["commp", "nope.bin"], 1);
+    assert!(err.contains("nope.bin"), "{err}");
+}

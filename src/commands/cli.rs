@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::session::Session;
-use super::{CliError, add, car, exit, mount, node, read, repo};
+use super::{CliError, add, car, commp, exit, mount, node, read, repo};
 use crate::config::{self, Config, Settings};
 
 const AFTER_HELP: &str = "\
@@ -81,6 +81,8 @@ enum Command {
     Unmount(mount::UnmountArgs),
     /// List the drive's commits: sequence, time, root CID, size; or prune old ones.
     Log(repo::LogArgs),
+    /// Print the Filecoin piece commitment of a file (piece CID v2; --v1, --json).
+    Commp(commp::CommpArgs),
     /// mount(8)'s helper call, `SOURCE MOUNTPOINT [-o OPTIONS]` (what
     /// `mount-scripts/mount.fuse.cidfs` runs for fstab): `cidfs mount --background` with
     /// the options as its flags.
@@ -128,6 +130,7 @@ impl Cli {
             Command::Mount(a) => a.run(&session),
             Command::Unmount(_) => unreachable!("handled above"),
             Command::Log(a) => a.run(&session),
+            Command::Commp(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }
     }

@@ -98,7 +98,7 @@ fn answer(conn: UnixStream, live: &Live) {
     }
     if line.trim() == "await-exit" {
         // answered now that it is registered, and again when the process ends
-        if (&conn).write_all(b"registered\n").is_ok() {
+        if (&conn).write_all(format!("registered {}\n", std::process::id()).as_bytes()).is_ok() {
             live.exit_waiters.lock().expect("lock poisoned").push(conn);
         }
         return;
@@ -303,14 +303,16 @@ pub fn cat(
 }
 
 /// Registers to hear how the process serving `home` ends; `None` if none answers. Read
-/// the result with [`exit_result`] once it was told to stop.
-pub fn await_exit(home: &Path) -> Option<UnixStream> {
+/// the result with [`exit_result`] once it was told to stop. The process's id comes with
+/// the connection (to wait for it to let go of the store).
+pub fn await_exit(home: &Path) -> Option<(UnixStream, u32)> {
     let mut conn = UnixStream::connect(socket_path(home)).ok()?;
     conn.write_all(b"await-exit\n").ok()?;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line).ok()?;
-    (line.trim() == "registered").then_some(conn)
+    let pid = line.trim().strip_prefix("registered ")?.parse().ok()?;
+    Some((conn, pid))
 }
 
 /// How the process ended, as it said: its final commit's result (`None` if it ended

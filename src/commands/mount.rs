@@ -503,19 +503,28 @@ pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
     let (abs, entry) = mount::fuse_mount_at(mountpoint)?;
     // the mount's source is the store it serves; its owner file names the process
     let store = PathBuf::from(&entry.source);
-    let holder = crate::store::owner::read(&store).filter(|h| h.mountpoint.as_deref() == Some(abs.as_path()));
-    let waiter = holder.as_ref().and_then(|_| super::control::await_exit(&store));
+    // The store's owner file names the process serving this mount. If it names another
+    // (a daemon holding the store under a stale mount), there is nobody to wait for; if it
+    // names nobody (it could not be written: a full disk), the process answering on the
+    // store's control socket is the one (one process holds a store), and it names itself.
+    let owner = crate::store::owner::read(&store);
+    let serves_this = owner.as_ref().is_none_or(|h| h.mountpoint.as_deref() == Some(abs.as_path()));
+    let waiter = if serves_this { super::control::await_exit(&store) } else { None };
     mount::unmount(&abs)?;
-    let Some(holder) = holder else { return Ok(()) };
-    let told = waiter.and_then(|w| super::control::exit_result(w, UNMOUNT_WAIT));
+    let pid = match (owner.filter(|_| serves_this), &waiter) {
+        (Some(h), _) => h.pid,
+        (None, Some((_, pid))) => *pid,
+        (None, None) => return Ok(()),
+    };
+    let told = waiter.and_then(|(w, _)| super::control::exit_result(w, UNMOUNT_WAIT));
     // failed or not, the process lets go of the store before this returns
     let deadline = std::time::Instant::now() + UNMOUNT_WAIT;
-    while crate::store::owner::running(holder.pid) {
+    while crate::store::owner::running(pid) {
         if std::time::Instant::now() > deadline {
             return Err(CliError::failure(format!(
                 "{} is unmounted, but cidfs process {} still holds the store after {} s (see its log)",
                 abs.display(),
-                holder.pid,
+                pid,
                 UNMOUNT_WAIT.as_secs()
             )));
         }

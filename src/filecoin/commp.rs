@@ -1,0 +1,572 @@
+//! Piece commitments (CommP), as Filecoin computes them: the payload is zero-padded to
+//! 127·2^k bytes (at least 127), Fr32-expanded (two zero bits after every 254 bits, so 127
+//! bytes become 128), cut into 32-byte leaves and hashed as a binary tree with SHA254
+//! (SHA-256 with the top two bits of its last byte cleared). The root is the CommP.
+//!
+//! [`Commp`] streams: bytes go in as they come, full *blocks* of 127·2^14 bytes (2 MiB
+//! once expanded, a subtree of height 16) are hashed as they fill — on other threads when
+//! asked ([`Commp::with_threads`]) — and their roots are folded into a stack of partial
+//! roots, one per tree level, as in an append-only merkle tree. Missing padding is never
+//! hashed: the root of an all-zero subtree of each height is a constant.
+//!
+//! Pure: no I/O. `merkle_path`/`verify_path` give and check the proof of one leaf, which
+//! is what a proving period asks a provider for.
+
+use std::sync::mpsc;
+
+use cid::Cid;
+use multihash::Multihash;
+use sha2::block_api::compress256;
+
+/// Bytes of payload in one Fr32 unit (expanded to [`FR32_OUT`]).
+pub const FR32_IN: usize = 127;
+/// Bytes one Fr32 unit expands to.
+pub const FR32_OUT: usize = 128;
+/// Payload bytes of one streamed block: 2^14 Fr32 units (2 MiB expanded, 2^16 leaves).
+const BLOCK_UNITS: usize = 1 << 14;
+const BLOCK_IN: usize = FR32_IN * BLOCK_UNITS;
+/// Height of a block's subtree (2^16 leaves of 32 bytes).
+const BLOCK_HEIGHT: u32 = 16;
+/// Tallest tree computed: 2^50 leaves, 32 PiB padded (a 64 GiB sector is height 31).
+const MAX_HEIGHT: usize = 50;
+
+/// The multicodec of a v1 piece CID: `fil-commitment-unsealed`.
+pub const FIL_COMMITMENT_UNSEALED: u64 = 0xf101;
+/// The multihash of a v1 piece CID's digest (the bare root).
+pub const SHA2_256_TRUNC254_PADDED: u64 = 0x1012;
+/// The multihash of a v2 piece CID (FRC-0069): padding, height and root.
+pub const FR32_SHA256_TRUNC254_PADBINTREE: u64 = 0x1011;
+/// The codec of a v2 piece CID: raw.
+const RAW: u64 = 0x55;
+
+/// The node hash: SHA-256 of the two children, truncated to 254 bits.
+pub fn sha254(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    // a 64-byte message: one block of data, then the fixed padding block
+    const PAD: [u8; 64] = {
+        let mut p = [0u8; 64];
+        p[0] = 0x80;
+        p[62] = 0x02; // 512 bits, big-endian
+        p
+    };
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(left);
+    block[32..].copy_from_slice(right);
+    let mut state = [0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    compress256(&mut state, &[block, PAD]);
+    let mut out = [0u8; 32];
+    for (i, w) in state.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    out[31] &= 0x3f;
+    out
+}
+
+/// The root of an all-zero subtree of each height (height 0: a zero leaf).
+fn zero_roots() -> &'static [[u8; 32]; MAX_HEIGHT + 1] {
+    static ZEROS: std::sync::OnceLock<[[u8; 32]; MAX_HEIGHT + 1]> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| {
+        let mut z = [[0u8; 32]; MAX_HEIGHT + 1];
+        for h in 1..=MAX_HEIGHT {
+            z[h] = sha254(&z[h - 1], &z[h - 1]);
+        }
+        z
+    })
+}
+
+/// Expands one 127-byte unit to 128 bytes: two zero bits after each 254 bits.
+pub fn fr32_expand(input: &[u8; FR32_IN], out: &mut [u8; FR32_OUT]) {
+    out[..32].copy_from_slice(&input[..32]);
+    out[31] &= 0x3f;
+    for j in 32..64 {
+        out[j] = (input[j] << 2) | (input[j - 1] >> 6);
+    }
+    out[63] &= 0x3f;
+    for j in 64..96 {
+        out[j] = (input[j] << 4) | (input[j - 1] >> 4);
+    }
+    out[95] &= 0x3f;
+    for j in 96..127 {
+        out[j] = (input[j] << 6) | (input[j - 1] >> 2);
+    }
+    out[127] = input[126] >> 2;
+}
+
+/// The root of `units` Fr32 units of `payload` (zero beyond its end; `units` a power of two).
+fn subtree_root(payload: &[u8], units: usize) -> [u8; 32] {
+    debug_assert!(units.is_power_of_two());
+    // leaves of one unit, hashed pairwise as they are made; a stack per level
+    let mut stack: Vec<[u8; 32]> = Vec::with_capacity(32);
+    let mut counts: u64 = 0;
+    let mut unit = [0u8; FR32_IN];
+    let mut out = [0u8; FR32_OUT];
+    for u in 0..units {
+        let start = u * FR32_IN;
+        let have = payload.len().saturating_sub(start).min(FR32_IN);
+        if have == 0 {
+            // the rest is zeros: fold in zero subtrees instead of hashing them
+            return finish_with_zeros(stack, counts, units as u64 * 4);
+        }
+        unit[..have].copy_from_slice(&payload[start..start + have]);
+        unit[have..].fill(0);
+        fr32_expand(&unit, &mut out);
+        // a unit is 4 leaves: a subtree of height 2
+        let l: [&[u8; 32]; 4] = std::array::from_fn(|i| out[i * 32..i * 32 + 32].try_into().expect("32 bytes"));
+        let node = sha254(&sha254(l[0], l[1]), &sha254(l[2], l[3]));
+        push(&mut stack, &mut counts, node);
+    }
+    debug_assert_eq!(stack.len(), 1);
+    stack[0]
+}
+
+/// Pushes the next subtree root (every pushed subtree has the same height) and merges
+/// equal-height neighbours. `count`: subtrees pushed so far.
+fn push(stack: &mut Vec<[u8; 32]>, count: &mut u64, mut node: [u8; 32]) {
+    let mut n = *count;
+    while n & 1 == 1 {
+        let left = stack.pop().expect("a left sibling");
+        node = sha254(&left, &node);
+        n >>= 1;
+    }
+    stack.push(node);
+    *count += 1;
+}
+
+/// The root once the leaves pushed so far (as height-2 subtrees: `count` of them) are
+/// followed by zeros up to `leaves` leaves.
+fn finish_with_zeros(mut stack: Vec<[u8; 32]>, count: u64, leaves: u64) -> [u8; 32] {
+    fold(&mut stack, count, 2, leaves)
+}
+
+/// Completes a tree whose first `count` subtrees of height `h` are in `stack` (as
+/// [`push`] left it) with zero subtrees, up to `leaves` leaves in all.
+fn fold(stack: &mut Vec<[u8; 32]>, count: u64, h: u32, leaves: u64) -> [u8; 32] {
+    let zeros = zero_roots();
+    let total = leaves >> h; // subtrees of height h in the whole tree
+    if count == 0 {
+        return zeros[(h + total.trailing_zeros()) as usize];
+    }
+    let mut n = count;
+    let mut level = h;
+    // the node under construction at `level`, with zero subtrees to its right
+    let mut node: Option<[u8; 32]> = None;
+    while (1u64 << (level - h)) < total {
+        let bit = n & 1;
+        node = Some(match (bit, node) {
+            (1, None) => {
+                let left = stack.pop().expect("a partial root");
+                sha254(&left, &zeros[level as usize])
+            }
+            (1, Some(right)) => {
+                let left = stack.pop().expect("a partial root");
+                sha254(&left, &right)
+            }
+            (_, None) => {
+                n >>= 1;
+                level += 1;
+                continue;
+            }
+            (_, Some(left)) => sha254(&left, &zeros[level as usize]),
+        });
+        n >>= 1;
+        level += 1;
+    }
+    match node {
+        Some(root) => root,
+        None => stack.pop().expect("a full tree"),
+    }
+}
+
+/// The smallest padded payload size (127·2^k, at least 127) that holds `len` bytes.
+pub fn padded_payload(len: u64) -> u64 {
+    let units = len.div_ceil(FR32_IN as u64).max(1).next_power_of_two();
+    units * FR32_IN as u64
+}
+
+/// A piece commitment: its root, and the sizes it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub root: [u8; 32],
+    /// Payload bytes committed to.
+    pub payload_size: u64,
+}
+
+impl Piece {
+    /// The padded piece size: 128/127 of the padded payload (a power of two).
+    pub fn padded_size(&self) -> u64 {
+        padded_payload(self.payload_size) / FR32_IN as u64 * FR32_OUT as u64
+    }
+
+    /// The tree's height: log2 of its 32-byte leaves.
+    pub fn height(&self) -> u8 {
+        (self.padded_size() / 32).trailing_zeros() as u8
+    }
+
+    /// Zero bytes added to the payload to fill the tree (FRC-0069's padding).
+    pub fn padding(&self) -> u64 {
+        padded_payload(self.payload_size) - self.payload_size
+    }
+
+    /// Piece CID v1: `fil-commitment-unsealed` over `sha2-256-trunc254-padded` (`baga…`).
+    pub fn cid_v1(&self) -> Cid {
+        let mh = Multihash::<64>::wrap(SHA2_256_TRUNC254_PADDED, &self.root).expect("32 bytes fit");
+        Cid::new_v1(FIL_COMMITMENT_UNSEALED, mh)
+    }
+
+    /// Piece CID v2 (FRC-0069): raw over `fr32-sha256-trunc254-padbintree`, whose digest
+    /// is uvarint(padding) ‖ height ‖ root (`bafkzcib…`).
+    pub fn cid_v2(&self) -> Cid {
+        let mut digest = Vec::with_capacity(42);
+        crate::car::put_varint(self.padding(), &mut digest);
+        digest.push(self.height());
+        digest.extend_from_slice(&self.root);
+        let mh = Multihash::<64>::wrap(FR32_SHA256_TRUNC254_PADBINTREE, &digest).expect("42 bytes fit");
+        Cid::new_v1(RAW, mh)
+    }
+
+    /// Reads a v2 piece CID back: root, payload size (v1 CIDs carry no size: `None`).
+    pub fn from_cid_v2(cid: &Cid) -> Option<Piece> {
+        let mh = cid.hash();
+        if cid.codec() != RAW || mh.code() != FR32_SHA256_TRUNC254_PADBINTREE {
+            return None;
+        }
+        let d = mh.digest();
+        let (padding, used) = read_varint(d)?;
+        let (&height, root) = d.get(used..)?.split_first()?;
+        let root: [u8; 32] = root.try_into().ok()?;
+        if !(2..=MAX_HEIGHT as u8).contains(&height) {
+            return None;
+        }
+        let padded_payload = (1u64 << height) * 32 / FR32_OUT as u64 * FR32_IN as u64;
+        let payload_size = padded_payload.checked_sub(padding)?;
+        let piece = Piece { root, payload_size };
+        (piece.height() == height).then_some(piece)
+    }
+}
+
+fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// The CommP of a whole payload held in memory.
+pub fn commp(payload: &[u8]) -> Piece {
+    let mut c = Commp::new();
+    c.update(payload);
+    c.finish()
+}
+
+/// Streaming CommP (see the module doc).
+pub struct Commp {
+    /// The block being filled.
+    buf: Vec<u8>,
+    /// Roots of full blocks, folded: one partial root per level above the block height.
+    stack: Vec<[u8; 32]>,
+    blocks: u64,
+    len: u64,
+    /// Blocks hashed on worker threads: results come back in order.
+    workers: Option<Workers>,
+}
+
+struct Workers {
+    jobs: Vec<mpsc::SyncSender<(u64, Vec<u8>)>>,
+    results: mpsc::Receiver<(u64, [u8; 32])>,
+    /// Roots that came back ahead of their turn.
+    early: std::collections::BTreeMap<u64, [u8; 32]>,
+    sent: u64,
+}
+
+impl Default for Commp {
+    fn default() -> Self {
+        Commp::new()
+    }
+}
+
+impl Commp {
+    pub fn new() -> Commp {
+        Commp { buf: Vec::with_capacity(BLOCK_IN), stack: Vec::new(), blocks: 0, len: 0, workers: None }
+    }
+
+    /// Hashes full blocks on `threads` worker threads (the caller's thread reads and
+    /// folds). At most two blocks per thread are in flight.
+    pub fn with_threads(threads: usize) -> Commp {
+        let mut c = Commp::new();
+        if threads < 2 {
+            return c;
+        }
+        let (res_tx, results) = mpsc::channel();
+        let jobs = (0..threads)
+            .map(|i| {
+                let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(2);
+                let res_tx = res_tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("cidfs-commp-{i}"))
+                    .spawn(move || {
+                        for (n, block) in rx {
+                            if res_tx.send((n, subtree_root(&block, BLOCK_UNITS))).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawning a CommP thread");
+                tx
+            })
+            .collect();
+        c.workers = Some(Workers { jobs, results, early: Default::default(), sent: 0 });
+        c
+    }
+
+    /// Payload bytes taken so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            let take = (BLOCK_IN - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == BLOCK_IN {
+                let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_IN));
+                self.block_done(block);
+            }
+        }
+    }
+
+    fn block_done(&mut self, block: Vec<u8>) {
+        match &mut self.workers {
+            None => {
+                let root = subtree_root(&block, BLOCK_UNITS);
+                push(&mut self.stack, &mut self.blocks, root);
+            }
+            Some(w) => {
+                let n = w.sent;
+                w.sent += 1;
+                let worker = &w.jobs[(n % w.jobs.len() as u64) as usize];
+                if worker.send((n, block)).is_err() {
+                    unreachable!("CommP threads live as long as the hasher");
+                }
+                self.collect(false);
+            }
+        }
+    }
+
+    /// Folds in the roots the workers returned, in order (all of them if `all`).
+    fn collect(&mut self, all: bool) {
+        let Some(w) = &mut self.workers else { return };
+        loop {
+            while let Some(root) = w.early.remove(&self.blocks) {
+                push(&mut self.stack, &mut self.blocks, root);
+            }
+            if self.blocks == w.sent {
+                return;
+            }
+            let next = if all { w.results.recv().ok() } else { w.results.try_recv().ok() };
+            match next {
+                Some((n, root)) => {
+                    w.early.insert(n, root);
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// The commitment of everything given.
+    pub fn finish(mut self) -> Piece {
+        self.collect(true);
+        let len = self.len;
+        let padded_units = padded_payload(len) / FR32_IN as u64;
+        let root = if self.blocks == 0 {
+            // smaller than one block: one subtree of the padded size
+            subtree_root(&self.buf, padded_units as usize)
+        } else {
+            if !self.buf.is_empty() {
+                let tail = std::mem::take(&mut self.buf);
+                let root = subtree_root(&tail, BLOCK_UNITS);
+                push(&mut self.stack, &mut self.blocks, root);
+            }
+            let leaves = padded_units * 4;
+            let blocks = self.blocks;
+            fold(&mut self.stack, blocks, BLOCK_HEIGHT, leaves)
+        };
+        Piece { root, payload_size: len }
+    }
+}
+
+/// The proof of leaf `index` (its 32 bytes at offset `32·index` of the expanded payload):
+/// the sibling of each node on the way to the root, bottom up.
+pub fn merkle_path(payload: &[u8], index: u64) -> Option<Vec<[u8; 32]>> {
+    let padded_units = padded_payload(payload.len() as u64) / FR32_IN as u64;
+    let leaves = padded_units * 4;
+    if index >= leaves {
+        return None;
+    }
+    let mut path = Vec::new();
+    let mut level = 0u32;
+    while (1u64 << level) < leaves {
+        let sibling = (index >> level) ^ 1;
+        path.push(subtree_at(payload, level, sibling));
+        level += 1;
+    }
+    Some(path)
+}
+
+/// The root of the subtree of height `h` numbered `n` (from the left) in the tree of
+/// `payload`.
+fn subtree_at(payload: &[u8], h: u32, n: u64) -> [u8; 32] {
+    if h >= 2 {
+        // whole Fr32 units: 2^(h-2) of them, from unit n·2^(h-2)
+        let units = 1usize << (h - 2);
+        let start = (n as usize).saturating_mul(units).saturating_mul(FR32_IN);
+        return subtree_root(payload.get(start..).unwrap_or(&[]), units);
+    }
+    // inside one unit: expand it and hash the leaves asked for
+    let per_unit = 4 >> h; // subtrees of height h in one unit
+    let unit = (n / per_unit) as usize;
+    let mut input = [0u8; FR32_IN];
+    let start = unit * FR32_IN;
+    let have = payload.len().saturating_sub(start).min(FR32_IN);
+    if have > 0 {
+        input[..have].copy_from_slice(&payload[start..start + have]);
+    }
+    let mut out = [0u8; FR32_OUT];
+    fr32_expand(&input, &mut out);
+    let leaf = |i: usize| -> [u8; 32] { out[i * 32..i * 32 + 32].try_into().expect("32 bytes") };
+    let i = (n % per_unit) as usize;
+    match h {
+        0 => leaf(i),
+        _ => sha254(&leaf(2 * i), &leaf(2 * i + 1)),
+    }
+}
+
+/// The 32 bytes of leaf `index` of the expanded payload.
+pub fn leaf(payload: &[u8], index: u64) -> [u8; 32] {
+    subtree_at(payload, 0, index)
+}
+
+/// Whether `path` proves that `leaf` is leaf `index` of the tree with `root`.
+pub fn verify_path(root: &[u8; 32], index: u64, leaf: &[u8; 32], path: &[[u8; 32]]) -> bool {
+    let mut node = *leaf;
+    for (level, sibling) in path.iter().enumerate() {
+        node = if (index >> level) & 1 == 0 { sha254(&node, sibling) } else { sha254(sibling, &node) };
+    }
+    (index >> path.len()) == 0 && node == *root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree computed the plain way: expand everything, hash level by level.
+    fn naive(payload: &[u8]) -> [u8; 32] {
+        let units = (padded_payload(payload.len() as u64) / FR32_IN as u64) as usize;
+        let mut leaves = Vec::new();
+        for u in 0..units {
+            let mut input = [0u8; FR32_IN];
+            let start = u * FR32_IN;
+            let have = payload.len().saturating_sub(start).min(FR32_IN);
+            if have > 0 {
+                input[..have].copy_from_slice(&payload[start..start + have]);
+            }
+            let mut out = [0u8; FR32_OUT];
+            fr32_expand(&input, &mut out);
+            for i in 0..4 {
+                leaves.push(<[u8; 32]>::try_from(&out[i * 32..i * 32 + 32]).unwrap());
+            }
+        }
+        while leaves.len() > 1 {
+            leaves = leaves.chunks(2).map(|p| sha254(&p[0], &p[1])).collect();
+        }
+        leaves[0]
+    }
+
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+    }
+
+    #[test]
+    fn sha254_is_sha256_with_two_bits_cleared() {
+        use sha2::Digest;
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let mut want: [u8; 32] = sha2::Sha256::digest([a, b].concat()).into();
+        want[31] &= 0x3f;
+        assert_eq!(sha254(&a, &b), want);
+    }
+
+    #[test]
+    fn fr32_inserts_two_zero_bits_after_every_254() {
+        let input = [0xffu8; FR32_IN];
+        let mut out = [0u8; FR32_OUT];
+        fr32_expand(&input, &mut out);
+        for q in 0..4 {
+            assert_eq!(out[q * 32 + 31] & 0xc0, 0, "quad {q} ends in two zero bits");
+        }
+        let ones: u32 = out.iter().map(|b| b.count_ones()).sum();
+        assert_eq!(ones, 127 * 8, "every input bit kept");
+    }
+
+    #[test]
+    fn streaming_equals_the_plain_tree_at_every_boundary() {
+        for len in [0, 1, 126, 127, 128, 254, 255, 1016, 1017, 2032, 65024, 65025, BLOCK_IN - 1, BLOCK_IN, BLOCK_IN + 1]
+        {
+            let data = noise(len, len as u32);
+            let want = naive(&data);
+            assert_eq!(commp(&data).root, want, "len {len}");
+            // fed in odd pieces, and on threads
+            for threads in [1, 2] {
+                let mut c = Commp::with_threads(threads);
+                for part in data.chunks(1000 + len % 7) {
+                    c.update(part);
+                }
+                assert_eq!(c.finish().root, want, "len {len}, {threads} threads, in parts");
+            }
+        }
+    }
+
+    #[test]
+    fn several_blocks_fold_with_zero_subtrees() {
+        let data = noise(3 * BLOCK_IN + 5, 9);
+        let mut c = Commp::with_threads(2);
+        c.update(&data);
+        let piece = c.finish();
+        assert_eq!(piece.root, naive(&data));
+        assert_eq!(piece.padded_size(), 8 << 20, "3 blocks and a bit pad to 4 blocks of 2 MiB");
+    }
+
+    #[test]
+    fn every_leaf_has_a_path_that_verifies_and_a_wrong_one_does_not() {
+        let data = noise(1017, 3); // 2032 padded: 64 leaves
+        let piece = commp(&data);
+        for i in 0..64 {
+            let path = merkle_path(&data, i).unwrap();
+            assert_eq!(path.len(), 6);
+            assert!(verify_path(&piece.root, i, &leaf(&data, i), &path), "leaf {i}");
+            if leaf(&data, i) != leaf(&data, i ^ 1) {
+                assert!(!verify_path(&piece.root, i ^ 1, &leaf(&data, i), &path), "leaf {i} at the wrong index");
+            }
+            let mut bad = leaf(&data, i);
+            bad[0] ^= 1;
+            assert!(!verify_path(&piece.root, i, &bad, &path), "a flipped leaf {i}");
+        }
+        assert!(merkle_path(&data, 64).is_none());
+    }
+
+    #[test]
+    fn v2_cids_read_back() {
+        for len in [0, 127, 508, 100_000] {
+            let p = commp(&noise(len, 1));
+            assert_eq!(Piece::from_cid_v2(&p.cid_v2()), Some(p), "len {len}");
+        }
+        assert_eq!(Piece::from_cid_v2(&commp(b"x").cid_v1()), None);
+    }
+}

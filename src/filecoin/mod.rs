@@ -1,0 +1,10 @@
+//! The Filecoin side of cidfs: what it takes to keep the drive's data in pieces held by
+//! storage providers, and to prove and read them back.
+//!
+//! - [`commp`]: piece commitments (Fr32 + SHA254 binary tree), piece CIDs v1 and v2
+//!   (FRC-0069), merkle paths of single leaves. Pure.
+//!
+//! Still to come (see DESIGN.md): pieces from sealed segments (encrypted), the PDP client,
+//! the provider server, replication and repair, audits, paid retrieval.
+
+pub mod commp;
