@@ -2,7 +2,9 @@
 //! - real Kubo computes the same CIDs as `cidfs add` for the same trees (including the
 //!   exact HAMT sharding threshold, where Kubo and the JS importer differ);
 //! - Helia imports CARs exported by cidfs and reads every file back byte for byte;
-//! - cidfs imports CARs written by Helia.
+//! - cidfs imports CARs written by Helia;
+//! - `cidfs commp` gives the piece CIDs of `@filoz/synapse-core` (v2) and
+//!   `@web3-storage/data-segment` (v1) at every Fr32 boundary size.
 
 mod common;
 
@@ -138,4 +140,26 @@ fn cidfs_imports_cars_written_by_helia() {
     // Helia with Kubo's parameters, Kubo's defaults in cidfs: the same DAG
     assert_eq!(cli.add_q(&file, &[]), helia_root);
     cli.ok(&["verify"]);
+}
+
+#[test]
+fn commp_matches_synapse_core_and_data_segment_at_every_fr32_boundary() {
+    let cli = Cli::new();
+    let sizes = [127usize, 128, 254, 1016, 1017, 2032, 65024, 65025, (1 << 20) + 3, (16 << 20) + 7];
+    let files: Vec<std::path::PathBuf> =
+        sizes.iter().map(|n| cli.write(&format!("payload-{n}.bin"), &common::noise(*n, *n as u64))).collect();
+    let script = common::interop_dir().join("commp.mjs");
+    let theirs = run_ok(Command::new("node").arg(script).args(&files));
+    let theirs: Vec<&str> = theirs.lines().collect();
+    assert_eq!(theirs.len(), sizes.len());
+    for ((file, size), line) in files.iter().zip(sizes).zip(theirs) {
+        let json = cli.ok(&["commp", "-q", "--json", file.to_str().unwrap()]);
+        let mine = format!(
+            "{} {} {}",
+            common::json_str(&json, "piece"),
+            common::json_str(&json, "piece_v1"),
+            json.split("\"padded_size\":").nth(1).unwrap().trim_end_matches(|c: char| !c.is_ascii_digit())
+        );
+        assert_eq!(mine, line, "a payload of {size} bytes");
+    }
 }

@@ -16,7 +16,6 @@ use std::sync::mpsc;
 
 use cid::Cid;
 use multihash::Multihash;
-use sha2::block_api::compress256;
 
 /// Bytes of payload in one Fr32 unit (expanded to [`FR32_OUT`]).
 pub const FR32_IN: usize = 127;
@@ -40,26 +39,7 @@ pub const FR32_SHA256_TRUNC254_PADBINTREE: u64 = 0x1011;
 const RAW: u64 = 0x55;
 
 /// The node hash: SHA-256 of the two children, truncated to 254 bits.
-pub fn sha254(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-    // a 64-byte message: one block of data, then the fixed padding block
-    const PAD: [u8; 64] = {
-        let mut p = [0u8; 64];
-        p[0] = 0x80;
-        p[62] = 0x02; // 512 bits, big-endian
-        p
-    };
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(left);
-    block[32..].copy_from_slice(right);
-    let mut state = [0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
-    compress256(&mut state, &[block, PAD]);
-    let mut out = [0u8; 32];
-    for (i, w) in state.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
-    }
-    out[31] &= 0x3f;
-    out
-}
+pub use super::sha254::node as sha254;
 
 /// The root of an all-zero subtree of each height (height 0: a zero leaf).
 fn zero_roots() -> &'static [[u8; 32]; MAX_HEIGHT + 1] {
@@ -91,31 +71,53 @@ pub fn fr32_expand(input: &[u8; FR32_IN], out: &mut [u8; FR32_OUT]) {
     out[127] = input[126] >> 2;
 }
 
-/// The root of `units` Fr32 units of `payload` (zero beyond its end; `units` a power of two).
+/// The root of `units` Fr32 units of `payload` (zero beyond its end; `units` a power of
+/// two). The units with data are expanded into leaves and hashed a level at a time (two
+/// nodes side by side, see [`sha254`](super::sha254)); what lies past the data is made of
+/// zero subtrees, never hashed.
 fn subtree_root(payload: &[u8], units: usize) -> [u8; 32] {
     debug_assert!(units.is_power_of_two());
-    // leaves of one unit, hashed pairwise as they are made; a stack per level
-    let mut stack: Vec<[u8; 32]> = Vec::with_capacity(32);
-    let mut counts: u64 = 0;
-    let mut unit = [0u8; FR32_IN];
-    let mut out = [0u8; FR32_OUT];
-    for u in 0..units {
-        let start = u * FR32_IN;
-        let have = payload.len().saturating_sub(start).min(FR32_IN);
-        if have == 0 {
-            // the rest is zeros: fold in zero subtrees instead of hashing them
-            return finish_with_zeros(stack, counts, units as u64 * 4);
-        }
-        unit[..have].copy_from_slice(&payload[start..start + have]);
-        unit[have..].fill(0);
-        fr32_expand(&unit, &mut out);
-        // a unit is 4 leaves: a subtree of height 2
-        let l: [&[u8; 32]; 4] = std::array::from_fn(|i| out[i * 32..i * 32 + 32].try_into().expect("32 bytes"));
-        let node = sha254(&sha254(l[0], l[1]), &sha254(l[2], l[3]));
-        push(&mut stack, &mut counts, node);
+    let height = (units * 4).trailing_zeros() as usize;
+    let zeros = zero_roots();
+    let data_units = payload.len().div_ceil(FR32_IN).min(units);
+    if data_units == 0 {
+        return zeros[height];
     }
-    debug_assert_eq!(stack.len(), 1);
-    stack[0]
+    thread_local! {
+        /// Leaves and inner nodes of the subtree being hashed (2 MiB for a block), kept.
+        static NODES: std::cell::RefCell<Vec<[u8; 32]>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    NODES.with_borrow_mut(|nodes| {
+        nodes.clear();
+        nodes.reserve(data_units * 4 + 1);
+        let mut unit = [0u8; FR32_IN];
+        let mut out = [0u8; FR32_OUT];
+        for u in 0..data_units {
+            let start = u * FR32_IN;
+            let have = (payload.len() - start).min(FR32_IN);
+            unit[..have].copy_from_slice(&payload[start..start + have]);
+            unit[have..].fill(0);
+            fr32_expand(&unit, &mut out);
+            for leaf in out.chunks_exact(32) {
+                nodes.push(leaf.try_into().expect("32 bytes"));
+            }
+        }
+        let mut n = nodes.len();
+        for zero in zeros.iter().take(height) {
+            if n % 2 == 1 {
+                // the rest of this level is zero subtrees
+                if nodes.len() == n {
+                    nodes.push(*zero);
+                } else {
+                    nodes[n] = *zero;
+                }
+                n += 1;
+            }
+            super::sha254::level(nodes, n / 2);
+            n /= 2;
+        }
+        nodes[0]
+    })
 }
 
 /// Pushes the next subtree root (every pushed subtree has the same height) and merges
@@ -129,12 +131,6 @@ fn push(stack: &mut Vec<[u8; 32]>, count: &mut u64, mut node: [u8; 32]) {
     }
     stack.push(node);
     *count += 1;
-}
-
-/// The root once the leaves pushed so far (as height-2 subtrees: `count` of them) are
-/// followed by zeros up to `leaves` leaves.
-fn finish_with_zeros(mut stack: Vec<[u8; 32]>, count: u64, leaves: u64) -> [u8; 32] {
-    fold(&mut stack, count, 2, leaves)
 }
 
 /// Completes a tree whose first `count` subtrees of height `h` are in `stack` (as

@@ -3,8 +3,11 @@
 //!
 //! - [`commp`]: piece commitments (Fr32 + SHA254 binary tree), piece CIDs v1 and v2
 //!   (FRC-0069), merkle paths of single leaves. Pure.
+//! - [`sha254`]: the tree's node hash, a level at a time (two nodes interleaved on the
+//!   x86 SHA extensions).
 //!
 //! Still to come (see DESIGN.md): pieces from sealed segments (encrypted), the PDP client,
 //! the provider server, replication and repair, audits, paid retrieval.
 
 pub mod commp;
+pub mod sha254;

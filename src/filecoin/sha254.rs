@@ -1,0 +1,257 @@
+//! The CommP tree's node hash, SHA254 (SHA-256 of the two 32-byte children with the top
+//! two bits of the digest's last byte cleared), for a whole tree level at a time.
+//!
+//! Every node hashes exactly 64 bytes, so each is two SHA-256 compressions: the data, and
+//! a padding block that is the same for every node (its message schedule, plus the round
+//! constants, is computed once, at compile time). With the x86 SHA extensions one
+//! compression is a chain of dependent rounds that leaves the unit idle between them, so
+//! two independent nodes are hashed side by side, their rounds interleaved: about twice
+//! the throughput of hashing them one after the other. Without the extensions, nodes are
+//! hashed one at a time by the `sha2` crate.
+
+use sha2::block_api::compress256;
+
+const IV: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+    0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+    0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+    0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2,
+];
+
+/// The padding block of a 64-byte message: 0x80, zeros, the length (512 bits).
+const PAD: [u8; 64] = {
+    let mut p = [0u8; 64];
+    p[0] = 0x80;
+    p[62] = 0x02;
+    p
+};
+
+/// The padding block's message schedule plus the round constants: W[i] + K[i].
+const PAD_WK: [u32; 64] = {
+    let mut w = [0u32; 64];
+    w[0] = 0x8000_0000;
+    w[15] = 512;
+    let mut i = 16;
+    while i < 64 {
+        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        i += 1;
+    }
+    let mut wk = [0u32; 64];
+    let mut j = 0;
+    while j < 64 {
+        wk[j] = w[j].wrapping_add(K[j]);
+        j += 1;
+    }
+    wk
+};
+
+fn digest(state: &[u32; 8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, w) in state.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    out[31] &= 0x3f;
+    out
+}
+
+/// One node: SHA254(left ‖ right).
+pub fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(left);
+    block[32..].copy_from_slice(right);
+    let mut state = IV;
+    compress256(&mut state, &[block, PAD]);
+    digest(&state)
+}
+
+/// Hashes one tree level in place: the first `parents` nodes become SHA254 of the
+/// children `nodes[2i]` ‖ `nodes[2i+1]`.
+pub fn level(nodes: &mut [[u8; 32]], parents: usize) {
+    assert!(nodes.len() >= 2 * parents, "two children per node");
+    let pair = |nodes: &[[u8; 32]], i: usize| -> [u8; 64] {
+        let mut m = [0u8; 64];
+        m[..32].copy_from_slice(&nodes[2 * i]);
+        m[32..].copy_from_slice(&nodes[2 * i + 1]);
+        m
+    };
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        while i + 2 <= parents {
+            let (a, b) = (pair(nodes, i), pair(nodes, i + 1));
+            // SAFETY: the CPU has the SHA extensions, SSE4.1 and SSSE3 (`available`)
+            let (x, y) = unsafe { x86::two(&a, &b) };
+            nodes[i] = x;
+            nodes[i + 1] = y;
+            i += 2;
+        }
+    }
+    while i < parents {
+        let m = pair(nodes, i);
+        nodes[i] = node(m[..32].try_into().expect("32 bytes"), m[32..].try_into().expect("32 bytes"));
+        i += 1;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{IV, K, PAD_WK, digest};
+
+    /// Whether the CPU has what [`two`] needs.
+    pub(super) fn available() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("sha") && is_x86_feature_detected!("sse4.1") && is_x86_feature_detected!("ssse3")
+        })
+    }
+
+    /// Two lanes' state, as the SHA instructions hold it.
+    struct Lane {
+        abef: __m128i,
+        cdgh: __m128i,
+    }
+
+    #[inline]
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn initial() -> Lane {
+        let dcba = _mm_set_epi32(IV[3] as i32, IV[2] as i32, IV[1] as i32, IV[0] as i32);
+        let hgfe = _mm_set_epi32(IV[7] as i32, IV[6] as i32, IV[5] as i32, IV[4] as i32);
+        let cdab = _mm_shuffle_epi32(dcba, 0xB1);
+        let efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+        Lane { abef: _mm_alignr_epi8(cdab, efgh, 8), cdgh: _mm_blend_epi16(efgh, cdab, 0xF0) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn finish(l: &Lane) -> [u8; 32] {
+        let feba = _mm_shuffle_epi32(l.abef, 0x1B);
+        let dchg = _mm_shuffle_epi32(l.cdgh, 0xB1);
+        let dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+        let hgef = _mm_alignr_epi8(dchg, feba, 8);
+        let mut state = [0u32; 8];
+        // SAFETY: `state` is 32 bytes, two unaligned 16-byte stores
+        unsafe {
+            _mm_storeu_si128(state.as_mut_ptr().cast(), dcba);
+            _mm_storeu_si128(state.as_mut_ptr().add(4).cast(), hgef);
+        }
+        digest(&state)
+    }
+
+    #[inline]
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn load(block: &[u8; 64]) -> [__m128i; 4] {
+        let mask = _mm_set_epi64x(0x0C0D_0E0F_0809_0A0B, 0x0405_0607_0001_0203);
+        std::array::from_fn(|i| {
+            // SAFETY: 16 bytes at offset 16·i of a 64-byte block
+            let w = unsafe { _mm_loadu_si128(block.as_ptr().add(16 * i).cast()) };
+            _mm_shuffle_epi8(w, mask)
+        })
+    }
+
+    /// Four rounds of both lanes, with `wk0`/`wk1` = W + K of those rounds.
+    #[inline]
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn rounds4(l0: &mut Lane, l1: &mut Lane, wk0: __m128i, wk1: __m128i) {
+        l0.cdgh = _mm_sha256rnds2_epu32(l0.cdgh, l0.abef, wk0);
+        l1.cdgh = _mm_sha256rnds2_epu32(l1.cdgh, l1.abef, wk1);
+        let hi0 = _mm_shuffle_epi32(wk0, 0x0E);
+        let hi1 = _mm_shuffle_epi32(wk1, 0x0E);
+        l0.abef = _mm_sha256rnds2_epu32(l0.abef, l0.cdgh, hi0);
+        l1.abef = _mm_sha256rnds2_epu32(l1.abef, l1.cdgh, hi1);
+    }
+
+    #[inline]
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn k(r: usize) -> __m128i {
+        _mm_set_epi32(K[4 * r + 3] as i32, K[4 * r + 2] as i32, K[4 * r + 1] as i32, K[4 * r] as i32)
+    }
+
+    /// The next four words of a message schedule.
+    #[inline]
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn schedule(w: &mut [__m128i; 4], i: usize) -> __m128i {
+        let (w0, w1, w2, w3) = (w[i], w[(i + 1) % 4], w[(i + 2) % 4], w[(i + 3) % 4]);
+        let t = _mm_add_epi32(_mm_sha256msg1_epu32(w0, w1), _mm_alignr_epi8(w3, w2, 4));
+        w[i] = _mm_sha256msg2_epu32(t, w3);
+        w[i]
+    }
+
+    /// SHA254 of two 64-byte messages (two nodes' children), side by side.
+    ///
+    /// # Safety
+    /// The CPU must have the SHA extensions, SSE4.1 and SSSE3 ([`available`]).
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    pub(super) unsafe fn two(a: &[u8; 64], b: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
+        let (mut l0, mut l1) = (initial(), initial());
+        let (iv_abef, iv_cdgh) = (l0.abef, l0.cdgh);
+        // the data block
+        let (mut w0, mut w1) = (load(a), load(b));
+        for r in 0..4 {
+            rounds4(&mut l0, &mut l1, _mm_add_epi32(w0[r], k(r)), _mm_add_epi32(w1[r], k(r)));
+        }
+        for r in 4..16 {
+            let (x0, x1) = (schedule(&mut w0, r % 4), schedule(&mut w1, r % 4));
+            rounds4(&mut l0, &mut l1, _mm_add_epi32(x0, k(r)), _mm_add_epi32(x1, k(r)));
+        }
+        l0.abef = _mm_add_epi32(l0.abef, iv_abef);
+        l0.cdgh = _mm_add_epi32(l0.cdgh, iv_cdgh);
+        l1.abef = _mm_add_epi32(l1.abef, iv_abef);
+        l1.cdgh = _mm_add_epi32(l1.cdgh, iv_cdgh);
+        // the padding block: its W + K is a constant
+        let (s0, s1) = ((l0.abef, l0.cdgh), (l1.abef, l1.cdgh));
+        for r in 0..16 {
+            let wk = _mm_set_epi32(
+                PAD_WK[4 * r + 3] as i32,
+                PAD_WK[4 * r + 2] as i32,
+                PAD_WK[4 * r + 1] as i32,
+                PAD_WK[4 * r] as i32,
+            );
+            rounds4(&mut l0, &mut l1, wk, wk);
+        }
+        l0.abef = _mm_add_epi32(l0.abef, s0.0);
+        l0.cdgh = _mm_add_epi32(l0.cdgh, s0.1);
+        l1.abef = _mm_add_epi32(l1.abef, s1.0);
+        l1.cdgh = _mm_add_epi32(l1.cdgh, s1.1);
+        (finish(&l0), finish(&l1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn reference(data: &[u8]) -> [u8; 32] {
+        let mut d: [u8; 32] = sha2::Sha256::digest(data).into();
+        d[31] &= 0x3f;
+        d
+    }
+
+    #[test]
+    fn a_level_equals_sha256_of_each_pair_truncated() {
+        for parents in [1usize, 2, 3, 8, 33] {
+            let children: Vec<[u8; 32]> =
+                (0..2 * parents).map(|n| std::array::from_fn(|i| ((n * 32 + i) * 31 % 251) as u8)).collect();
+            let mut nodes = children.clone();
+            level(&mut nodes, parents);
+            for i in 0..parents {
+                assert_eq!(nodes[i], reference(&[children[2 * i], children[2 * i + 1]].concat()), "{i} of {parents}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_node_equals_the_reference() {
+        assert_eq!(node(&[7; 32], &[9; 32]), reference(&[[7u8; 32], [9u8; 32]].concat()));
+    }
+}
