@@ -181,7 +181,10 @@ fn many_workers_at_once_leave_exactly_what_they_fsyncd() {
             std::thread::spawn(move || worker(&root, w + 1, ops))
         })
         .collect();
-    let models: Vec<Model> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let models: Vec<Model> = workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or_else(|_| panic!("a worker failed; the mount's log:\n{}", m.log())))
+        .collect();
     drop(m);
     cli.ok(&["verify"]);
     let m = cli.mount("mnt", &[]);

@@ -870,3 +870,34 @@ fn writes_out_of_order_stop_streaming_and_the_cid_stays_right() {
     assert_eq!(read_all(&again, ino(&again, ROOT_INO, "edited.bin")), data);
     assert_eq!(read_all(&again, ino(&again, ROOT_INO, "cut.bin")), fresh);
 }
+
+#[test]
+fn a_file_cut_short_while_a_commit_imports_it_is_imported_again_not_an_error() {
+    let store = Arc::new(MemStore::default());
+    let vfs = Arc::new(mount(&store));
+    let f = vfs.create(ROOT_INO, "sparse.bin", 0o644).unwrap().ino;
+    vfs.released_writer(f); // closed: the commit imports it ahead, outside the lock
+    let cutter = {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || {
+            let data = vec![1u8; 8 << 20];
+            for i in 0..40u64 {
+                // data, a hole, more data: imported by the sparse importer, reading the spill
+                vfs.write(f, 0, &data[..1 << 20]).unwrap();
+                vfs.write(f, (16 << 20) + i, &data).unwrap();
+                // cut it short once a commit is likely importing it
+                std::thread::sleep(std::time::Duration::from_millis(i % 8));
+                vfs.truncate(f, 4096 + i).unwrap();
+            }
+        })
+    };
+    while !cutter.is_finished() {
+        vfs.commit().expect("a file changed under the commit is the commit's business, not an error");
+    }
+    cutter.join().unwrap();
+    vfs.commit().unwrap();
+    let again = mount(&store);
+    let data = read_all(&again, ino(&again, ROOT_INO, "sparse.bin"));
+    assert_eq!(data.len(), 4096 + 39);
+    assert!(data.iter().all(|b| *b == 1), "the last write, cut at its last length");
+}

@@ -311,7 +311,9 @@ impl Drive {
     /// by file: the result kept for the commit if the file did not change meanwhile
     /// (install). So a commit holds the lock only to link files and rebuild directories,
     /// and `stat`, `ls`, reads and writes go on while a 2 GiB file (or 10,000 small ones)
-    /// is hashed. A file changed during its import is imported again under the lock.
+    /// is hashed. A file changed during its import is imported again under the lock — also
+    /// when the change broke the import (a truncate cut its spill short mid-read): an
+    /// import that fails here is left to the commit, which then reports a real error.
     fn prebuild(&self, drive: &Mutex<Tree>, force: bool) -> Result<(), VfsError> {
         let (store, plans) = {
             let d = drive.lock().expect("lock poisoned");
@@ -334,7 +336,12 @@ impl Drive {
         let mut sink = Staging { store: store.as_ref(), blocks: Vec::new(), bytes: 0 };
         let mut built = Vec::with_capacity(plans.len());
         for (ino, version, meta, job) in plans {
-            built.push((ino, version, self.build_file(&opts, meta, job, &mut sink)?));
+            match self.build_file(&opts, meta, job, &mut sink) {
+                Ok(b) => built.push((ino, version, b)),
+                // changed under the import (a truncate shortened its spill): the commit
+                // imports it under the lock, where it holds still (and reports a real error)
+                Err(e) => log::debug!("inode {ino} could not be imported ahead of the commit: {e}"),
+            }
             if built.len() >= 256 {
                 self.install(drive, &mut sink, &mut built)?;
             }
