@@ -71,6 +71,19 @@ pub fn fr32_expand(input: &[u8; FR32_IN], out: &mut [u8; FR32_OUT]) {
     out[127] = input[126] >> 2;
 }
 
+/// Fr32 unit `unit` of `payload`, expanded (zero past the payload's end).
+fn expand_unit(payload: &[u8], unit: usize) -> [u8; FR32_OUT] {
+    let mut input = [0u8; FR32_IN];
+    let start = unit.saturating_mul(FR32_IN);
+    let have = payload.len().saturating_sub(start).min(FR32_IN);
+    if have > 0 {
+        input[..have].copy_from_slice(&payload[start..start + have]);
+    }
+    let mut out = [0u8; FR32_OUT];
+    fr32_expand(&input, &mut out);
+    out
+}
+
 /// The root of `units` Fr32 units of `payload` (zero beyond its end; `units` a power of
 /// two). The units with data are expanded into leaves and hashed a level at a time (two
 /// nodes side by side, see [`sha254`](super::sha254)); what lies past the data is made of
@@ -90,15 +103,8 @@ fn subtree_root(payload: &[u8], units: usize) -> [u8; 32] {
     NODES.with_borrow_mut(|nodes| {
         nodes.clear();
         nodes.reserve(data_units * 4 + 1);
-        let mut unit = [0u8; FR32_IN];
-        let mut out = [0u8; FR32_OUT];
         for u in 0..data_units {
-            let start = u * FR32_IN;
-            let have = (payload.len() - start).min(FR32_IN);
-            unit[..have].copy_from_slice(&payload[start..start + have]);
-            unit[have..].fill(0);
-            fr32_expand(&unit, &mut out);
-            for leaf in out.chunks_exact(32) {
+            for leaf in expand_unit(payload, u).chunks_exact(32) {
                 nodes.push(leaf.try_into().expect("32 bytes"));
             }
         }
@@ -428,15 +434,7 @@ fn subtree_at(payload: &[u8], h: u32, n: u64) -> [u8; 32] {
     }
     // inside one unit: expand it and hash the leaves asked for
     let per_unit = 4 >> h; // subtrees of height h in one unit
-    let unit = (n / per_unit) as usize;
-    let mut input = [0u8; FR32_IN];
-    let start = unit * FR32_IN;
-    let have = payload.len().saturating_sub(start).min(FR32_IN);
-    if have > 0 {
-        input[..have].copy_from_slice(&payload[start..start + have]);
-    }
-    let mut out = [0u8; FR32_OUT];
-    fr32_expand(&input, &mut out);
+    let out = expand_unit(payload, (n / per_unit) as usize);
     let leaf = |i: usize| -> [u8; 32] { out[i * 32..i * 32 + 32].try_into().expect("32 bytes") };
     let i = (n % per_unit) as usize;
     match h {
@@ -468,14 +466,7 @@ mod tests {
         let units = (padded_payload(payload.len() as u64) / FR32_IN as u64) as usize;
         let mut leaves = Vec::new();
         for u in 0..units {
-            let mut input = [0u8; FR32_IN];
-            let start = u * FR32_IN;
-            let have = payload.len().saturating_sub(start).min(FR32_IN);
-            if have > 0 {
-                input[..have].copy_from_slice(&payload[start..start + have]);
-            }
-            let mut out = [0u8; FR32_OUT];
-            fr32_expand(&input, &mut out);
+            let out = expand_unit(payload, u);
             for i in 0..4 {
                 leaves.push(<[u8; 32]>::try_from(&out[i * 32..i * 32 + 32]).unwrap());
             }
