@@ -740,3 +740,34 @@ fn commp_prints_piece_cids_of_files_and_stdin() {
     let err = cli.fails(&["commp", "nope.bin"], 1);
     assert!(err.contains("nope.bin"), "{err}");
 }
+
+#[test]
+fn the_master_key_exports_and_imports_and_is_never_replaced_silently() {
+    let (a, b) = (Cli::new(), Cli::new());
+    let form = a.ok(&["key", "export"]);
+    assert!(form.starts_with("cidfs-master-key-v1:"), "{form}");
+    assert_eq!(a.ok(&["key", "export"]), form, "made once, then kept");
+    let path = a.home.path().join("filecoin/master.key");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // another store takes it back, from the argument or from stdin
+    b.ok(&["key", "import", form.trim()]);
+    assert_eq!(b.ok(&["key", "export"]), form);
+    // a store with another key refuses it, unless told
+    let c = Cli::new();
+    c.ok(&["key", "export"]);
+    let err = c.fails(&["key", "import", form.trim()], 6);
+    assert!(err.contains("different master key"), "{err}");
+    let mut cmd = c.cmd();
+    cmd.args(["key", "import", "--replace"]).stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), form.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(c.ok(&["key", "export"]), form);
+    // a mistyped form: invalid data, nothing written
+    let mut bad = form.trim().to_string();
+    let at = bad.len() - 12;
+    let digit = if &bad[at..at + 1] == "0" { "1" } else { "0" };
+    bad.replace_range(at..at + 1, digit);
+    let err = Cli::new().fails(&["key", "import", &bad], 4);
+    assert!(err.contains("checksum") || err.contains("hex"), "{err}");
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::session::Session;
-use super::{CliError, add, car, commp, exit, mount, node, read, repo};
+use super::{CliError, add, car, commp, exit, key, mount, node, read, repo};
 use crate::config::{self, Config, Settings};
 
 const AFTER_HELP: &str = "\
@@ -83,6 +83,10 @@ enum Command {
     Log(repo::LogArgs),
     /// Print the Filecoin piece commitment of a file (piece CID v2; --v1, --json).
     Commp(commp::CommpArgs),
+    /// The master key that encrypts this store's pieces: export it to keep it safe, import
+    /// it to restore it. Losing it loses the copies held by storage providers.
+    #[command(subcommand)]
+    Key(key::KeyArgs),
     /// mount(8)'s helper call, `SOURCE MOUNTPOINT [-o OPTIONS]` (what
     /// `mount-scripts/mount.fuse.cidfs` runs for fstab): `cidfs mount --background` with
     /// the options as its flags.
@@ -131,6 +135,7 @@ impl Cli {
             Command::Unmount(_) => unreachable!("handled above"),
             Command::Log(a) => a.run(&session),
             Command::Commp(a) => a.run(&session),
+            Command::Key(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commp;
 pub mod control;
 pub mod drive;
+pub mod key;
 pub mod mount;
 pub mod node;
 pub mod progress;

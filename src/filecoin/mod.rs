@@ -3,6 +3,8 @@
 //!
 //! - [`commp`]: piece commitments (Fr32 + SHA254 binary tree), piece CIDs v1 and v2
 //!   (FRC-0069), merkle paths of single leaves. Pure.
+//! - [`keys`]: the user's master key and the per-segment keys (HKDF + XChaCha20) that
+//!   encrypt pieces, with offsets kept; the key's recovery form.
 //! - [`sha254`]: the tree's node hash, a level at a time (two nodes interleaved on the
 //!   x86 SHA extensions).
 //!
@@ -10,4 +12,5 @@
 //! the provider server, replication and repair, audits, paid retrieval.
 
 pub mod commp;
+pub mod keys;
 pub mod sha254;
