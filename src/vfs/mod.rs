@@ -370,13 +370,16 @@ impl Vfs {
             return self.attr_of(ino, &target);
         }
         if let Some(drive) = self.drive_node(parent) {
-            if let Some(cid) = drive.foreign(parent) {
-                // dag-cbor inside the drive: its entries are content under a CID
-                let child = self.child_of_node(&cid, name)?;
-                let ino = self.ino_for(child.clone(), parent, name);
-                return self.attr_of(ino, &child);
-            }
-            return drive.lookup(parent, name);
+            return match drive.lookup(parent, name) {
+                // dag-cbor inside the drive has no entries of the drive's own (one lock per
+                // lookup: only this refusal asks again): its entries are content under a CID
+                Err(VfsError::ReadOnly) if let Some(cid) = drive.foreign(parent) => {
+                    let child = self.child_of_node(&cid, name)?;
+                    let ino = self.ino_for(child.clone(), parent, name);
+                    self.attr_of(ino, &child)
+                }
+                found => found,
+            };
         }
         let child = if self.is_ipfs_namespace(&parent_t) {
             let cid = Cid::try_from(name).map_err(|_| VfsError::NotFound(name.to_string()))?;
