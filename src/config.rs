@@ -65,6 +65,47 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A length of time, written `90s`, `10m`, `2h`, `1d`, or a number of seconds (`1.5`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Span(pub std::time::Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Span, String> {
+        let t = s.trim();
+        let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+            Some(i) => (&t[..i], &t[i..]),
+            None => (t, "s"),
+        };
+        let mult = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)")),
+        };
+        let n: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 10m)"))?;
+        std::time::Duration::try_from_secs_f64(n * mult).map(Span).map_err(|e| format!("{s:?}: {e}"))
+    }
+}
+
+/// A duration in the file: `"10m"` or a number of seconds.
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(f64),
+            Text(String),
+        }
+        match <Raw as serde::Deserialize>::deserialize(d)? {
+            Raw::Secs(n) => std::time::Duration::try_from_secs_f64(n).map(Span).map_err(serde::de::Error::custom),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 impl FromStr for Reserve {
     type Err = String;
     fn from_str(s: &str) -> Result<Reserve, String> {
@@ -102,7 +143,7 @@ macro_rules! env_from_str {
         }
     )*};
 }
-env_from_str!(usize, f64, Size, Reserve, ServeMode);
+env_from_str!(usize, f64, Size, Span, Reserve, ServeMode);
 
 impl EnvValue for bool {
     fn from_env(s: &str) -> Result<bool, String> {
@@ -259,6 +300,15 @@ settings! {
     /// give way for when the disk runs low: a share (`5%`) or a size (`2G`) [default: 5%]
     reserve: Reserve = crate::store::reserve::DEFAULT_RESERVE, "CIDFS_RESERVE",
         [long, value_name = "SHARE|SIZE"];
+    /// Seal the segment being filled (making it a piece for Filecoin) once the drive has
+    /// been quiet this long with at least 1 MiB unsealed, e.g. `30s`, `10m`; full segments
+    /// are sealed at once [default: 10m]
+    seal_after: Span = Span(crate::filecoin::seal::DEFAULT_SEAL_AFTER), "CIDFS_SEAL_AFTER",
+        [long, value_name = "DURATION"];
+    /// Store pieces as plaintext CARs instead of encrypted: only for data meant to be
+    /// published (anyone holding a piece can read it).
+    public_pieces: bool = false, "CIDFS_PUBLIC_PIECES",
+        [long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", hide_possible_values = true];
 }
 
 impl Config {
@@ -297,6 +347,15 @@ impl Config {
     /// The peers trusted with the whole drive.
     pub fn trusted(&self) -> Vec<libp2p::PeerId> {
         self.trust.iter().filter_map(|p| p.parse().ok()).collect()
+    }
+
+    /// How the mount and the daemon make pieces of the drive's segments.
+    pub fn seal_policy(&self) -> crate::filecoin::seal::SealPolicy {
+        crate::filecoin::seal::SealPolicy {
+            seal_after: self.seal_after.0,
+            min_bytes: crate::filecoin::seal::MIN_QUIET_SEAL,
+            public: self.public_pieces,
+        }
     }
 
     /// Most bytes the store may hold, if capped.
@@ -409,6 +468,19 @@ mod tests {
         assert_eq!(c.threads, 3, "the flag wins");
         assert_eq!(c.serve, ServeMode::None);
         assert_eq!(c.cache_size, Size(10 << 30), "the default");
+    }
+
+    #[test]
+    fn durations_read_with_units_or_as_seconds() {
+        let d = |s: &str| s.parse::<Span>().map(|s| s.0);
+        assert_eq!(d("5s"), Ok(std::time::Duration::from_secs(5)));
+        assert_eq!(d("10m"), Ok(std::time::Duration::from_secs(600)));
+        assert_eq!(d("1.5"), Ok(std::time::Duration::from_millis(1500)));
+        assert_eq!(d("2h"), Ok(std::time::Duration::from_secs(7200)));
+        assert!(d("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(d("-1s").is_err());
+        let file: Settings = toml::from_str("seal-after = \"30s\"\n").unwrap();
+        assert_eq!(file.seal_after, Some(Span(std::time::Duration::from_secs(30))));
     }
 
     #[test]

@@ -166,6 +166,35 @@ fn start_node(config: &Config, store: &Arc<Store>) -> Result<Option<Arc<Node>>, 
     Ok(Some(Arc::new(node)))
 }
 
+/// The Filecoin side's background work (pieces made of sealed segments), stopped and
+/// joined when dropped.
+struct Background {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(config: &Config, store: &Arc<Store>) -> Result<Background, CliError> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sealer = crate::filecoin::seal::Sealer::new(store.clone(), config.seal_policy())
+            .map_err(|e| CliError::failure(format!("starting the sealer: {e}")))?;
+        let threads = vec![sealer.spawn(SEAL_CHECK, stop.clone())];
+        Ok(Background { stop, threads })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often the sealer looks for segments to seal and make pieces of.
+const SEAL_CHECK: Duration = Duration::from_secs(1);
+
 /// Serves the mount in this process until a signal or an unmount.
 fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
     let config = &session.config;
@@ -198,6 +227,7 @@ fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
     let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node));
     super::control::serve(&home, live.clone())?;
+    let _background = Background::start(config, &store)?;
     let log_store = store.clone();
     let commits =
         Box::new(move || log_store.commits().unwrap_or_default().into_iter().map(|c| (c.seq, c.root)).collect());
@@ -353,6 +383,7 @@ fn daemon(session: &Session) -> Result<(), CliError> {
     let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node.clone()));
     super::control::serve(&home, live)?;
+    let background = Background::start(config, &store)?;
     if std::env::var_os(NOTIFY_ENV).is_some() {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready");
@@ -366,6 +397,7 @@ fn daemon(session: &Session) -> Result<(), CliError> {
     }
     let sig = signals.wait().map_err(|e| CliError::failure(format!("waiting for a signal: {e}")))?;
     log::info!("{sig}: stopping");
+    drop(background);
     shutdown(&home, &blocks);
     Ok(())
 }

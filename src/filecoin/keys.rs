@@ -2,11 +2,13 @@
 //! the user holds.
 //!
 //! One **master key** (32 random bytes) lives in `$CIDFS_HOME/filecoin/master.key` (0600,
-//! made on first use). Each segment gets its own key and nonce, derived from the master
-//! key with HKDF-SHA256 and the segment's number, so no two segments share a keystream.
+//! made on first use). Each piece gets its own key and nonce, derived from the master key
+//! with HKDF-SHA256 and 32 random bytes drawn when the piece is made (its *salt*, kept in
+//! the store's piece record), so no two pieces share a keystream — not even pieces of two
+//! stores that share a master key (a store rebuilt after `cidfs key import`).
 //! The cipher is XChaCha20, a stream cipher: byte `i` of a piece is byte `i` of its
 //! segment XORed with keystream byte `i`, so a block's offset in the piece is its offset
-//! in the segment and a ranged read decrypts just that range ([`SegmentKey::apply`]).
+//! in the segment and a ranged read decrypts just that range ([`PieceKey::apply`]).
 //! Integrity is not the cipher's job: every block read back is checked against its CID.
 //!
 //! Losing the master key loses the cold copies: [`MasterKey::export`] gives a recovery
@@ -110,18 +112,18 @@ impl MasterKey {
         Ok(MasterKey(key))
     }
 
-    /// The key and nonce of segment `segment`.
-    pub fn segment_key(&self, segment: u64) -> SegmentKey {
+    /// The key and nonce of the piece made with `salt`.
+    pub fn piece_key(&self, salt: &[u8; 32]) -> PieceKey {
         let hk = Hkdf::<Sha256>::new(Some(b"cidfs pieces"), &self.0);
         let mut okm = [0u8; 56];
-        let mut info = b"segment v1 ".to_vec();
-        info.extend_from_slice(&segment.to_be_bytes());
+        let mut info = b"piece v1 ".to_vec();
+        info.extend_from_slice(salt);
         hk.expand(&info, &mut okm).expect("56 bytes is a valid HKDF length");
         let mut key = [0u8; 32];
         let mut nonce = [0u8; 24];
         key.copy_from_slice(&okm[..32]);
         nonce.copy_from_slice(&okm[32..]);
-        SegmentKey { key, nonce }
+        PieceKey { key, nonce }
     }
 }
 
@@ -130,15 +132,22 @@ fn checksum(key: &[u8; 32]) -> String {
     Sha256::digest(key)[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One segment's key and nonce.
-pub struct SegmentKey {
+/// 32 bytes from the system's random source: a new piece's salt.
+pub fn random_salt() -> std::io::Result<[u8; 32]> {
+    let mut salt = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut salt)?;
+    Ok(salt)
+}
+
+/// One piece's key and nonce.
+pub struct PieceKey {
     key: [u8; 32],
     nonce: [u8; 24],
 }
 
-impl SegmentKey {
+impl PieceKey {
     /// Encrypts or decrypts (the same operation) `buf`, which sits at byte `offset` of the
-    /// segment.
+    /// piece (the same offset in its segment).
     pub fn apply(&self, offset: u64, buf: &mut [u8]) {
         let mut cipher = XChaCha20::new(&self.key.into(), &self.nonce.into());
         cipher.seek(offset);
@@ -152,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_range_decrypts_on_its_own_at_its_offset() {
-        let key = MasterKey([7; 32]).segment_key(3);
+        let key = MasterKey([7; 32]).piece_key(&[3; 32]);
         let plain: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
         let mut piece = plain.clone();
         key.apply(0, &mut piece);
@@ -165,16 +174,16 @@ mod tests {
     }
 
     #[test]
-    fn segments_and_masters_never_share_a_keystream() {
-        let stream = |k: &SegmentKey| {
+    fn pieces_and_masters_never_share_a_keystream() {
+        let stream = |k: &PieceKey| {
             let mut b = vec![0u8; 64];
             k.apply(0, &mut b);
             b
         };
         let m = MasterKey([1; 32]);
-        assert_ne!(stream(&m.segment_key(1)), stream(&m.segment_key(2)));
-        assert_ne!(stream(&m.segment_key(1)), stream(&MasterKey([2; 32]).segment_key(1)));
-        assert_eq!(stream(&m.segment_key(1)), stream(&m.segment_key(1)), "derived, not random");
+        assert_ne!(stream(&m.piece_key(&[1; 32])), stream(&m.piece_key(&[2; 32])));
+        assert_ne!(stream(&m.piece_key(&[1; 32])), stream(&MasterKey([2; 32]).piece_key(&[1; 32])));
+        assert_eq!(stream(&m.piece_key(&[1; 32])), stream(&m.piece_key(&[1; 32])), "derived, not random");
     }
 
     #[test]

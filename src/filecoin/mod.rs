@@ -13,4 +13,5 @@
 
 pub mod commp;
 pub mod keys;
+pub mod seal;
 pub mod sha254;

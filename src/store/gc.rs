@@ -5,6 +5,11 @@
 //! bytes has its live blocks copied into a fresh segment first. Copies are fsync'd before
 //! the index points at them, and old files are deleted only after that commit, so a crash
 //! at any point leaves every pinned block readable.
+//!
+//! A segment that is a Filecoin piece is rewritten only when at least half of it is dead
+//! (or all of it): every rewrite makes a new piece to upload, so a few dead blocks are not
+//! worth one. Its piece record is retired then, not dropped (see the `pieces` module): the
+//! providers' copy is removed only once the new piece is at its replicas.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -14,7 +19,7 @@ use cid::Cid;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{
-    BLOCKS, CACHE_SEGMENTS, Location, PUBLIC, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root,
+    BLOCKS, CACHE_SEGMENTS, Location, META, PUBLIC, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root,
 };
 use crate::block::{Block, links};
 use crate::car;
@@ -134,14 +139,25 @@ impl Store {
 
         // 2. Rewrite segments holding dead bytes.
         let header_len = car::encode_header(&[segment_placeholder_root()]).len() as u64;
-        let victims: Vec<u32> =
-            segs.iter().filter(|(_, (len, live, _))| header_len + live < *len).map(|(id, _)| *id).collect();
+        let pieced: HashSet<u32> = self.pieces()?.into_iter().map(|p| p.segment).collect();
+        let victims: Vec<u32> = segs
+            .iter()
+            .filter(|(id, (len, live, _))| match pieced.contains(id) {
+                true => *live == 0 || 2 * (header_len + live) <= *len,
+                false => header_len + live < *len,
+            })
+            .map(|(id, _)| *id)
+            .collect();
         if victims.is_empty() {
             return Ok(report);
         }
         let moving: Vec<(Cid, Location)> =
             self.blocks()?.into_iter().filter(|(_, l)| victims.contains(&l.segment)).collect();
-        let new_id = segs.keys().max().copied().unwrap_or(0) + 1;
+        let counter = {
+            let txn = self.db().begin_read()?;
+            txn.open_table(META)?.get("next_segment")?.map_or(1, |v| v.value())
+        };
+        let new_id = (segs.keys().max().copied().unwrap_or(0) + 1).max(u32::try_from(counter).unwrap_or(u32::MAX));
         let mut written = 0;
         let mut moved = Vec::new();
         if !moving.is_empty() {
@@ -177,7 +193,12 @@ impl Store {
             }
             if !moved.is_empty() {
                 table.insert(new_id, (written, written - header_len, false))?;
+                txn.open_table(META)?.insert("next_segment", u64::from(new_id) + 1)?;
             }
+        }
+        let retired = super::pieces::retire(&txn, &victims)?;
+        if retired > 0 {
+            log::info!("gc: {retired} pieces retired; their providers keep them until the new pieces are replicated");
         }
         txn.commit()?;
         let mut deleted = 0;

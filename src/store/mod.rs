@@ -42,6 +42,7 @@ mod evict;
 mod gc;
 pub mod hot;
 pub mod owner;
+mod pieces;
 pub mod reserve;
 
 use std::collections::{HashMap, HashSet};
@@ -61,6 +62,7 @@ use crate::car;
 pub use evict::{CacheUsage, DEFAULT_CACHE_CAP, EvictReport};
 pub use gc::{GcReport, Reachable, VerifyReport};
 pub use hot::{HotFiles, HotUsage};
+pub use pieces::{PieceRecord, SealedSegment};
 
 /// CID -> (segment, data offset, data length, [`Kind`] as u8).
 const BLOCKS: TableDefinition<&[u8], (u32, u64, u32, u8)> = TableDefinition::new("blocks_v1");
@@ -73,7 +75,9 @@ const COMMITS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("commit
 /// Which segments are cache segments (fetched blocks): segment -> ().
 const CACHE_SEGMENTS: TableDefinition<u32, ()> = TableDefinition::new("cache_segments_v1");
 /// Facts about the store itself: `created` -> unix time in seconds; `public_built` -> 1
-/// once `public_v1` covers every pin (stores made before it existed are walked once).
+/// once `public_v1` covers every pin (stores made before it existed are walked once);
+/// `next_segment` -> the number the next new segment gets (numbers are never reused, even
+/// after gc or eviction removed the newest segment).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 /// Blocks the user published — added, imported, or reachable from a pin — which the IPFS
 /// node gives to any peer (the drive's other blocks go to trusted peers only): CID -> ().
@@ -187,6 +191,10 @@ fn tighten(dir: &Path) -> std::io::Result<usize> {
         }
     }
     Ok(changed)
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds since the Unix epoch, now.
@@ -339,6 +347,8 @@ pub struct Store {
     hot: Arc<HotFiles>,
     /// The free space caches leave on the store's disk (see [`reserve`]).
     disk: Arc<reserve::Disk>,
+    /// When a batch last wrote the user's data (unix milliseconds; 0: not since the open).
+    last_write: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -381,6 +391,8 @@ impl Store {
             txn.open_table(COMMITS)?;
             txn.open_table(CACHE_SEGMENTS)?;
             txn.open_table(PUBLIC)?;
+            txn.open_table(pieces::PIECES)?;
+            txn.open_table(pieces::RETIRED)?;
             let mut meta = txn.open_table(META)?;
             if meta.get("created")?.is_none() {
                 meta.insert("created", unix_now())?;
@@ -398,6 +410,7 @@ impl Store {
             hot: Arc::new(HotFiles::open_on(&root.join("hot"), disk.clone()).map_err(io_err(&root.join("hot")))?),
             disk,
             opts,
+            last_write: Default::default(),
         };
         owner::write(root, &owner::this_process(None));
         store.recover()?;
@@ -408,6 +421,12 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How long since a batch last wrote the user's data (since the open, if none has).
+    pub fn quiet_for(&self) -> std::time::Duration {
+        let last = self.last_write.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(unix_millis().saturating_sub(last).min(u64::MAX / 2))
     }
 
     /// Keeps `r` free on the store's disk: hot copies and the fetch cache never take it.
@@ -922,8 +941,9 @@ impl Batch<'_> {
     /// The segment to append to: the newest unsealed one of this batch's kind, or a new one.
     fn open_active(&mut self) -> Result<Active, StoreError> {
         let store = self.store;
-        let (newest, newest_of_kind) = {
+        let (newest, newest_of_kind, counter) = {
             let txn = store.db.begin_read()?;
+            let counter = txn.open_table(META)?.get("next_segment")?.map_or(1, |v| v.value());
             let t = txn.open_table(SEGMENTS)?;
             let newest = t.last()?.map(|(k, v)| (k.value(), v.value()));
             let mut of_kind = None;
@@ -934,7 +954,7 @@ impl Batch<'_> {
                     break;
                 }
             }
-            (newest, of_kind)
+            (newest, of_kind, u32::try_from(counter).unwrap_or(u32::MAX))
         };
         if let Some((id, (committed, _, sealed))) = newest_of_kind
             && !sealed
@@ -951,7 +971,11 @@ impl Batch<'_> {
                 synced: committed,
             });
         }
-        let id = newest.map_or(1, |(id, _)| id + 1).max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
+        let id = newest
+            .map_or(1, |(id, _)| id + 1)
+            .max(counter)
+            .max(self.new_segments.iter().map(|s| s + 1).max().unwrap_or(1))
+            .max(self.sealed.iter().map(|(s, _)| s + 1).max().unwrap_or(1));
         let path = store.segment_path(id);
         let create = || private_file().create_new(true).append(true).open(&path);
         let mut f = match create() {
@@ -1028,6 +1052,9 @@ impl Batch<'_> {
                     segs.insert(*id, (len, live.saturating_sub(*section), sealed))?;
                 }
             }
+            if let Some(last) = self.new_segments.iter().max() {
+                txn.open_table(META)?.insert("next_segment", u64::from(*last) + 1)?;
+            }
             if self.kind == SegmentKind::Cache {
                 let mut cache = txn.open_table(CACHE_SEGMENTS)?;
                 for id in &self.new_segments {
@@ -1055,6 +1082,9 @@ impl Batch<'_> {
         txn.commit()?;
         if let Some(a) = self.slot().as_mut() {
             a.committed = a.len;
+        }
+        if self.kind == SegmentKind::Main && !self.pending.is_empty() {
+            self.store.last_write.store(unix_millis(), std::sync::atomic::Ordering::Relaxed);
         }
         if self.kind == SegmentKind::Cache {
             for (id, len, _) in lengths {
