@@ -771,3 +771,27 @@ fn the_master_key_exports_and_imports_and_is_never_replaced_silently() {
     let err = Cli::new().fails(&["key", "import", &bad], 4);
     assert!(err.contains("checksum") || err.contains("hex"), "{err}");
 }
+
+#[test]
+fn the_wallet_prints_its_address_and_imports_a_key_only_when_told_to_replace() {
+    let a = Cli::new();
+    let addr = a.ok(&["wallet"]);
+    assert!(addr.trim().starts_with("0x") && addr.trim().len() == 42, "{addr}");
+    assert_eq!(a.ok(&["wallet", "address"]), addr, "made once, then kept");
+    let path = a.home.path().join("filecoin/wallet.key");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // anvil's first dev key, as Ethereum tools write it
+    let key = a.write("dev.key", b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80\n");
+    let err = a.fails(&["wallet", "import", key.to_str().unwrap()], 6);
+    assert!(err.contains("different wallet"), "{err}");
+    assert_eq!(a.ok(&["wallet"]), addr, "unchanged");
+    let b = Cli::new();
+    assert_eq!(b.ok(&["wallet", "import", key.to_str().unwrap()]).trim(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+    assert_eq!(b.ok(&["wallet"]).trim(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+    a.ok(&["wallet", "import", "--replace", key.to_str().unwrap()]);
+    assert_eq!(a.ok(&["wallet"]).trim(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+    // not a key: invalid data, named
+    let bad = a.write("bad.key", b"hello");
+    let err = a.fails(&["wallet", "import", bad.to_str().unwrap()], 4);
+    assert!(err.contains("bad.key") && err.contains("not a wallet key"), "{err}");
+}

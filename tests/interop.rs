@@ -163,3 +163,35 @@ fn commp_matches_synapse_core_and_data_segment_at_every_fr32_boundary() {
         assert_eq!(mine, line, "a payload of {size} bytes");
     }
 }
+
+/// Our FWSS extraData (create a data set, add pieces, schedule removals) equals what
+/// `@filoz/synapse-core/typed-data` signs, byte for byte, for the same key and inputs.
+#[test]
+fn fwss_extra_data_equals_synapse_core_typed_data_byte_for_byte() {
+    use alloy_primitives::{Address, U256};
+    use cidfs::filecoin::{fwss, wallet::Wallet};
+    let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let wallet = Wallet::parse(key, "test").unwrap();
+    let payee: Address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse().unwrap();
+    let piece = cidfs::filecoin::commp::commp(&common::noise(5000, 1)).cid_v2();
+    let other = cidfs::filecoin::commp::commp(&common::noise(300, 2)).cid_v2();
+    let meta = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    let set_meta = meta(&[("withCDN", ""), ("source", "cidfs")]);
+    let piece_meta = [meta(&[("segment", "12")]), meta(&[])];
+    for chain in [fwss::Chain::CALIBRATION, fwss::Chain::MAINNET] {
+        let input = format!(
+            r#"{{"key":"{key}","chain":{},"payee":"{payee}","clientDataSetId":"123456789012345678901234567890","metadata":[["withCDN",""],["source","cidfs"]],"nonce":"42424242424242","pieces":[["{piece}",[["segment","12"]]],["{other}",[]]],"pieceIds":["3","17"]}}"#,
+            chain.id
+        );
+        let theirs = run_ok(Command::new("node").arg(common::interop_dir().join("fwss_sign.mjs")).arg(&input));
+        let id: U256 = "123456789012345678901234567890".parse().unwrap();
+        let create = fwss::to_hex(&fwss::create_data_set(&wallet, &chain, id, payee, &set_meta));
+        let pieces = vec![(piece.to_bytes(), piece_meta[0].clone()), (other.to_bytes(), piece_meta[1].clone())];
+        let add = fwss::to_hex(&fwss::add_pieces(&wallet, &chain, id, U256::from(42424242424242u64), &pieces));
+        let removals = fwss::to_hex(&fwss::schedule_removals(&wallet, &chain, id, &[3, 17]));
+        assert_eq!(common::json_str(&theirs, "address"), wallet.address().to_string(), "chain {}", chain.id);
+        assert_eq!(common::json_str(&theirs, "create"), create, "CreateDataSet on chain {}", chain.id);
+        assert_eq!(common::json_str(&theirs, "add"), add, "AddPieces on chain {}", chain.id);
+        assert_eq!(common::json_str(&theirs, "removals"), removals, "SchedulePieceRemovals on chain {}", chain.id);
+    }
+}

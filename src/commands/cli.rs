@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::session::Session;
-use super::{CliError, add, car, commp, exit, key, mount, node, read, repo};
+use super::{CliError, add, car, commp, exit, key, mount, node, read, repo, wallet};
 use crate::config::{self, Config, Settings};
 
 const AFTER_HELP: &str = "\
@@ -87,6 +87,9 @@ enum Command {
     /// it to restore it. Losing it loses the copies held by storage providers.
     #[command(subcommand)]
     Key(key::KeyArgs),
+    /// The wallet that signs requests to storage providers: prints its 0x address; `import
+    /// FILE` takes an existing key (hex).
+    Wallet(wallet::WalletArgs),
     /// mount(8)'s helper call, `SOURCE MOUNTPOINT [-o OPTIONS]` (what
     /// `mount-scripts/mount.fuse.cidfs` runs for fstab): `cidfs mount --background` with
     /// the options as its flags.
@@ -136,6 +139,7 @@ impl Cli {
             Command::Log(a) => a.run(&session),
             Command::Commp(a) => a.run(&session),
             Command::Key(a) => a.run(&session),
+            Command::Wallet(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }
     }

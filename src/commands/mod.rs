@@ -19,6 +19,7 @@ pub mod progress;
 pub mod read;
 pub mod repo;
 pub mod session;
+pub mod wallet;
 
 use std::fmt;
 

@@ -12,6 +12,8 @@
 //! the provider server, replication and repair, audits, paid retrieval.
 
 pub mod commp;
+pub mod fwss;
 pub mod keys;
 pub mod seal;
 pub mod sha254;
+pub mod wallet;
