@@ -270,6 +270,8 @@ pub struct Commp {
     /// Roots of full blocks, folded: one partial root per level above the block height.
     stack: Vec<[u8; 32]>,
     blocks: u64,
+    /// The root of every block so far, in order (kept: a provider proves leaves with them).
+    block_roots: Vec<[u8; 32]>,
     len: u64,
     /// Blocks hashed on worker threads: results come back in order.
     workers: Option<Workers>,
@@ -291,7 +293,14 @@ impl Default for Commp {
 
 impl Commp {
     pub fn new() -> Commp {
-        Commp { buf: Vec::with_capacity(BLOCK_IN), stack: Vec::new(), blocks: 0, len: 0, workers: None }
+        Commp {
+            buf: Vec::with_capacity(BLOCK_IN),
+            stack: Vec::new(),
+            blocks: 0,
+            block_roots: Vec::new(),
+            len: 0,
+            workers: None,
+        }
     }
 
     /// Hashes full blocks on `threads` worker threads (the caller's thread reads and
@@ -349,7 +358,7 @@ impl Commp {
         match &mut self.workers {
             None => {
                 let root = subtree_root(&block, BLOCK_UNITS);
-                push(&mut self.stack, &mut self.blocks, root);
+                self.fold_in(root);
             }
             Some(w) => {
                 let n = w.sent;
@@ -368,6 +377,7 @@ impl Commp {
         let Some(w) = &mut self.workers else { return };
         loop {
             while let Some(root) = w.early.remove(&self.blocks) {
+                self.block_roots.push(root);
                 push(&mut self.stack, &mut self.blocks, root);
             }
             if self.blocks == w.sent {
@@ -383,8 +393,20 @@ impl Commp {
         }
     }
 
+    fn fold_in(&mut self, root: [u8; 32]) {
+        self.block_roots.push(root);
+        push(&mut self.stack, &mut self.blocks, root);
+    }
+
     /// The commitment of everything given.
-    pub fn finish(mut self) -> Piece {
+    pub fn finish(self) -> Piece {
+        self.finish_with_blocks().0
+    }
+
+    /// The commitment, and the root of each block of [`BLOCK_PAYLOAD`] bytes (the last
+    /// one partial; none for a payload smaller than one block): what
+    /// [`merkle_path_in_block`] proves a leaf with, reading one block instead of the piece.
+    pub fn finish_with_blocks(mut self) -> (Piece, Vec<[u8; 32]>) {
         self.collect(true);
         let len = self.len;
         let padded_units = padded_payload(len) / FR32_IN as u64;
@@ -395,13 +417,13 @@ impl Commp {
             if !self.buf.is_empty() {
                 let tail = std::mem::take(&mut self.buf);
                 let root = subtree_root(&tail, BLOCK_UNITS);
-                push(&mut self.stack, &mut self.blocks, root);
+                self.fold_in(root);
             }
             let leaves = padded_units * 4;
             let blocks = self.blocks;
             fold(&mut self.stack, blocks, BLOCK_HEIGHT, leaves)
         };
-        Piece { root, payload_size: len }
+        (Piece { root, payload_size: len }, self.block_roots)
     }
 }
 
@@ -419,6 +441,50 @@ pub fn merkle_path(payload: &[u8], index: u64) -> Option<Vec<[u8; 32]>> {
         let sibling = (index >> level) ^ 1;
         path.push(subtree_at(payload, level, sibling));
         level += 1;
+    }
+    Some(path)
+}
+
+/// Payload bytes of one block of a piece's tree (see [`Commp::finish_with_blocks`]).
+pub const BLOCK_PAYLOAD: usize = BLOCK_IN;
+/// Leaves under one block.
+pub const BLOCK_LEAVES: u64 = 1 << BLOCK_HEIGHT;
+
+/// The proof of leaf `index` of a piece of `payload_size` bytes, from the payload of the
+/// block that holds it (`block_payload`, block `index / BLOCK_LEAVES`, short at the end)
+/// and the roots of all the piece's blocks. For a piece smaller than one block
+/// (`block_roots` empty) `block_payload` is the whole payload. `None` if `index` is past
+/// the tree or the roots do not fit the size.
+pub fn merkle_path_in_block(
+    block_payload: &[u8],
+    block_roots: &[[u8; 32]],
+    payload_size: u64,
+    index: u64,
+) -> Option<Vec<[u8; 32]>> {
+    let leaves = padded_payload(payload_size) / FR32_IN as u64 * 4;
+    if block_roots.is_empty() {
+        return merkle_path(block_payload, index).filter(|_| index < leaves);
+    }
+    if index >= leaves || (block_roots.len() as u64) > leaves / BLOCK_LEAVES {
+        return None;
+    }
+    let block = index / BLOCK_LEAVES;
+    let local = index % BLOCK_LEAVES;
+    let mut path: Vec<[u8; 32]> =
+        (0..BLOCK_HEIGHT).map(|level| subtree_at(block_payload, level, (local >> level) ^ 1)).collect();
+    // above the blocks: their roots, zero subtrees past the last, folded a level at a time
+    let zeros = zero_roots();
+    let mut level: Vec<[u8; 32]> = block_roots.to_vec();
+    let mut width = leaves / BLOCK_LEAVES;
+    let mut at = block;
+    let mut h = BLOCK_HEIGHT as usize;
+    while width > 1 {
+        let sibling = at ^ 1;
+        path.push(level.get(sibling as usize).copied().unwrap_or(zeros[h]));
+        level = level.chunks(2).map(|p| sha254(&p[0], p.get(1).unwrap_or(&zeros[h]))).collect();
+        width /= 2;
+        at /= 2;
+        h += 1;
     }
     Some(path)
 }
@@ -460,6 +526,31 @@ pub fn verify_path(root: &[u8; 32], index: u64, leaf: &[u8; 32], path: &[[u8; 32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leaf_is_proved_from_its_block_and_the_block_roots() {
+        for len in [2 * BLOCK_IN + 1000, 5000] {
+            let payload = noise(len, len as u32);
+            let mut c = Commp::with_threads(2);
+            c.update(&payload);
+            let (piece, roots) = c.finish_with_blocks();
+            assert_eq!(piece, commp(&payload));
+            let leaves = piece.padded_size() / 32;
+            for index in [1, 70_000, leaves - 1] {
+                let index = index.min(leaves - 1);
+                let block = (index / BLOCK_LEAVES) as usize;
+                let slice = if roots.is_empty() {
+                    &payload[..]
+                } else {
+                    &payload[(block * BLOCK_IN).min(len)..((block + 1) * BLOCK_IN).min(len)]
+                };
+                let path = merkle_path_in_block(slice, &roots, len as u64, index).unwrap();
+                assert_eq!(Some(path.clone()), merkle_path(&payload, index), "len {len} leaf {index}");
+                assert!(verify_path(&piece.root, index, &leaf(&payload, index), &path));
+            }
+            assert_eq!(merkle_path_in_block(&[], &roots, len as u64, leaves), None);
+        }
+    }
 
     /// The tree computed the plain way: expand everything, hash level by level.
     fn naive(payload: &[u8]) -> [u8; 32] {
