@@ -195,3 +195,28 @@ fn fwss_extra_data_equals_synapse_core_typed_data_byte_for_byte() {
         assert_eq!(common::json_str(&theirs, "removals"), removals, "SchedulePieceRemovals on chain {}", chain.id);
     }
 }
+
+/// synapse-core's own PDP client (`@filoz/synapse-core/sp` and `/piece`) against `cidfs
+/// provider serve`: ping, one-shot and streaming uploads, findPiece, downloadAndValidate,
+/// then a data set created, pieces added, read back and removed, and a stranger's
+/// signature refused.
+#[test]
+fn synapse_core_uploads_finds_downloads_and_manages_data_sets_on_cidfs_provider() {
+    let provider = common::provider::ProviderProcess::start(&["--confirm-delay", "300ms"]);
+    let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let out = run_ok(Command::new("node").arg(common::interop_dir().join("provider_client.mjs")).args([
+        provider.url.as_str(),
+        &provider.payee(),
+        key,
+    ]));
+    for step in [
+        "ping",
+        "uploadPieceStreaming",
+        "downloadAndValidate",
+        "addPieces",
+        "schedulePieceDeletion",
+        "a stranger is refused",
+    ] {
+        assert!(out.contains(&format!("ok {step}")), "{step} missing from:\n{out}");
+    }
+}

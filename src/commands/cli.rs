@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::session::Session;
-use super::{CliError, add, car, commp, exit, key, mount, node, read, repo, wallet};
+use super::{CliError, add, car, commp, exit, key, mount, node, provider, read, repo, wallet};
 use crate::config::{self, Config, Settings};
 
 const AFTER_HELP: &str = "\
@@ -90,6 +90,10 @@ enum Command {
     /// The wallet that signs requests to storage providers: prints its 0x address; `import
     /// FILE` takes an existing key (hex).
     Wallet(wallet::WalletArgs),
+    /// A storage provider of cidfs's own (Curio's PDP HTTP API, /piece/ retrieval; the
+    /// chain simulated): for tests and self-hosting.
+    #[command(subcommand)]
+    Provider(provider::ProviderArgs),
     /// mount(8)'s helper call, `SOURCE MOUNTPOINT [-o OPTIONS]` (what
     /// `mount-scripts/mount.fuse.cidfs` runs for fstab): `cidfs mount --background` with
     /// the options as its flags.
@@ -140,6 +144,7 @@ impl Cli {
             Command::Commp(a) => a.run(&session),
             Command::Key(a) => a.run(&session),
             Command::Wallet(a) => a.run(&session),
+            Command::Provider(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }
     }

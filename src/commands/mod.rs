@@ -16,6 +16,7 @@ pub mod key;
 pub mod mount;
 pub mod node;
 pub mod progress;
+pub mod provider;
 pub mod read;
 pub mod repo;
 pub mod session;

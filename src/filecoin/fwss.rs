@@ -45,6 +45,19 @@ impl Chain {
     /// Filecoin calibration, the test network (chain 314159): the default.
     pub const CALIBRATION: Chain = Chain { id: 314_159, fwss: address!("02925630df557F957f70E112bA06e50965417CA0") };
 
+    /// A chain by name (`calibration`, `mainnet`) or as `ID:0xFWSS` (a local chain).
+    pub fn parse(text: &str) -> Result<Chain, String> {
+        match text.trim() {
+            "calibration" | "314159" => Ok(Chain::CALIBRATION),
+            "mainnet" | "314" => Ok(Chain::MAINNET),
+            t => {
+                let bad = || format!("{t:?}: expected calibration, mainnet, or CHAIN_ID:0xFWSS_ADDRESS");
+                let (id, fwss) = t.split_once(':').ok_or_else(bad)?;
+                Ok(Chain { id: id.parse().map_err(|_| bad())?, fwss: fwss.parse().map_err(|_| bad())? })
+            }
+        }
+    }
+
     fn domain(&self) -> Eip712Domain {
         Eip712Domain::new(
             Some("FilecoinWarmStorageService".into()),

@@ -1,0 +1,77 @@
+//! `cidfs provider serve`: a storage provider of cidfs's own (see
+//! [`filecoin::provider`](crate::filecoin::provider)), speaking Curio's PDP HTTP API and
+//! FRC-0066 `/piece/` retrieval, with the chain simulated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::session::Session;
+use super::{CliError, exit};
+use crate::config::Span;
+use crate::filecoin::fwss::Chain;
+use crate::filecoin::provider::{Provider, ProviderOptions};
+
+/// `cidfs provider`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ProviderArgs {
+    /// Serve as a storage provider: Curio's PDP HTTP API under /pdp/ and /piece/{cid}.
+    ///
+    /// Real: the HTTP API, the pieces (every upload is checked against its piece CID), the
+    /// signatures (every extraData's EIP-712 signer is recovered and checked) and the
+    /// state (a redb in --dir: a restart loses nothing). SIMULATED: the chain. Transactions
+    /// are pending for --confirm-delay, then confirmed, with no contract and no payment;
+    /// each data set is challenged every --proving-period and the provider answers its
+    /// own challenges from the bytes it holds, counting a fault when it cannot. Test knobs
+    /// on loopback only: POST /admin/{drop,flip,refuse-uploads,slow,errors,offline}.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8402", value_name = "ADDR")]
+    listen: String,
+    /// Where pieces and the provider's records live [default: $CIDFS_HOME/provider]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// How long a simulated transaction stays pending.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    confirm_delay: Span,
+    /// How often each data set is challenged (the accelerated proving clock).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    proving_period: Span,
+    /// The chain signatures are checked for: calibration, mainnet, or ID:0xFWSS.
+    #[arg(long, default_value = "calibration", value_name = "CHAIN", value_parser = Chain::parse)]
+    chain: Chain,
+    /// The address data sets must pay [default: the address of a wallet kept in DIR]
+    #[arg(long, value_name = "0xADDRESS")]
+    payee: Option<alloy_primitives::Address>,
+}
+
+impl ProviderArgs {
+    pub fn run(self, session: &Session) -> Result<(), CliError> {
+        let ProviderArgs::Serve(a) = self;
+        if a.proving_period.0 < Duration::from_millis(100) {
+            return Err(CliError::new(exit::USAGE, "--proving-period: at least 100ms".to_string()));
+        }
+        let opts = ProviderOptions {
+            dir: a.dir.unwrap_or_else(|| session.home().join("provider")),
+            chain: a.chain,
+            payee: a.payee,
+            confirm_delay: a.confirm_delay.0,
+            proving_period: a.proving_period.0,
+        };
+        let dir = opts.dir.clone();
+        let provider = Provider::open(opts).map_err(|e| CliError::failure(e.to_string()))?;
+        let payee = provider.payee();
+        provider
+            .serve(&a.listen, |addr| {
+                println!("http://{addr}");
+                eprintln!(
+                    "cidfs provider: serving http://{addr} from {} (payee {payee}); the chain is SIMULATED (see --help)",
+                    dir.display()
+                );
+            })
+            .map_err(|e| CliError::failure(e.to_string()))
+    }
+}
