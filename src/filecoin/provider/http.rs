@@ -58,9 +58,13 @@ impl Reply {
         let result = match self.body {
             Body::Bytes(b) => {
                 let len = b.len();
-                request.respond(Response::new(status, headers, std::io::Cursor::new(b), Some(len), None))
+                let r = Response::new(status, headers, std::io::Cursor::new(b), Some(len), None);
+                request.respond(r.with_chunked_threshold(usize::MAX))
             }
-            Body::Reader(r, len) => request.respond(Response::new(status, headers, r, Some(len), None)),
+            // a known length is sent as Content-Length, never chunked (HEAD shows the size)
+            Body::Reader(r, len) => {
+                request.respond(Response::new(status, headers, r, Some(len), None).with_chunked_threshold(usize::MAX))
+            }
         };
         if let Err(e) = result {
             log::debug!("provider: the client went away before the reply was sent: {e}");
