@@ -275,3 +275,79 @@ fn test_knobs_refuse_uploads_fail_requests_and_go_offline() {
     assert_eq!(got[3], data[3] ^ 0xff);
     assert_eq!(got[4..], data[4..]);
 }
+
+/// The whole path of a piece, with cidfs's own client: a file added to a store, its
+/// segment sealed into an encrypted piece, streamed to a provider, put in a data set; the
+/// provider's copy holds no plaintext of the file, and a block read back by range decrypts
+/// to its CID.
+#[test]
+fn a_sealed_piece_travels_encrypted_and_its_blocks_come_back_by_range() {
+    use cidfs::filecoin::pdp::PdpClient;
+    use cidfs::filecoin::seal::{PiecePayload, SealPolicy, Sealer};
+    use std::sync::Arc;
+    let p = ProviderProcess::start(&["--confirm-delay", "200ms"]);
+    let cli = common::Cli::new();
+    let text: Vec<u8> = (0..300_000u32).flat_map(|i| format!("line {i} of a private file\n").into_bytes()).collect();
+    let file = cli.write("private.txt", &text);
+    cli.add_q(&file, &[]);
+    let store = Arc::new(cidfs::store::Store::open(cli.home.path()).unwrap());
+    let policy = SealPolicy { seal_after: Duration::ZERO, min_bytes: 0, public: false };
+    let made = Sealer::new(store.clone(), policy).unwrap().step().unwrap();
+    assert_eq!(made.len(), 1);
+    let record = &made[0];
+
+    let client = PdpClient::new(&p.url).unwrap();
+    client.ping().unwrap();
+    assert!(!client.find(&record.piece).unwrap());
+    let payload = PiecePayload::open(&store, record, None).unwrap();
+    let len = payload.len();
+    client.upload(&record.piece, payload.reader(0), len).unwrap();
+    assert!(client.find(&record.piece).unwrap());
+    let held = std::fs::read(p.dir.path().join("provider/pieces").join(record.piece.to_string())).unwrap();
+    assert_eq!(held.len() as u64, record.payload_size);
+    // every line of the file says this: not one of them reached the provider in clear
+    let needle = b"of a private file";
+    assert!(!held.windows(needle.len()).any(|w| w == needle), "plaintext of the file at the provider");
+    let segment = std::fs::read(cli.home.path().join(format!("segments/{:08}.car", record.segment))).unwrap();
+    assert!(segment.windows(needle.len()).any(|w| w == needle), "the check can fail: the segment has it");
+
+    let wallet = Wallet::load_or_create(cli.home.path()).unwrap();
+    let chain = Chain::CALIBRATION;
+    let tx = client.create_data_set(&wallet, &chain, U256::from(9), p.payee().parse().unwrap(), &vec![]).unwrap();
+    let id = client.wait_data_set(&tx, Duration::from_secs(20)).unwrap();
+    let tx = client.add_pieces(&wallet, &chain, id, U256::from(9), &[(record.piece, vec![])]).unwrap();
+    let ids = client.wait_pieces_added(id, &tx, Duration::from_secs(20)).unwrap();
+    assert_eq!(ids.len(), 1);
+    let ds = client.data_set(id).unwrap().unwrap();
+    assert_eq!(ds.pieces, vec![(ids[0], record.piece.to_string())]);
+
+    // a block of the file, by range, decrypted, checked against its CID
+    let key = cidfs::filecoin::keys::MasterKey::load_or_create(cli.home.path()).unwrap();
+    let (cid, loc) =
+        store.blocks().unwrap().into_iter().find(|(_, l)| l.segment == record.segment && l.len > 1000).unwrap();
+    let mut bytes = client.read_range(&record.piece, loc.offset, u64::from(loc.len)).unwrap();
+    key.piece_key(record.salt.as_ref().unwrap()).apply(loc.offset, &mut bytes);
+    cidfs::block::Block::verified(cid, bytes).expect("the block decrypts to its CID");
+
+    // removal by the payer
+    client.remove_piece(&wallet, &chain, id, U256::from(9), ids[0]).unwrap();
+    assert!(client.data_set(id).unwrap().unwrap().pieces.is_empty());
+}
+
+#[test]
+fn an_unreachable_malformed_or_failing_provider_is_a_clear_error() {
+    use cidfs::filecoin::pdp::{PdpClient, PdpError};
+    let err = PdpClient::new("localhost:8402").err().unwrap();
+    assert!(err.to_string().contains("not a provider URL"), "{err}");
+    // nothing listens there
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = PdpClient::new(&format!("http://127.0.0.1:{port}")).unwrap().ping().unwrap_err();
+    assert!(matches!(err, PdpError::Unreachable { .. }) && err.is_transient(), "{err}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    // a provider failing with 500s: transient, and says what it answered
+    let p = ProviderProcess::start(&[]);
+    post(&format!("{}/admin/errors?n=1", p.url), &serde_json::json!({}));
+    let err = PdpClient::new(&p.url).unwrap().ping().unwrap_err();
+    assert!(matches!(err, PdpError::Status { status: 500, .. }) && err.is_transient(), "{err}");
+    PdpClient::new(&p.url).unwrap().ping().unwrap();
+}

@@ -14,6 +14,7 @@
 pub mod commp;
 pub mod fwss;
 pub mod keys;
+pub mod pdp;
 pub mod provider;
 pub mod seal;
 pub mod sha254;
