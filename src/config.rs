@@ -145,6 +145,12 @@ macro_rules! env_from_str {
 }
 env_from_str!(usize, f64, Size, Span, Reserve, ServeMode);
 
+impl EnvValue for String {
+    fn from_env(s: &str) -> Result<Self, String> {
+        Ok(s.trim().to_string())
+    }
+}
+
 impl EnvValue for bool {
     fn from_env(s: &str) -> Result<bool, String> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -309,6 +315,20 @@ settings! {
     /// published (anyone holding a piece can read it).
     public_pieces: bool = false, "CIDFS_PUBLIC_PIECES",
         [long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", hide_possible_values = true];
+    /// A storage provider (Curio PDP API) to keep pieces with (repeatable; also `cidfs
+    /// providers add`), e.g. https://sp.example.com
+    providers: Vec<String> = Vec::new(), "CIDFS_PROVIDERS",
+        [long = "provider", value_name = "URL", value_delimiter = ','];
+    /// How many providers keep each piece [default: 2]
+    replicas: usize = 2, "CIDFS_REPLICAS", [long, value_name = "N"];
+    /// The chain data sets are signed for: calibration, mainnet, or CHAIN_ID:0xFWSS
+    /// [default: calibration]
+    chain: String = "calibration".to_string(), "CIDFS_CHAIN", [long, value_name = "CHAIN"];
+    /// Most bytes a second sent to providers (e.g. 10M; 0 for no limit) [default: 0]
+    upload_limit: Size = Size(0), "CIDFS_UPLOAD_LIMIT", [long, value_name = "SIZE"];
+    /// How often each replica is audited (blocks read back and checked) [default: 10m]
+    audit_interval: Span = Span(std::time::Duration::from_secs(600)), "CIDFS_AUDIT_INTERVAL",
+        [long, value_name = "DURATION"];
 }
 
 impl Config {
@@ -338,6 +358,13 @@ impl Config {
         for (what, secs) in [("commit-interval", self.commit_interval), ("fetch-timeout", self.fetch_timeout)] {
             std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{what} {secs}: {e}"))?;
         }
+        crate::filecoin::fwss::Chain::parse(&self.chain).map_err(|e| format!("chain {e}"))?;
+        for p in &self.providers {
+            crate::filecoin::pdp::parse_provider_url(p).map_err(|e| e.to_string())?;
+        }
+        if self.replicas == 0 {
+            return Err("replicas 0: at least one provider must keep each piece".into());
+        }
         if self.threads == 0 {
             return Err("threads 0: at least one thread must serve the mount".into());
         }
@@ -355,6 +382,19 @@ impl Config {
             seal_after: self.seal_after.0,
             min_bytes: crate::filecoin::seal::MIN_QUIET_SEAL,
             public: self.public_pieces,
+        }
+    }
+
+    /// How the mount and the daemon keep pieces with providers.
+    pub fn replication_policy(&self) -> crate::filecoin::replicate::ReplicationPolicy {
+        crate::filecoin::replicate::ReplicationPolicy {
+            providers: self.providers.clone(),
+            replicas: self.replicas,
+            chain: crate::filecoin::fwss::Chain::parse(&self.chain)
+                .unwrap_or(crate::filecoin::fwss::Chain::CALIBRATION),
+            upload_limit: self.upload_limit.0,
+            audit_interval: self.audit_interval.0,
+            backoff: std::time::Duration::from_secs(1),
         }
     }
 

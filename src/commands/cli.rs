@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::session::Session;
-use super::{CliError, add, car, commp, exit, key, mount, node, provider, read, repo, wallet};
+use super::{CliError, add, car, commp, exit, key, mount, node, pieces, provider, read, repo, wallet};
 use crate::config::{self, Config, Settings};
 
 const AFTER_HELP: &str = "\
@@ -90,6 +90,12 @@ enum Command {
     /// The wallet that signs requests to storage providers: prints its 0x address; `import
     /// FILE` takes an existing key (hex).
     Wallet(wallet::WalletArgs),
+    /// Every piece made of the store's data: its size, segment and replicas (provider, data
+    /// set, piece id, state, last audit).
+    Pieces(pieces::PiecesArgs),
+    /// The storage providers pieces are kept with: add, ls, rm.
+    #[command(subcommand)]
+    Providers(pieces::ProvidersArgs),
     /// A storage provider of cidfs's own (Curio's PDP HTTP API, /piece/ retrieval; the
     /// chain simulated): for tests and self-hosting.
     #[command(subcommand)]
@@ -145,6 +151,8 @@ impl Cli {
             Command::Key(a) => a.run(&session),
             Command::Wallet(a) => a.run(&session),
             Command::Provider(a) => a.run(&session),
+            Command::Pieces(a) => a.run(&session),
+            Command::Providers(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }
     }

@@ -32,13 +32,22 @@ pub struct Live {
     /// Commits the mounted drive's pending changes (set once the drive is mounted), so
     /// that a drive path read here sees what was written through the mount.
     pub commit_drive: std::sync::OnceLock<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+    /// The Filecoin side's replicator (set once it runs), for `status`.
+    pub replicator: std::sync::OnceLock<Arc<crate::filecoin::replicate::Replicator>>,
     /// Connections waiting to hear how this process ends (`await-exit`): `cidfs unmount`.
     exit_waiters: std::sync::Mutex<Vec<UnixStream>>,
 }
 
 impl Live {
     pub fn new(store: Arc<Store>, blocks: Arc<Tiered>, node: Option<Arc<Node>>) -> Live {
-        Live { store, blocks, node, commit_drive: std::sync::OnceLock::new(), exit_waiters: Default::default() }
+        Live {
+            store,
+            blocks,
+            node,
+            commit_drive: std::sync::OnceLock::new(),
+            replicator: std::sync::OnceLock::new(),
+            exit_waiters: Default::default(),
+        }
     }
 
     /// Tells everyone waiting how the process ends (its final commit), just before it
@@ -115,6 +124,9 @@ fn handle(request: &str, live: &Live) -> Result<String, CliError> {
     let node = live.node.as_ref();
     match verb {
         "status" => Ok(status(live)),
+        "pieces" => Ok(crate::filecoin::replicate::report::pieces_text(&live.store)?),
+        "pieces-json" => Ok(crate::filecoin::replicate::report::pieces_json(&live.store)?),
+        "providers" => super::pieces::providers_request(&live.store, arg),
         "ls" => {
             let entries = super::read::ls(live.blocks.as_ref(), live.drive_root(arg)?, arg)?;
             Ok(entries.iter().map(|e| format!("{}\n", super::read::ls_line(e))).collect())
@@ -174,6 +186,15 @@ fn status(live: &Live) -> String {
     let asked = t.store_hits + t.network_blocks + t.misses;
     let rate = if asked == 0 { "-".to_string() } else { format!("{:.1}%", 100.0 * t.store_hits as f64 / asked as f64) };
     out.push_str(&format!("reads:     {asked} blocks; local hit rate {rate}; {} not found anywhere\n", t.misses));
+    if let Some(r) = live.replicator.get() {
+        let lines = crate::filecoin::replicate::report::status_lines(
+            &live.store,
+            r.policy().replicas,
+            r.provider_count(),
+            Some(&r.progress),
+        );
+        out.push_str(&lines.unwrap_or_else(|e| format!("filecoin:  {e}\n")));
+    }
     match &live.node {
         Some(node) => {
             let n = node.stats();

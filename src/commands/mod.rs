@@ -15,6 +15,7 @@ pub mod drive;
 pub mod key;
 pub mod mount;
 pub mod node;
+pub mod pieces;
 pub mod progress;
 pub mod provider;
 pub mod read;

@@ -166,19 +166,23 @@ fn start_node(config: &Config, store: &Arc<Store>) -> Result<Option<Arc<Node>>, 
     Ok(Some(Arc::new(node)))
 }
 
-/// The Filecoin side's background work (pieces made of sealed segments), stopped and
-/// joined when dropped.
+/// The Filecoin side's background work (pieces made of sealed segments, kept at N
+/// replicas), stopped and joined when dropped.
 struct Background {
     stop: Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Background {
-    fn start(config: &Config, store: &Arc<Store>) -> Result<Background, CliError> {
+    fn start(config: &Config, store: &Arc<Store>, live: &super::control::Live) -> Result<Background, CliError> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sealer = crate::filecoin::seal::Sealer::new(store.clone(), config.seal_policy())
             .map_err(|e| CliError::failure(format!("starting the sealer: {e}")))?;
-        let threads = vec![sealer.spawn(SEAL_CHECK, stop.clone())];
+        let replicator = crate::filecoin::replicate::Replicator::new(store.clone(), config.replication_policy())
+            .map_err(|e| CliError::failure(format!("starting replication: {e}")))?;
+        let replicator = Arc::new(replicator);
+        let _ = live.replicator.set(replicator.clone());
+        let threads = vec![sealer.spawn(SEAL_CHECK, stop.clone()), replicator.spawn(SEAL_CHECK, stop.clone())];
         Ok(Background { stop, threads })
     }
 }
@@ -227,7 +231,7 @@ fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
     let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node));
     super::control::serve(&home, live.clone())?;
-    let _background = Background::start(config, &store)?;
+    let _background = Background::start(config, &store, &live)?;
     let log_store = store.clone();
     let commits =
         Box::new(move || log_store.commits().unwrap_or_default().into_iter().map(|c| (c.seq, c.root)).collect());
@@ -382,8 +386,8 @@ fn daemon(session: &Session) -> Result<(), CliError> {
     let node = start_node(config, &store)?;
     let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node.clone()));
-    super::control::serve(&home, live)?;
-    let background = Background::start(config, &store)?;
+    super::control::serve(&home, live.clone())?;
+    let background = Background::start(config, &store, &live)?;
     if std::env::var_os(NOTIFY_ENV).is_some() {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready");

@@ -85,7 +85,19 @@ impl Session {
             Some(reply) => Ok(reply?.trim_end().to_string()),
             None => {
                 let store = self.store()?;
-                let mut out = repo::store_status(&store)?.trim_end().to_string();
+                let mut out = repo::store_status(&store)?;
+                let providers = self.config.providers.len()
+                    + crate::filecoin::replicate::table::stored_providers(&store)?
+                        .iter()
+                        .filter(|(u, _)| !self.config.providers.contains(u))
+                        .count();
+                out.push_str(&crate::filecoin::replicate::report::status_lines(
+                    &store,
+                    self.config.replicas,
+                    providers,
+                    None,
+                )?);
+                let mut out = out.trim_end().to_string();
                 out.push_str("\nipfs:      not running (it runs with `cidfs mount`)");
                 Ok(out)
             }
@@ -101,6 +113,19 @@ impl Session {
                     .map_err(|e| CliError::failure(e.to_string()))?;
                 Ok(key.public().to_peer_id().to_string())
             }
+        }
+    }
+
+    /// A report the live process can give, else the same made here from the store
+    /// (`pieces`, the providers list): the mount's answer when it holds the store.
+    pub fn report(
+        &self,
+        request: &str,
+        local: impl FnOnce(&Store) -> Result<String, CliError>,
+    ) -> Result<String, CliError> {
+        match self.ask(request) {
+            Some(reply) => reply,
+            None => local(&self.store()?),
         }
     }
 

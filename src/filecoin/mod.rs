@@ -16,6 +16,7 @@ pub mod fwss;
 pub mod keys;
 pub mod pdp;
 pub mod provider;
+pub mod replicate;
 pub mod seal;
 pub mod sha254;
 pub mod wallet;

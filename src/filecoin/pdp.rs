@@ -161,6 +161,20 @@ impl PdpClient {
         self.get("/pdp/ping", &[200]).map(|_| ())
     }
 
+    /// The payee a provider announces on ping (`X-Payee`, as `cidfs provider` does); a
+    /// Curio provider's comes from the chain's registry instead, so configure it there.
+    pub fn announced_payee(&self) -> Result<Option<Address>, PdpError> {
+        let r = self.agent.get(format!("{}/pdp/ping", self.base)).call().map_err(|e| self.unreachable(e))?;
+        if r.status().as_u16() != 200 {
+            return Err(PdpError::Status {
+                url: format!("{}/pdp/ping", self.base),
+                status: r.status().as_u16(),
+                body: String::new(),
+            });
+        }
+        Ok(r.headers().get("X-Payee").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()))
+    }
+
     /// Streams `payload` (`len` bytes) as a streaming upload and finalizes it as `piece`.
     pub fn upload(&self, piece: &Cid, payload: impl Read + Send + 'static, len: u64) -> Result<(), PdpError> {
         let (_, location, _) = self.post_json("/pdp/piece/uploads", &json!({}), &[201])?;

@@ -347,7 +347,7 @@ pub struct Store {
     hot: Arc<HotFiles>,
     /// The free space caches leave on the store's disk (see [`reserve`]).
     disk: Arc<reserve::Disk>,
-    /// When a batch last wrote the user's data (unix milliseconds; 0: not since the open).
+    /// When a batch last wrote the user's data (unix milliseconds), else when the store was opened.
     last_write: std::sync::atomic::AtomicU64,
 }
 
@@ -410,7 +410,7 @@ impl Store {
             hot: Arc::new(HotFiles::open_on(&root.join("hot"), disk.clone()).map_err(io_err(&root.join("hot")))?),
             disk,
             opts,
-            last_write: Default::default(),
+            last_write: std::sync::atomic::AtomicU64::new(unix_millis()),
         };
         owner::write(root, &owner::this_process(None));
         store.recover()?;

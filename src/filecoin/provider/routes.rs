@@ -58,7 +58,8 @@ fn route(p: &Arc<Provider>, req: &mut Request, path: &str, query: &str) -> Resul
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (&method, parts.as_slice()) {
-        (Method::Get, ["pdp", "ping"]) => Ok(Reply::status(200)),
+        // the payee rides along, so a cidfs client needs no registry to sign for it
+        (Method::Get, ["pdp", "ping"]) => Ok(Reply::status(200).header("X-Payee", p.payee.to_string())),
         (Method::Post, ["pdp", "piece"]) => post_piece(p, req),
         (Method::Get, ["pdp", "piece"]) => find_piece(p, query),
         (Method::Put, ["pdp", "piece", "upload", id]) => put_upload(p, req, id),
