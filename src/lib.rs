@@ -4,7 +4,8 @@
 //! mount's semantics; `vfs::drive` the writable drive), `unixfs` and `importer` (pure
 //! codecs), `fetch` (one `Blocks` interface with an ordered list of tiers behind it),
 //! `store` (redb index over CARv1 segment files), `ipfs` (the libp2p node and the gateway
-//! client behind the network tiers). `car` reads and writes CAR files; `commands` is the
+//! client behind the network tiers), `filecoin` (pieces, their replicas at storage
+//! providers, and a provider of our own). `car` reads and writes CAR files; `commands` is the
 //! CLI, configured by `config`; `context` keeps error messages from naming one thing twice.
 
 pub mod block;

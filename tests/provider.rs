@@ -253,7 +253,7 @@ fn signatures_are_checked_and_the_proving_clock_catches_a_changed_or_lost_piece(
 
 #[test]
 fn test_knobs_refuse_uploads_fail_requests_and_go_offline() {
-    let p = ProviderProcess::start(&[]);
+    let p = ProviderProcess::start(&["--max-requests", "4"]);
     let knob = |path: &str| post(&format!("{}/admin/{path}", p.url), &serde_json::json!({})).status;
     assert_eq!(knob("refuse-uploads?on=true"), 204);
     let data = common::noise(1000, 7);
@@ -267,6 +267,18 @@ fn test_knobs_refuse_uploads_fail_requests_and_go_offline() {
     assert_eq!(get(&format!("{}/pdp/ping", p.url), None).status, 503);
     assert_eq!(knob("offline?on=false"), 204);
     assert_eq!(knob("no-such-knob"), 404);
+    // more than --max-requests at once: the rest are told the provider is busy
+    assert_eq!(knob("slow?ms=1500"), 204);
+    let url = format!("{}/pdp/ping", p.url);
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..24).map(|_| s.spawn(|| get(&url, None).status)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.contains(&503) && answers.contains(&200), "{answers:?}");
+    assert_eq!(knob("slow?ms=0"), 204);
+    // a piece larger than a provider takes: 413 before any byte is sent
+    let huge = cidfs::filecoin::commp::Piece { root: [1; 32], payload_size: 2_000_000_000 }.cid_v2().to_string();
+    assert_eq!(post(&format!("{}/pdp/piece", p.url), &serde_json::json!({ "pieceCid": huge })).status, 413);
     // a flipped byte: /piece/ serves it changed (the client's audit must catch it)
     let cid = commp(&data).cid_v2().to_string();
     assert_eq!(upload(&p, &data, &cid).status, 204);

@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// The chain signatures are checked for: calibration, mainnet, or ID:0xFWSS.
     #[arg(long, default_value = "calibration", value_name = "CHAIN", value_parser = Chain::parse)]
     chain: Chain,
+    /// Requests served at once; more are answered 503.
+    #[arg(long, default_value_t = crate::filecoin::provider::MAX_IN_FLIGHT, value_name = "N")]
+    max_requests: usize,
     /// The address data sets must pay [default: the address of a wallet kept in DIR]
     #[arg(long, value_name = "0xADDRESS")]
     payee: Option<alloy_primitives::Address>,
@@ -60,6 +63,7 @@ impl ProviderArgs {
             payee: a.payee,
             confirm_delay: a.confirm_delay.0,
             proving_period: a.proving_period.0,
+            max_requests: a.max_requests.max(1),
         };
         let dir = opts.dir.clone();
         let provider = Provider::open(opts).map_err(|e| CliError::failure(e.to_string()))?;

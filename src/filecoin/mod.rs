@@ -1,15 +1,16 @@
 //! The Filecoin side of cidfs: what it takes to keep the drive's data in pieces held by
 //! storage providers, and to prove and read them back.
 //!
-//! - [`commp`]: piece commitments (Fr32 + SHA254 binary tree), piece CIDs v1 and v2
-//!   (FRC-0069), merkle paths of single leaves. Pure.
-//! - [`keys`]: the user's master key and the per-segment keys (HKDF + XChaCha20) that
-//!   encrypt pieces, with offsets kept; the key's recovery form.
-//! - [`sha254`]: the tree's node hash, a level at a time (two nodes interleaved on the
-//!   x86 SHA extensions).
+//! - [`commp`], [`sha254`]: piece commitments (Fr32 + SHA254 binary tree), piece CIDs v1
+//!   and v2 (FRC-0069), merkle paths of single leaves. Pure.
+//! - [`keys`]: the master key and per-piece keys (HKDF + XChaCha20, offsets kept).
+//! - [`seal`]: sealed segments become encrypted pieces, in the background.
+//! - [`wallet`], [`fwss`]: the signing key, and the EIP-712 requests it signs.
+//! - [`pdp`]: the client of a provider's Curio PDP HTTP API.
+//! - [`replicate`]: N replicas per piece, audits, repair.
+//! - [`provider`]: `cidfs provider serve`, the same API served (the chain simulated).
 //!
-//! Still to come (see DESIGN.md): pieces from sealed segments (encrypted), the PDP client,
-//! the provider server, replication and repair, audits, paid retrieval.
+//! Still to come (see DESIGN.md): the paid read tier for evicted blocks.
 
 pub mod commp;
 pub mod fwss;

@@ -38,8 +38,8 @@ use state::State;
 /// Largest piece payload Curio accepts.
 pub const MAX_PIECE_PAYLOAD: u64 = 1_065_353_216;
 
-/// Requests served at once; more get 503.
-const MAX_IN_FLIGHT: usize = 64;
+/// Requests served at once by default; more get 503.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// How a provider runs.
 #[derive(Clone, Debug)]
@@ -53,6 +53,8 @@ pub struct ProviderOptions {
     pub confirm_delay: Duration,
     /// How often each data set is challenged.
     pub proving_period: Duration,
+    /// Requests served at once; more get 503.
+    pub max_requests: usize,
 }
 
 /// Faults to inject, set through `/admin/...` on loopback.
@@ -113,7 +115,7 @@ impl Provider {
         ready(bound);
         let in_flight = Arc::new(AtomicUsize::new(0));
         for request in server.incoming_requests() {
-            if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            if in_flight.load(Ordering::Relaxed) >= self.opts.max_requests {
                 http::Reply::error(503, "busy: too many requests at once").send(request);
                 continue;
             }
