@@ -38,6 +38,16 @@ fn wait_proving(cli: &Cli, n: usize, what: &str) -> Vec<serde_json::Value> {
     }
 }
 
+fn run_listxattr(path: &std::path::Path) -> Vec<u8> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a valid C string and a buffer of the length given.
+    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "{}", std::io::Error::last_os_error());
+    buf.truncate(n as usize);
+    buf
+}
+
 fn head_status(url: &str) -> u16 {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     agent.head(url).call().map(|r| r.status().as_u16()).unwrap_or(0)
@@ -104,6 +114,18 @@ fn written_data_reaches_two_providers_encrypted_and_a_dead_provider_is_replaced(
     for window in [&data[1000..1064], &data[10 << 20..(10 << 20) + 64]] {
         assert!(!held.windows(64).any(|w| w == window), "plaintext at the provider");
     }
+    // per file, by name (never listed): the pieces holding it and their replicas
+    let file = m.dir.join("big.bin");
+    let held_in = String::from_utf8(common::getxattr(&file, "cidfs.pieces").unwrap()).unwrap();
+    assert!(held_in.starts_with(&format!("{cid} ")), "{held_in}");
+    let bytes: u64 = held_in.lines().filter_map(|l| l.split(' ').nth(1)?.parse::<u64>().ok()).sum();
+    assert!(bytes >= data.len() as u64, "{held_in}");
+    let replicas = String::from_utf8(common::getxattr(&file, "cidfs.replicas").unwrap()).unwrap();
+    for h in &holders {
+        assert!(replicas.contains(&format!("{cid} {h} proving")), "{replicas}");
+    }
+    let listed = String::from_utf8_lossy(&run_listxattr(&file)).into_owned();
+    assert!(!listed.contains("cidfs."), "{listed}");
     let human = cli.ok(&["pieces"]);
     assert!(human.contains(&cid) && human.contains("proving"), "{human}");
     let status = cli.ok(&["status"]);

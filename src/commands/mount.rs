@@ -248,6 +248,7 @@ fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
         .with_drive_time(drive_time(&store)?)
         .with_room_maker(room_maker(store.clone()))
         .with_snapshots(commits)
+        .with_piece_report(piece_report(store.clone()))
         .with_hot_copies(store.hot_files().clone(), store.clone()),
     );
     if writable {
@@ -346,6 +347,13 @@ fn open_store_after_unmount(session: &Session) -> Result<Store, CliError> {
             r => return r,
         }
     }
+}
+
+/// `cidfs.pieces` / `cidfs.replicas` of a DAG, from the store's records.
+fn piece_report(store: Arc<Store>) -> crate::vfs::PieceReport {
+    Box::new(move |cid, replicas| {
+        crate::filecoin::replicate::report::dag_pieces(&store, cid, replicas).map_err(|e| e.to_string())
+    })
 }
 
 /// How a write that would not fit makes room: second copies give way.

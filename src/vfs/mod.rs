@@ -46,6 +46,14 @@ pub const LATEST: &str = "latest";
 pub const DEFAULT_MTIME: SystemTime = UNIX_EPOCH;
 /// Name of the extended attribute holding a node's CID (Kubo's name).
 pub const CID_XATTR: &str = "ipfs.cid";
+/// Virtual attribute: the Filecoin pieces holding a file's (or directory's) blocks.
+pub const PIECES_XATTR: &str = "cidfs.pieces";
+/// Virtual attribute: where those pieces' replicas stand (piece, provider, state).
+pub const REPLICAS_XATTR: &str = "cidfs.replicas";
+
+/// Answers [`PIECES_XATTR`] (`false`) or [`REPLICAS_XATTR`] (`true`) for the DAG under a
+/// CID: the store's records, formatted (see `filecoin::replicate::report`).
+pub type PieceReport = Box<dyn Fn(&Cid, bool) -> Result<String, String> + Send + Sync>;
 
 /// The SELinux label attribute.
 const SELINUX_XATTR: &str = "security.selinux";
@@ -199,6 +207,8 @@ pub struct Vfs {
     drive: Option<Arc<Drive>>,
     /// The drive's commits (drive mode only).
     snapshots: Option<CommitLog>,
+    /// Where a DAG's blocks are on the Filecoin side (mounts over a store).
+    pieces: Option<PieceReport>,
 }
 
 impl Vfs {
@@ -244,7 +254,14 @@ impl Vfs {
             capacity,
             drive,
             snapshots: None,
+            pieces: None,
         }
+    }
+
+    /// Answers `cidfs.pieces` and `cidfs.replicas` with `report`.
+    pub fn with_piece_report(mut self, report: PieceReport) -> Vfs {
+        self.pieces = Some(report);
+        self
     }
 
     /// The drive root's mtime while it stores none: when the drive last changed (its
@@ -633,6 +650,18 @@ impl Vfs {
             // then stops asking every file of the mount
             return Err(VfsError::NotSupported("POSIX ACLs"));
         }
+        if name == PIECES_XATTR || name == REPLICAS_XATTR {
+            let (Some(report), Some(cid)) = (&self.pieces, self.cid_of(ino)?) else {
+                return Err(VfsError::NoAttribute);
+            };
+            return match report(&cid, name == REPLICAS_XATTR) {
+                Ok(text) => Ok(text.into_bytes()),
+                Err(e) => {
+                    log::warn!("{}: {e}", name.to_string_lossy());
+                    Err(VfsError::NoAttribute)
+                }
+            };
+        }
         if name != CID_XATTR {
             // An unset SELinux label is "not supported" (cidfs does no labelling), as on a
             // filesystem without it; a label a tool stored explicitly is returned.
@@ -650,7 +679,7 @@ impl Vfs {
     }
 
     /// NUL-separated attribute names, as `listxattr` returns them: the attributes stored
-    /// on a drive node. `ipfs.cid` is *virtual* (as CephFS's `ceph.*` are): readable by
+    /// on a drive node. `ipfs.cid` (and `cidfs.pieces`, `cidfs.replicas`) are *virtual* (as CephFS's `ceph.*` are): readable by
     /// name everywhere, never listed, because copying tools (`rsync -X`, `cp -a`, `tar
     /// --xattrs`) replicate every listed attribute and no other filesystem can store it.
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {

@@ -138,3 +138,37 @@ pub fn status_lines(
     }
     Ok(out)
 }
+
+/// `cidfs.pieces` of the DAG under `root`: one line per piece holding some of its blocks
+/// (`PIECE bytes`), and a line for bytes not sealed into a piece yet.
+pub fn dag_pieces(store: &Store, root: &cid::Cid, replicas: bool) -> Result<String, StoreError> {
+    let live = store.reachable(&[*root])?.live;
+    let pieces: std::collections::HashMap<u32, PieceRecord> =
+        store.pieces()?.into_iter().map(|p| (p.segment, p)).collect();
+    let mut per_piece: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut unsealed = 0u64;
+    for cid in &live {
+        let Some(loc) = store.location(cid)? else { continue };
+        match pieces.get(&loc.segment) {
+            Some(p) => *per_piece.entry(p.piece.to_string()).or_default() += u64::from(loc.len),
+            None => unsealed += u64::from(loc.len),
+        }
+    }
+    let mut out = String::new();
+    if replicas {
+        let all = table::replicas(store)?;
+        for piece in per_piece.keys() {
+            for r in all.iter().filter(|r| &r.piece == piece) {
+                out.push_str(&format!("{piece} {} {}\n", r.provider, r.state.name()));
+            }
+        }
+    } else {
+        for (piece, bytes) in &per_piece {
+            out.push_str(&format!("{piece} {bytes}\n"));
+        }
+        if unsealed > 0 {
+            out.push_str(&format!("unsealed {unsealed}\n"));
+        }
+    }
+    Ok(out)
+}
