@@ -89,7 +89,7 @@ fn written_data_reaches_two_providers_encrypted_and_a_dead_provider_is_replaced(
     let flags = mount_flags(&[&ps[0], &ps[1], &ps[2]], &[]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let m = cli.mount("mnt", &flags);
-    let data = write_noise(&m.dir.join("big.bin"), 24 << 20, 91);
+    let data = write_noise(&m.dir.join("big.bin"), 64 << 20, 91);
     let pieces = wait_proving(&cli, 2, "after writing");
     assert_eq!(pieces.len(), 1, "one quiet segment, one piece: {pieces:#?}");
     let piece = &pieces[0];
@@ -150,6 +150,11 @@ fn written_data_reaches_two_providers_encrypted_and_a_dead_provider_is_replaced(
     for p in &alive {
         assert_eq!(head_status(&format!("{}/piece/{cid}", p.url)), 200, "{}", p.url);
     }
+    // the new replica was pulled by its provider from the surviving one, not sent again
+    let p = &crate::pieces(&cli)[0];
+    let third = alive.iter().find(|p| !holders.contains(&p.url)).unwrap();
+    let new = p["replicas"].as_array().unwrap().iter().find(|r| r["provider"] == third.url.as_str()).unwrap();
+    assert_eq!(new["pulled_from"], format!("{}/piece/{cid}", holders[1]), "{new}");
     drop(m);
 }
 

@@ -100,6 +100,8 @@ impl PdpClient {
         let agent = |total: Option<Duration>| -> ureq::Agent {
             ureq::Agent::config_builder()
                 .timeout_global(total)
+                // uploads stream in 1 MiB writes (the default 128 KiB costs ~15% of the rate)
+                .output_buffer_size(1 << 20)
                 .timeout_connect(Some(Duration::from_secs(10)))
                 .timeout_recv_response(Some(REQUEST_TIMEOUT))
                 .http_status_as_error(false)

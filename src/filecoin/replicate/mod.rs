@@ -290,6 +290,15 @@ impl Replicator {
     }
 
     fn upload(&self, client: &PdpClient, r: &mut Replica, record: &PieceRecord) -> Result<(), ReplicateError> {
+        if !r.pull_failed && (r.pull.is_some() || self.healthy_source(r)?.is_some()) {
+            match self.pull(client, r, record) {
+                Ok(true) => return Ok(()), // pulled, or under way
+                Ok(false) => {}
+                Err(e) => log::info!("piece {} to {}: a pull failed ({e}); sending it from here", r.piece, r.provider),
+            }
+            r.pull = None;
+            r.pull_failed = true;
+        }
         if !client.find(&record.piece)? {
             r.state = ReplicaState::Uploading;
             table::put_replica(&self.store, r)?;
@@ -316,6 +325,58 @@ impl Replicator {
         }
         r.state = ReplicaState::Uploaded;
         Ok(())
+    }
+
+    /// A provider holding the piece in our data set (not `r`'s), to pull from.
+    fn healthy_source(&self, r: &Replica) -> Result<Option<String>, ReplicateError> {
+        Ok(table::replicas(&self.store)?
+            .into_iter()
+            .find(|o| o.piece == r.piece && o.provider != r.provider && o.state == ReplicaState::Proving)
+            .map(|o| o.provider))
+    }
+
+    /// Repair by pull: the provider fetches the piece from a healthy one and adds it to our
+    /// data set there. `Ok(true)` while under way or once done; `Ok(false)` if it failed
+    /// (the caller sends the bytes itself).
+    fn pull(&self, client: &PdpClient, r: &mut Replica, record: &PieceRecord) -> Result<bool, ReplicateError> {
+        let pull = match &r.pull {
+            Some(p) => p.clone(),
+            None => {
+                let Some(source) = self.healthy_source(r)? else { return Ok(false) };
+                let Some((id, client_id)) = self.data_set(client)? else { return Ok(true) }; // being made
+                let nonce =
+                    U256::from_be_bytes(super::keys::random_salt().map_err(|e| ReplicateError::Other(e.to_string()))?);
+                let extra = super::fwss::add_pieces(
+                    &self.wallet,
+                    &self.policy.chain,
+                    client_id,
+                    nonce,
+                    &[(record.piece.to_bytes(), vec![])],
+                );
+                let pull = table::Pull {
+                    source: format!("{source}/piece/{}", record.piece),
+                    data_set: id,
+                    extra: super::fwss::to_hex(&extra),
+                };
+                r.pull = Some(pull.clone());
+                table::put_replica(&self.store, r)?;
+                pull
+            }
+        };
+        let extra =
+            super::fwss::from_hex(&pull.extra).ok_or_else(|| ReplicateError::Other("a bad pull record".into()))?;
+        match client.pull(pull.data_set, &[(record.piece, pull.source.clone())], &extra)?.as_str() {
+            "complete" => {
+                log::info!("piece {} pulled by {} from {}", r.piece, r.provider, pull.source);
+                r.data_set = Some(pull.data_set);
+                r.pulled_from = Some(pull.source);
+                r.pull = None;
+                r.state = ReplicaState::Confirmed; // the provider adds it; `listed` finds its id
+                Ok(true)
+            }
+            "failed" => Ok(false),
+            _ => Ok(true),
+        }
     }
 
     /// Our data set at this provider: made once (the creation is recorded before it is
@@ -409,6 +470,13 @@ impl Replicator {
     fn listed(&self, client: &PdpClient, r: &mut Replica) -> Result<(), ReplicateError> {
         let id = r.data_set.ok_or_else(|| ReplicateError::Other("no data set".into()))?;
         let ds = client.data_set(id)?.ok_or_else(|| ReplicateError::Other(format!("data set {id} is gone")))?;
+        if r.piece_id.is_none() {
+            // pulled: the provider added it; its id is what the data set lists
+            match ds.pieces.iter().find(|(_, cid)| *cid == r.piece) {
+                Some((pid, _)) => r.piece_id = Some(*pid),
+                None => return Ok(()), // the add is not confirmed yet
+            }
+        }
         if ds.pieces.iter().any(|(pid, cid)| Some(*pid) == r.piece_id && *cid == r.piece) {
             r.state = ReplicaState::Proving;
             r.next_challenge_epoch = Some(ds.next_challenge_epoch);

@@ -29,6 +29,7 @@ pub fn pieces_json(store: &Store) -> Result<String, StoreError> {
                     "last_audit": r.last_audit,
                     "last_error": r.last_error,
                     "next_challenge_epoch": r.next_challenge_epoch,
+                    "pulled_from": r.pulled_from,
                 })
             })
             .collect();

@@ -87,6 +87,15 @@ pub struct Replica {
     /// The data set's next challenge, as the provider last said (30 s epochs).
     #[serde(default)]
     pub next_challenge_epoch: Option<u64>,
+    /// A pull from another provider asked for (repair without sending the bytes).
+    #[serde(default)]
+    pub pull: Option<Pull>,
+    /// A pull failed: the bytes go from the local segment instead.
+    #[serde(default)]
+    pub pull_failed: bool,
+    /// Where the provider got the piece, if it pulled it.
+    #[serde(default)]
+    pub pulled_from: Option<String>,
     pub updated_ms: u64,
 }
 
@@ -106,6 +115,9 @@ impl Replica {
             last_audit_ms: 0,
             last_audit: None,
             next_challenge_epoch: None,
+            pull: None,
+            pull_failed: false,
+            pulled_from: None,
             updated_ms: now_ms(),
         }
     }
@@ -113,6 +125,16 @@ impl Replica {
     fn key(&self) -> String {
         format!("{} {}", self.piece, self.provider)
     }
+}
+
+/// A pull asked of a provider: the same request is sent again to follow it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Pull {
+    /// `/piece/{cid}` at the healthy provider.
+    pub source: String,
+    pub data_set: u64,
+    /// The signed AddPieces extraData (hex) the pull carries.
+    pub extra: String,
 }
 
 /// Our data set at one provider.
