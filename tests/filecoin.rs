@@ -198,16 +198,26 @@ fn a_mount_killed_mid_upload_resumes_without_duplicate_pieces_or_data_sets() {
     let fast = ["--confirm-delay", "200ms", "--proving-period", "1s"];
     let ps = [ProviderProcess::start(&fast), ProviderProcess::start(&fast)];
     let cli = Cli::new();
-    // slow uploads: the kill lands while bytes are on their way
-    let flags = mount_flags(&[&ps[0], &ps[1]], &["--upload-limit", "1M"]);
+    let wait_upload = |cli: &Cli| {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !cli.ok(&["status"]).contains("uploads:   piece") {
+            assert!(Instant::now() < until, "no upload started: {}", cli.ok(&["status"]));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // slow uploads (6 MiB at 256 KiB/s): an unmount does not wait for them to finish
+    let flags = mount_flags(&[&ps[0], &ps[1]], &["--upload-limit", "256K"]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut m = cli.mount("mnt", &flags);
+    let m = cli.mount("mnt", &flags);
     write_noise(&m.dir.join("f.bin"), 6 << 20, 93);
-    let until = Instant::now() + Duration::from_secs(60);
-    while !cli.ok(&["status"]).contains("uploads:   piece") {
-        assert!(Instant::now() < until, "no upload started: {}", cli.ok(&["status"]));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_upload(&cli);
+    let t = Instant::now();
+    cli.ok(&["unmount", m.dir.to_str().unwrap()]);
+    assert!(t.elapsed() < Duration::from_secs(15), "unmount waited {:?} for an upload", t.elapsed());
+    drop(m);
+    // and a kill lands while bytes are on their way
+    let mut m = cli.mount("mnt", &flags);
+    wait_upload(&cli);
     m.child.kill().unwrap(); // SIGKILL, mid-upload
     m.child.wait().unwrap();
     let before = pieces(&cli);

@@ -178,11 +178,12 @@ impl Background {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sealer = crate::filecoin::seal::Sealer::new(store.clone(), config.seal_policy())
             .map_err(|e| CliError::failure(format!("starting the sealer: {e}")))?;
-        let replicator = crate::filecoin::replicate::Replicator::new(store.clone(), config.replication_policy())
-            .map_err(|e| CliError::failure(format!("starting replication: {e}")))?;
+        let replicator =
+            crate::filecoin::replicate::Replicator::new(store.clone(), config.replication_policy(), stop.clone())
+                .map_err(|e| CliError::failure(format!("starting replication: {e}")))?;
         let replicator = Arc::new(replicator);
         let _ = live.replicator.set(replicator.clone());
-        let threads = vec![sealer.spawn(SEAL_CHECK, stop.clone()), replicator.spawn(SEAL_CHECK, stop.clone())];
+        let threads = vec![sealer.spawn(SEAL_CHECK, stop.clone()), replicator.spawn(SEAL_CHECK)];
         Ok(Background { stop, threads })
     }
 }

@@ -94,6 +94,9 @@ pub struct Replicator {
     /// Payees learned from the providers (or configured).
     payees: Mutex<HashMap<String, Address>>,
     pub progress: Arc<Progress>,
+    /// Set when the process is stopping: an upload under way gives up at once (its
+    /// replica stays `uploading` and resumes at the next start).
+    stop: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +112,11 @@ pub enum ReplicateError {
 impl Replicator {
     /// A replicator for `store` with the configured providers and those kept in the store;
     /// the wallet and master key are loaded (made if need be).
-    pub fn new(store: Arc<Store>, policy: ReplicationPolicy) -> Result<Replicator, ReplicateError> {
+    pub fn new(
+        store: Arc<Store>,
+        policy: ReplicationPolicy,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Replicator, ReplicateError> {
         for url in &policy.providers {
             PdpClient::new(url)?; // a bad URL is an error now, not a log line later
         }
@@ -124,6 +131,7 @@ impl Replicator {
             providers: Mutex::default(),
             payees: Mutex::default(),
             progress: Default::default(),
+            stop,
         };
         r.refresh()?;
         Ok(r)
@@ -168,8 +176,10 @@ impl Replicator {
         &self.policy
     }
 
-    /// Runs [`step`](Self::step) every `every` until `stop` is set.
-    pub fn spawn(self: Arc<Self>, every: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    /// Runs [`step`](Self::step) every `every` until the stop flag given to
+    /// [`new`](Self::new) is set.
+    pub fn spawn(self: Arc<Self>, every: Duration) -> std::thread::JoinHandle<()> {
+        let stop = self.stop.clone();
         std::thread::Builder::new()
             .name("cidfs-replicator".into())
             .spawn(move || {
@@ -313,6 +323,7 @@ impl Replicator {
                 started: Instant::now(),
             });
             let reader = Metered {
+                stop: self.stop.clone(),
                 inner: payload.reader(0),
                 progress: self.progress.clone(),
                 limit: self.policy.upload_limit,
@@ -565,6 +576,7 @@ impl Replicator {
 
 /// A payload reader that counts what it sends and keeps to a rate.
 struct Metered<R> {
+    stop: Arc<AtomicBool>,
     inner: R,
     progress: Arc<Progress>,
     limit: u64,
@@ -574,10 +586,18 @@ struct Metered<R> {
 
 impl<R: Read> Read for Metered<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("cidfs is stopping; the upload resumes at the next start"));
+        }
         if self.limit > 0 {
             let allowed = self.limit as f64 * self.start.elapsed().as_secs_f64();
             if self.sent as f64 > allowed {
-                std::thread::sleep(Duration::from_secs_f64((self.sent as f64 - allowed) / self.limit as f64));
+                // in short naps, so a stop is heard
+                let wait = Duration::from_secs_f64((self.sent as f64 - allowed) / self.limit as f64);
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+                }
             }
         }
         let cap = if self.limit > 0 { buf.len().min((self.limit / 10).max(4096) as usize) } else { buf.len() };
