@@ -41,6 +41,10 @@ pub enum ProvidersArgs {
         /// provider` announces its own.
         #[arg(long, value_name = "0xADDRESS")]
         payee: Option<alloy_primitives::Address>,
+        /// What it charges (any unit, the same for all, e.g. USDFC per TiB-month): the
+        /// cheapest of equally reliable providers is chosen first.
+        #[arg(long, value_name = "PRICE")]
+        price: Option<f64>,
     },
     /// List the providers kept in the store.
     Ls,
@@ -51,9 +55,14 @@ pub enum ProvidersArgs {
 impl ProvidersArgs {
     pub fn run(self, session: &Session) -> Result<(), CliError> {
         let request = match &self {
-            ProvidersArgs::Add { url, payee } => {
+            ProvidersArgs::Add { url, payee, price } => {
                 let url = parse_provider_url(url).map_err(|e| CliError::failure(e.to_string()))?;
-                format!("add {url} {}", payee.map(|p| p.to_string()).unwrap_or_default())
+                if price.is_some_and(|p| !p.is_finite() || p < 0.0) {
+                    return Err(CliError::new(super::exit::USAGE, format!("--price {price:?}: a number, 0 or more")));
+                }
+                let payee = payee.map_or("-".to_string(), |p| p.to_string());
+                let price = price.map_or("-".to_string(), |p| p.to_string());
+                format!("add {url} {payee} {price}")
             }
             ProvidersArgs::Ls => "ls".to_string(),
             ProvidersArgs::Rm { url } => format!("rm {}", url.trim_end_matches('/')),
@@ -70,13 +79,25 @@ impl ProvidersArgs {
 pub fn providers_request(store: &Store, request: &str) -> Result<String, CliError> {
     let words: Vec<&str> = request.split_whitespace().collect();
     match words.as_slice() {
-        ["add", url, payee @ ..] => {
-            table::add_provider(store, url, payee.first().copied().unwrap_or(""))?;
+        ["add", url, payee, price] => {
+            let given = |v: &str| (v != "-").then(|| v.to_string());
+            let price = given(price).map(|p| p.parse::<f64>()).transpose().map_err(|e| CliError::failure(e.to_string()))?;
+            let p = table::StoredProvider { url: url.to_string(), payee: given(payee), price };
+            table::add_provider(store, &p)?;
             Ok(String::new())
         }
         ["ls"] => Ok(table::stored_providers(store)?
             .into_iter()
-            .map(|(u, p)| if p.is_empty() { format!("{u}\n") } else { format!("{u}\tpayee {p}\n") })
+            .map(|p| {
+                let mut line = p.url.clone();
+                if let Some(payee) = &p.payee {
+                    line.push_str(&format!("\tpayee {payee}"));
+                }
+                if let Some(price) = p.price {
+                    line.push_str(&format!("\tprice {price}"));
+                }
+                line + "\n"
+            })
             .collect()),
         ["rm", url] => match table::remove_provider(store, url)? {
             true => Ok(String::new()),

@@ -89,7 +89,7 @@ impl Session {
                 let providers = self.config.providers.len()
                     + crate::filecoin::replicate::table::stored_providers(&store)?
                         .iter()
-                        .filter(|(u, _)| !self.config.providers.contains(u))
+                        .filter(|p| !self.config.providers.contains(&p.url))
                         .count();
                 out.push_str(&crate::filecoin::replicate::report::status_lines(
                     &store,

@@ -91,6 +91,8 @@ pub struct Replicator {
     clients: Mutex<HashMap<String, Arc<PdpClient>>>,
     /// Providers in order of preference (configured first).
     providers: Mutex<Vec<String>>,
+    /// Prices given with `cidfs providers add --price`.
+    prices: Mutex<HashMap<String, f64>>,
     /// Payees learned from the providers (or configured).
     payees: Mutex<HashMap<String, Address>>,
     pub progress: Arc<Progress>,
@@ -129,6 +131,7 @@ impl Replicator {
             key,
             clients: Mutex::default(),
             providers: Mutex::default(),
+            prices: Mutex::default(),
             payees: Mutex::default(),
             progress: Default::default(),
             stop,
@@ -140,14 +143,19 @@ impl Replicator {
     /// Reads the providers again: the configured ones, then those kept in the store.
     fn refresh(&self) -> Result<(), ReplicateError> {
         let mut list = self.policy.providers.clone();
-        for (url, payee) in table::stored_providers(&self.store)? {
-            if let Ok(a) = payee.parse::<Address>() {
-                self.payees.lock().expect("lock poisoned").insert(url.clone(), a);
+        let mut prices = HashMap::new();
+        for p in table::stored_providers(&self.store)? {
+            if let Some(a) = p.payee.as_deref().and_then(|a| a.parse::<Address>().ok()) {
+                self.payees.lock().expect("lock poisoned").insert(p.url.clone(), a);
             }
-            if !list.contains(&url) {
-                list.push(url);
+            if let Some(price) = p.price {
+                prices.insert(p.url.clone(), price);
+            }
+            if !list.contains(&p.url) {
+                list.push(p.url);
             }
         }
+        *self.prices.lock().expect("lock poisoned") = prices;
         let mut clients = self.clients.lock().expect("lock poisoned");
         for url in &list {
             if !clients.contains_key(url) {
@@ -239,14 +247,9 @@ impl Replicator {
             let live = mine.iter().filter(|r| r.state.is_live()).count();
             let used: HashSet<&str> = mine.iter().map(|r| r.provider.as_str()).collect();
             let providers = self.providers.lock().expect("lock poisoned").clone();
-            let mut candidates: Vec<(usize, usize, &String)> = providers
-                .iter()
-                .enumerate()
-                .filter(|(_, u)| !used.contains(u.as_str()))
-                .map(|(i, u)| (failed_by_provider.get(u.as_str()).copied().unwrap_or(0), i, u))
-                .collect();
-            candidates.sort();
-            for (_, _, url) in candidates.into_iter().take(self.policy.replicas.saturating_sub(live)) {
+            let prices = self.prices.lock().expect("lock poisoned").clone();
+            let ranked = rank_providers(&providers, &used, &failed_by_provider, &prices);
+            for url in ranked.into_iter().take(self.policy.replicas.saturating_sub(live)) {
                 log::info!("piece {cid}: new replica on {url}");
                 table::put_replica(&self.store, &Replica::new(cid.clone(), piece.segment, url.clone()))?;
             }
@@ -571,6 +574,42 @@ impl Replicator {
             let cid = p.piece.to_string();
             all.iter().filter(|r| r.piece == cid && r.state.is_held()).count() >= self.policy.replicas
         }))
+    }
+}
+
+/// The providers a piece may go to, best first: those without a replica of it, the most
+/// reliable (fewest failed replicas) first, then the cheapest (unpriced last), then in the
+/// order configured.
+pub fn rank_providers(
+    providers: &[String],
+    used: &HashSet<&str>,
+    failed: &HashMap<&str, usize>,
+    prices: &HashMap<String, f64>,
+) -> Vec<String> {
+    let mut candidates: Vec<(usize, f64, usize, &String)> = providers
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !used.contains(u.as_str()))
+        .map(|(i, u)| (failed.get(u.as_str()).copied().unwrap_or(0), prices.get(u).copied().unwrap_or(f64::INFINITY), i, u))
+        .collect();
+    candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    candidates.into_iter().map(|c| c.3.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_are_ranked_by_reliability_then_price_then_order() {
+        let ps: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let used: HashSet<&str> = ["d"].into_iter().collect();
+        let none = HashMap::new();
+        assert_eq!(rank_providers(&ps, &used, &none, &HashMap::new()), ["a", "b", "c"]);
+        let prices: HashMap<String, f64> = [("c".to_string(), 1.0), ("b".to_string(), 2.0)].into();
+        assert_eq!(rank_providers(&ps, &used, &none, &prices), ["c", "b", "a"], "cheapest first, unpriced last");
+        let failed: HashMap<&str, usize> = [("c", 1)].into();
+        assert_eq!(rank_providers(&ps, &used, &failed, &prices), ["b", "a", "c"], "a provider that failed goes last");
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //!  replicas_v1:          "<piece CID> <provider URL>" -> Replica (JSON)
 //!  client_data_sets_v1:  provider URL -> ClientDataSet (JSON): our data set there
-//!  providers_v1:         provider URL -> payee address ("" to ask the provider)
+//!  providers_v1:         provider URL -> StoredProvider (JSON: payee, price)
 //! ```
 //!
 //! Every state change is written before the action it leads to is taken (an upload, an
@@ -195,8 +195,20 @@ pub fn put_client_data_set(store: &Store, provider: &str, ds: &ClientDataSet) ->
     Ok(())
 }
 
-/// The providers kept in the store (`cidfs providers add`): (URL, payee or "").
-pub fn stored_providers(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
+/// A provider kept in the store (`cidfs providers add`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct StoredProvider {
+    #[serde(skip)]
+    pub url: String,
+    /// Its payee address, if given (else it is asked for).
+    pub payee: Option<String>,
+    /// What it charges, in any unit the user keeps to (e.g. USDFC per TiB-month): the
+    /// cheapest is chosen first among equally reliable providers.
+    pub price: Option<f64>,
+}
+
+/// The providers kept in the store.
+pub fn stored_providers(store: &Store) -> Result<Vec<StoredProvider>, StoreError> {
     let txn = store.db().begin_read()?;
     let t = match txn.open_table(PROVIDERS) {
         Ok(t) => t,
@@ -206,14 +218,17 @@ pub fn stored_providers(store: &Store) -> Result<Vec<(String, String)>, StoreErr
     let mut out = Vec::new();
     for row in t.iter()? {
         let (k, v) = row?;
-        out.push((k.value().to_string(), v.value().to_string()));
+        let mut p: StoredProvider = serde_json::from_str(v.value()).map_err(json_err)?;
+        p.url = k.value().to_string();
+        out.push(p);
     }
     Ok(out)
 }
 
-pub fn add_provider(store: &Store, url: &str, payee: &str) -> Result<(), StoreError> {
+pub fn add_provider(store: &Store, p: &StoredProvider) -> Result<(), StoreError> {
+    let value = serde_json::to_string(p).map_err(json_err)?;
     let txn = store.db().begin_write()?;
-    txn.open_table(PROVIDERS)?.insert(url, payee)?;
+    txn.open_table(PROVIDERS)?.insert(p.url.as_str(), value.as_str())?;
     txn.commit()?;
     Ok(())
 }
