@@ -247,7 +247,15 @@ fn a_bad_provider_url_is_refused_at_once() {
     assert!(err.contains("not a provider URL"), "{err}");
     let err = cli.fails(&["providers", "add", "ftp://x"], 1);
     assert!(err.contains("not a provider URL"), "{err}");
-    cli.ok(&["providers", "add", "http://127.0.0.1:9", "--payee", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "--price", "2.5"]);
+    cli.ok(&[
+        "providers",
+        "add",
+        "http://127.0.0.1:9",
+        "--payee",
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "--price",
+        "2.5",
+    ]);
     let ls = cli.ok(&["providers", "ls"]);
     assert!(ls.contains("http://127.0.0.1:9") && ls.contains("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"), "{ls}");
     assert!(ls.contains("price 2.5"), "{ls}");

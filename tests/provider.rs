@@ -341,6 +341,23 @@ fn a_sealed_piece_travels_encrypted_and_its_blocks_come_back_by_range() {
     key.piece_key(record.salt.as_ref().unwrap()).apply(loc.offset, &mut bytes);
     cidfs::block::Block::verified(cid, bytes).expect("the block decrypts to its CID");
 
+    // an audit: blocks by range, and leaves proved against the piece root with paths made
+    // from the local copy; a byte changed at the provider fails the leaf that holds it
+    use cidfs::filecoin::replicate::audit::{AuditError, audit, check_leaf};
+    assert!(audit(&store, &client, record, &key).unwrap() > 0);
+    let last = record.payload_size.div_ceil(127) * 4 - 1;
+    for leaf in [0, 5, 70_000, last] {
+        check_leaf(&store, &client, record, &key, leaf).unwrap_or_else(|e| panic!("leaf {leaf}: {e}"));
+    }
+    let offset = 127 * 1000 + 50;
+    let r = post(&format!("{}/admin/flip?piece={}&offset={offset}", p.url, record.piece), &serde_json::json!({}));
+    assert_eq!(r.status, 204);
+    let failed: Vec<u64> = (4000..4004)
+        .filter(|l| matches!(check_leaf(&store, &client, record, &key, *l), Err(AuditError::BadLeaf { .. })))
+        .collect();
+    assert!(!failed.is_empty(), "no leaf of unit 1000 caught the flipped byte");
+    check_leaf(&store, &client, record, &key, 8000).unwrap();
+
     // removal by the payer
     client.remove_piece(&wallet, &chain, id, U256::from(9), ids[0]).unwrap();
     assert!(client.data_set(id).unwrap().unwrap().pieces.is_empty());

@@ -81,7 +81,8 @@ pub fn providers_request(store: &Store, request: &str) -> Result<String, CliErro
     match words.as_slice() {
         ["add", url, payee, price] => {
             let given = |v: &str| (v != "-").then(|| v.to_string());
-            let price = given(price).map(|p| p.parse::<f64>()).transpose().map_err(|e| CliError::failure(e.to_string()))?;
+            let price =
+                given(price).map(|p| p.parse::<f64>()).transpose().map_err(|e| CliError::failure(e.to_string()))?;
             let p = table::StoredProvider { url: url.to_string(), payee: given(payee), price };
             table::add_provider(store, &p)?;
             Ok(String::new())

@@ -138,7 +138,9 @@ pub fn make_piece(store: &Store, segment: SealedSegment, key: Option<&MasterKey>
         commp.update(&buf[..n]);
         offset += n as u64;
     }
-    let piece = commp.finish();
+    let (piece, block_roots) = commp.finish_with_blocks();
+    save_block_roots(store, segment.segment, &block_roots)
+        .map_err(|source| SealError::Read { segment: segment.segment, source })?;
     Ok(PieceRecord {
         segment: segment.segment,
         piece: piece.cid_v2(),
@@ -146,6 +148,23 @@ pub fn make_piece(store: &Store, segment: SealedSegment, key: Option<&MasterKey>
         padded_size: piece.padded_size(),
         salt,
     })
+}
+
+/// Keeps the root of each CommP block of a piece (32 bytes per 2 MiB), so an audit can
+/// prove one leaf from one block ([`crate::filecoin::commp::merkle_path_in_block`]).
+fn save_block_roots(store: &Store, segment: u32, roots: &[[u8; 32]]) -> std::io::Result<()> {
+    let path = store.piece_tree_path(segment);
+    crate::store::private_dir(path.parent().expect("a directory"))?;
+    let bytes: Vec<u8> = roots.iter().flatten().copied().collect();
+    let mut f = crate::store::private_file().write(true).create(true).truncate(true).open(&path)?;
+    std::io::Write::write_all(&mut f, &bytes)?;
+    f.sync_data()
+}
+
+/// The block roots kept for a piece (`None` if none were kept).
+pub fn block_roots(store: &Store, segment: u32) -> Option<Vec<[u8; 32]>> {
+    let bytes = std::fs::read(store.piece_tree_path(segment)).ok()?;
+    (bytes.len() % 32 == 0).then(|| bytes.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect())
 }
 
 /// A piece's payload, read from its segment file and encrypted on the fly.

@@ -11,6 +11,9 @@
 //!  retired_pieces_v1: piece CID v2 -> (segment it was, payload size, padded size, salt)
 //! ```
 //!
+//! Beside them, `pieces/<segment>.tree` keeps the root of each 2 MiB CommP block of the
+//! piece (what proves one leaf from one block, for audits).
+//!
 //! The salt is what the piece's key is derived from (empty for a `--public-pieces`
 //! plaintext piece). A piece's payload is its segment's bytes, so a block's offset in the
 //! piece is its offset in the segment.
@@ -215,9 +218,17 @@ impl Store {
     /// Forgets a retired piece (its providers no longer hold it).
     pub fn forget_retired_piece(&self, piece: &Cid) -> Result<(), StoreError> {
         let txn = self.db().begin_write()?;
-        txn.open_table(RETIRED)?.remove(key(piece).as_slice())?;
+        let segment = txn.open_table(RETIRED)?.remove(key(piece).as_slice())?.map(|v| v.value().0);
         txn.commit()?;
+        if let Some(segment) = segment {
+            let _ = std::fs::remove_file(self.piece_tree_path(segment));
+        }
         Ok(())
+    }
+
+    /// Where the roots of a piece's CommP blocks are kept (see `filecoin::seal`).
+    pub fn piece_tree_path(&self, segment: u32) -> std::path::PathBuf {
+        self.root().join("pieces").join(format!("{segment:08}.tree"))
     }
 
     /// The file of a segment, to read a piece's payload from (its bytes below the

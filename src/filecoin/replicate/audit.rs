@@ -4,8 +4,11 @@
 //! by `Range` on `/piece/{cid}`, decrypted with the piece's key, and checked against their
 //! CIDs. Each block is an independent check of the bytes where it lies, so a provider that
 //! lost or changed the piece is caught with a probability that grows with every audit.
-//! (Leaf checks against the piece root with a merkle path would need the piece's tree,
-//! which the client does not keep; the provider's own proofs cover that.)
+//!
+//! Then one 32-byte leaf, at random, is checked against the piece root: the provider sends
+//! the 127 bytes of its Fr32 unit (a `Range` read), the leaf is expanded from them, and its
+//! merkle path is made here from the local segment's block and the block roots kept when
+//! the piece was made. The provider's bytes must lead to the root the piece CID names.
 
 use crate::block::Block;
 use crate::filecoin::keys::MasterKey;
@@ -24,6 +27,8 @@ pub enum AuditError {
     Missing(PdpError),
     #[error("block {cid} at offset {offset} does not match its CID: the provider's bytes changed")]
     Corrupt { cid: cid::Cid, offset: u64 },
+    #[error("leaf {leaf}: the provider's bytes do not lead to the piece root")]
+    BadLeaf { leaf: u64 },
     #[error("reading the local index: {0}")]
     Local(String),
 }
@@ -59,5 +64,49 @@ pub fn audit(store: &Store, client: &PdpClient, record: &PieceRecord, key: &Mast
         }
         checked += 1;
     }
+    let data_leaves = record.payload_size.div_ceil(127) * 4;
+    let leaf = u64::from_le_bytes(seed[24..32].try_into().expect("8 bytes")) % data_leaves;
+    check_leaf(store, client, record, key, leaf)?;
     Ok(checked)
+}
+
+/// Checks leaf `leaf` of the provider's copy against the piece root (see the module docs).
+/// Skipped (`Ok`) for a piece whose block roots were not kept.
+pub fn check_leaf(
+    store: &Store,
+    client: &PdpClient,
+    record: &PieceRecord,
+    key: &MasterKey,
+    leaf: u64,
+) -> Result<(), AuditError> {
+    use crate::filecoin::commp::{self, BLOCK_LEAVES, BLOCK_PAYLOAD, Piece};
+    let Some(roots) = crate::filecoin::seal::block_roots(store, record.segment) else { return Ok(()) };
+    let piece = Piece::from_cid_v2(&record.piece)
+        .ok_or_else(|| AuditError::Local(format!("{} is not a piece CID", record.piece)))?;
+    let local = crate::filecoin::seal::PiecePayload::open(store, record, Some(key))
+        .map_err(|e| AuditError::Local(e.to_string()))?;
+    let (start, len) = match roots.is_empty() {
+        true => (0, record.payload_size),
+        false => {
+            let start = (leaf / BLOCK_LEAVES) * BLOCK_PAYLOAD as u64;
+            (start, (BLOCK_PAYLOAD as u64).min(record.payload_size.saturating_sub(start)))
+        }
+    };
+    let mut block = vec![0u8; len as usize];
+    local.read_at(start, &mut block).map_err(|e| AuditError::Local(e.to_string()))?;
+    let path = commp::merkle_path_in_block(&block, &roots, record.payload_size, leaf)
+        .ok_or_else(|| AuditError::Local(format!("no leaf {leaf}")))?;
+    // the provider's 127 bytes of the leaf's Fr32 unit
+    let unit_start = (leaf / 4) * 127;
+    let unit_len = 127.min(record.payload_size.saturating_sub(unit_start));
+    let unit = match client.read_range(&record.piece, unit_start, unit_len) {
+        Ok(b) => b,
+        Err(e @ PdpError::Status { status: 404 | 416, .. }) => return Err(AuditError::Missing(e)),
+        Err(e) if e.is_transient() => return Err(AuditError::Unreachable(e)),
+        Err(e) => return Err(AuditError::Missing(e)),
+    };
+    match commp::verify_path(&piece.root, leaf, &commp::leaf(&unit, leaf % 4), &path) {
+        true => Ok(()),
+        false => Err(AuditError::BadLeaf { leaf }),
+    }
 }

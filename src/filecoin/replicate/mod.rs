@@ -590,7 +590,9 @@ pub fn rank_providers(
         .iter()
         .enumerate()
         .filter(|(_, u)| !used.contains(u.as_str()))
-        .map(|(i, u)| (failed.get(u.as_str()).copied().unwrap_or(0), prices.get(u).copied().unwrap_or(f64::INFINITY), i, u))
+        .map(|(i, u)| {
+            (failed.get(u.as_str()).copied().unwrap_or(0), prices.get(u).copied().unwrap_or(f64::INFINITY), i, u)
+        })
         .collect();
     candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
     candidates.into_iter().map(|c| c.3.clone()).collect()
