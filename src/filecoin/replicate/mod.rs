@@ -598,23 +598,6 @@ pub fn rank_providers(
     candidates.into_iter().map(|c| c.3.clone()).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn providers_are_ranked_by_reliability_then_price_then_order() {
-        let ps: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
-        let used: HashSet<&str> = ["d"].into_iter().collect();
-        let none = HashMap::new();
-        assert_eq!(rank_providers(&ps, &used, &none, &HashMap::new()), ["a", "b", "c"]);
-        let prices: HashMap<String, f64> = [("c".to_string(), 1.0), ("b".to_string(), 2.0)].into();
-        assert_eq!(rank_providers(&ps, &used, &none, &prices), ["c", "b", "a"], "cheapest first, unpriced last");
-        let failed: HashMap<&str, usize> = [("c", 1)].into();
-        assert_eq!(rank_providers(&ps, &used, &failed, &prices), ["b", "a", "c"], "a provider that failed goes last");
-    }
-}
-
 /// A payload reader that counts what it sends and keeps to a rate.
 struct Metered<R> {
     stop: Arc<AtomicBool>,
@@ -649,5 +632,22 @@ impl<R: Read> Read for Metered<R> {
             c.sent = self.sent;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_are_ranked_by_reliability_then_price_then_order() {
+        let ps: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let used: HashSet<&str> = ["d"].into_iter().collect();
+        let none = HashMap::new();
+        assert_eq!(rank_providers(&ps, &used, &none, &HashMap::new()), ["a", "b", "c"]);
+        let prices: HashMap<String, f64> = [("c".to_string(), 1.0), ("b".to_string(), 2.0)].into();
+        assert_eq!(rank_providers(&ps, &used, &none, &prices), ["c", "b", "a"], "cheapest first, unpriced last");
+        let failed: HashMap<&str, usize> = [("c", 1)].into();
+        assert_eq!(rank_providers(&ps, &used, &failed, &prices), ["b", "a", "c"], "a provider that failed goes last");
     }
 }
