@@ -326,6 +326,10 @@ settings! {
     chain: String = "calibration".to_string(), "CIDFS_CHAIN", [long, value_name = "CHAIN"];
     /// Most bytes a second sent to providers (e.g. 10M; 0 for no limit) [default: 0]
     upload_limit: Size = Size(0), "CIDFS_UPLOAD_LIMIT", [long, value_name = "SIZE"];
+    /// How long a request to a storage provider waits for its answer before it counts as
+    /// failed (and is retried) [default: 60s]
+    provider_timeout: Span = Span(std::time::Duration::from_secs(60)), "CIDFS_PROVIDER_TIMEOUT",
+        [long, value_name = "DURATION"];
     /// How often each replica is audited (blocks read back and checked) [default: 10m]
     audit_interval: Span = Span(std::time::Duration::from_secs(600)), "CIDFS_AUDIT_INTERVAL",
         [long, value_name = "DURATION"];
@@ -395,6 +399,7 @@ impl Config {
             upload_limit: self.upload_limit.0,
             audit_interval: self.audit_interval.0,
             backoff: std::time::Duration::from_secs(1),
+            request_timeout: self.provider_timeout.0.max(std::time::Duration::from_millis(100)),
         }
     }
 

@@ -266,3 +266,27 @@ fn a_bad_provider_url_is_refused_at_once() {
     let err = cli.fails(&["providers", "rm", "http://127.0.0.1:9"], 1);
     assert!(err.contains("not a provider"), "{err}");
 }
+
+#[test]
+fn a_provider_that_times_out_is_retried_then_replaced_and_nothing_is_lost() {
+    let fast = ["--confirm-delay", "200ms", "--proving-period", "1s"];
+    let ps = [ProviderProcess::start(&fast), ProviderProcess::start(&fast), ProviderProcess::start(&fast)];
+    // the first (chosen first: the order configured) answers every request after 3 s
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let r = agent.post(format!("{}/admin/slow?ms=3000", ps[0].url)).send_empty().unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let cli = Cli::new();
+    let flags = mount_flags(&[&ps[0], &ps[1], &ps[2]], &["--provider-timeout", "1s"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let m = cli.mount("mnt", &flags);
+    write_noise(&m.dir.join("f.bin"), 2 << 20, 94);
+    let piece = wait_proving(&cli, 2, "with a provider timing out").remove(0);
+    let proving = providers_in(&piece, "proving");
+    assert!(!proving.contains(&ps[0].url), "{piece:#}");
+    let given_up: Vec<String> =
+        providers_in(&piece, "failed").into_iter().chain(providers_in(&piece, "removed")).collect();
+    assert!(given_up.contains(&ps[0].url), "the slow provider's replica was never given up: {piece:#}");
+    let log = m.log();
+    assert!(log.contains("timed out") || log.contains("timeout") || log.contains("Timeout"), "{log}");
+    drop(m);
+}

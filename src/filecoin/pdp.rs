@@ -96,20 +96,26 @@ pub fn parse_provider_url(url: &str) -> Result<String, PdpError> {
 
 impl PdpClient {
     pub fn new(url: &str) -> Result<PdpClient, PdpError> {
+        PdpClient::with_timeout(url, REQUEST_TIMEOUT)
+    }
+
+    /// A client whose requests wait at most `timeout` for an answer (an upload's bytes
+    /// take as long as they take; its answer then waits `timeout` at most).
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<PdpClient, PdpError> {
         let base = parse_provider_url(url)?;
         let agent = |total: Option<Duration>| -> ureq::Agent {
             ureq::Agent::config_builder()
                 .timeout_global(total)
                 // uploads stream in 1 MiB writes (the default 128 KiB costs ~15% of the rate)
                 .output_buffer_size(1 << 20)
-                .timeout_connect(Some(Duration::from_secs(10)))
-                .timeout_recv_response(Some(REQUEST_TIMEOUT))
+                .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+                .timeout_recv_response(Some(timeout))
                 .http_status_as_error(false)
                 .user_agent(concat!("cidfs/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .into()
         };
-        Ok(PdpClient { base, agent: agent(Some(REQUEST_TIMEOUT)), upload_agent: agent(None) })
+        Ok(PdpClient { base, agent: agent(Some(timeout)), upload_agent: agent(None) })
     }
 
     pub fn url(&self) -> &str {

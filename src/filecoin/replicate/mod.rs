@@ -61,6 +61,8 @@ pub struct ReplicationPolicy {
     pub audit_interval: Duration,
     /// Delay before a failed step is retried the first time (doubling after).
     pub backoff: Duration,
+    /// How long a request waits for a provider's answer.
+    pub request_timeout: Duration,
 }
 
 /// What uploads are doing, for `cidfs status`.
@@ -159,7 +161,7 @@ impl Replicator {
         let mut clients = self.clients.lock().expect("lock poisoned");
         for url in &list {
             if !clients.contains_key(url) {
-                match PdpClient::new(url) {
+                match PdpClient::with_timeout(url, self.policy.request_timeout) {
                     Ok(c) => {
                         clients.insert(url.clone(), Arc::new(c));
                     }
