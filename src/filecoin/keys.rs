@@ -77,14 +77,7 @@ impl MasterKey {
     /// Writes the key as the store's (0600, in a 0700 directory), atomically.
     pub fn save(&self, home: &Path) -> Result<(), KeyError> {
         let path = master_key_path(home);
-        let dir = path.parent().expect("a directory").to_path_buf();
-        let io = |source| KeyError::Io { path: path.clone(), source };
-        crate::store::private_dir(&dir).map_err(io)?;
-        let tmp = dir.join(".master.key.tmp");
-        let mut f = crate::store::private_file().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
-        std::io::Write::write_all(&mut f, &self.0).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::store::write_private(&path, &self.0).map_err(|source| KeyError::Io { path, source })
     }
 
     /// The recovery form: a prefix, the key in hex (groups of 8), and a checksum.

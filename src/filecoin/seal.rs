@@ -153,12 +153,8 @@ pub fn make_piece(store: &Store, segment: SealedSegment, key: Option<&MasterKey>
 /// Keeps the root of each CommP block of a piece (32 bytes per 2 MiB), so an audit can
 /// prove one leaf from one block ([`crate::filecoin::commp::merkle_path_in_block`]).
 fn save_block_roots(store: &Store, segment: u32, roots: &[[u8; 32]]) -> std::io::Result<()> {
-    let path = store.piece_tree_path(segment);
-    crate::store::private_dir(path.parent().expect("a directory"))?;
     let bytes: Vec<u8> = roots.iter().flatten().copied().collect();
-    let mut f = crate::store::private_file().write(true).create(true).truncate(true).open(&path)?;
-    std::io::Write::write_all(&mut f, &bytes)?;
-    f.sync_data()
+    crate::store::write_private(&store.piece_tree_path(segment), &bytes)
 }
 
 /// The block roots kept for a piece (`None` if none were kept).

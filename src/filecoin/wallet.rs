@@ -75,15 +75,8 @@ impl Wallet {
     /// Writes the key as the store's (0600 in a 0700 directory), atomically.
     pub fn save(&self, home: &Path) -> Result<(), WalletError> {
         let path = wallet_path(home);
-        let dir = path.parent().expect("a directory").to_path_buf();
-        let io = |source| WalletError::Io { path: path.clone(), source };
-        crate::store::private_dir(&dir).map_err(io)?;
-        let tmp = dir.join(".wallet.key.tmp");
-        let mut f = crate::store::private_file().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
         let text = format!("0x{}\n", encode_hex(&self.key.to_bytes()));
-        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::store::write_private(&path, text.as_bytes()).map_err(|source| WalletError::Io { path, source })
     }
 
     /// The account's address.

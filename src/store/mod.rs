@@ -141,6 +141,20 @@ pub(crate) fn private_file() -> OpenOptions {
     o
 }
 
+/// Writes `bytes` to `path` atomically (a temporary file beside it, synced, renamed), as a
+/// file only its owner can read (0600) in a directory only its owner can enter (0700):
+/// how keys are kept.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("a file needs a directory"))?;
+    private_dir(dir)?;
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("a file needs a name"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut f = private_file().write(true).create(true).truncate(true).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
 /// Creates `dir` (and its parents) if needed, and makes it its owner's alone (0700).
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -336,12 +336,8 @@ fn create_data_set(p: &Provider, req: &mut Request, and_add: bool) -> Result<Rep
     record_keeper(p, &body)?;
     let extra = extra_data(&body)?;
     let (create_extra, add_extra) = if and_add {
-        let (c, a) =
-            <(alloy_primitives::Bytes, alloy_primitives::Bytes) as alloy_sol_types::SolValue>::abi_decode_params(
-                &extra,
-            )
-            .map_err(|e| Reply::error(400, format!("extraData is malformed: {e}")))?;
-        (c.to_vec(), Some(a.to_vec()))
+        let (c, a) = create_and_add_parts(&extra)?;
+        (c, Some(a))
     } else {
         (extra, None)
     };
@@ -360,6 +356,18 @@ fn create_data_set(p: &Provider, req: &mut Request, and_add: bool) -> Result<Rep
         }
         None => Vec::new(),
     };
+    let payer = create.payer;
+    let (id, tx) = new_data_set(p, create)?;
+    if !pieces.is_empty() {
+        append_pieces(p, id, &pieces, &tx)?;
+    }
+    log::info!("provider: data set {id} for {payer} (tx {tx})");
+    Ok(Reply::status(201).header("Location", format!("/pdp/data-sets/created/{tx}")))
+}
+
+/// Records a data set a verified create request asks for, with its (simulated) creation
+/// transaction: (id, tx hash).
+fn new_data_set(p: &Provider, create: fwss::CreateRequest) -> Result<(u64, String), Reply> {
     let tx = new_tx_hash();
     let ds = DataSet {
         payer: create.payer.to_string(),
@@ -369,12 +377,15 @@ fn create_data_set(p: &Provider, req: &mut Request, and_add: bool) -> Result<Rep
         next_challenge_ms: now_ms() + p.opts.proving_period.as_millis() as u64,
         ..Default::default()
     };
-    let id = p.state.create_data_set(ds, &tx)?;
-    if !pieces.is_empty() {
-        append_pieces(p, id, &pieces, &tx)?;
-    }
-    log::info!("provider: data set {id} for {} (tx {tx})", create.payer);
-    Ok(Reply::status(201).header("Location", format!("/pdp/data-sets/created/{tx}")))
+    Ok((p.state.create_data_set(ds, &tx)?, tx))
+}
+
+/// The two extraData of a create-and-add request: `abi.encode(bytes create, bytes add)`.
+fn create_and_add_parts(extra: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Reply> {
+    let (c, a) =
+        <(alloy_primitives::Bytes, alloy_primitives::Bytes) as alloy_sol_types::SolValue>::abi_decode_params(extra)
+            .map_err(|e| Reply::error(400, format!("extraData is malformed: {e}")))?;
+    Ok((c.to_vec(), a.to_vec()))
 }
 
 /// Adds pieces to a data set under transaction `tx`; their ids.
@@ -583,25 +594,13 @@ fn pull_target(p: &Provider, body: &serde_json::Value, wanted: &[(Cid, Piece, St
             (id, ds.payer.clone(), nonce)
         }
         None => {
-            let (c, a) =
-                <(alloy_primitives::Bytes, alloy_primitives::Bytes) as alloy_sol_types::SolValue>::abi_decode_params(
-                    &extra,
-                )
-                .map_err(|e| Reply::error(400, format!("extraData is malformed: {e}")))?;
+            let (c, a) = create_and_add_parts(&extra)?;
             let create = fwss::verify_create(&p.opts.chain, p.payee, &c).map_err(signature_error)?;
             let (nonce, _) =
                 fwss::verify_add_pieces(&p.opts.chain, create.payer, create.client_data_set_id, &bytes, &a)
                     .map_err(signature_error)?;
-            let tx = new_tx_hash();
-            let ds = DataSet {
-                payer: create.payer.to_string(),
-                client_data_set_id: create.client_data_set_id.to_string(),
-                metadata: create.metadata,
-                create_tx: tx.clone(),
-                next_challenge_ms: now_ms() + p.opts.proving_period.as_millis() as u64,
-                ..Default::default()
-            };
-            (p.state.create_data_set(ds, &tx)?, create.payer.to_string(), nonce)
+            let payer = create.payer.to_string();
+            (new_data_set(p, create)?.0, payer, nonce)
         }
     };
     if !p.state.take_nonce(&payer, &nonce.to_string())? {
