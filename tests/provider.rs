@@ -286,6 +286,11 @@ fn test_knobs_refuse_uploads_fail_requests_and_go_offline() {
     let got = get(&format!("{}/piece/{cid}", p.url), None).body;
     assert_eq!(got[3], data[3] ^ 0xff);
     assert_eq!(got[4..], data[4..]);
+    // upload sessions anyone may open are bounded: past 1024 open, 429
+    let open: Vec<u16> =
+        (0..1030).map(|_| post(&format!("{}/pdp/piece/uploads", p.url), &serde_json::json!({})).status).collect();
+    assert_eq!(open.iter().filter(|s| **s == 201).count(), 1024, "{:?}", &open[1020..]);
+    assert_eq!(*open.last().unwrap(), 429);
 }
 
 /// The whole path of a piece, with cidfs's own client: a file added to a store, its

@@ -1,4 +1,4 @@
-//! The simulated proving clock: every `--proving-period`, each data set is challenged as
+//! The simulated proving clock (which also expires abandoned uploads): every `--proving-period`, each data set is challenged as
 //! PDP challenges it, and the provider proves the challenged leaves from the bytes it
 //! holds.
 //!
@@ -40,6 +40,10 @@ pub fn spawn(p: Arc<Provider>) {
 /// Proves every data set whose period has ended.
 fn round(p: &Provider) -> Result<(), super::state::StateError> {
     let now = now_ms();
+    let expired = p.state.expire_uploads(now)?;
+    if expired > 0 {
+        log::info!("provider: {expired} unfinished uploads expired");
+    }
     for ds in p.state.data_sets()? {
         if now < ds.next_challenge_ms {
             continue;

@@ -103,7 +103,7 @@ fn post_piece(p: &Provider, req: &mut Request) -> Result<Reply, Reply> {
     if p.state.piece(&cid.to_string())?.is_some() {
         return Ok(Reply::json(200, &json!({ "pieceCid": cid.to_string() })));
     }
-    refuse_uploads(p)?;
+    room_for_upload(p)?;
     let id = new_uuid();
     p.state.put_upload(&id, &Upload { declared: Some(cid.to_string()), received: None, created_ms: now_ms() })?;
     Ok(Reply::status(201).header("Location", format!("/pdp/piece/upload/{id}")))
@@ -112,6 +112,19 @@ fn post_piece(p: &Provider, req: &mut Request) -> Result<Reply, Reply> {
 fn refuse_uploads(p: &Provider) -> Result<(), Reply> {
     match p.knobs.refuse_uploads.load(Ordering::Relaxed) {
         true => Err(Reply::error(503, "not taking uploads (test knob)")),
+        false => Ok(()),
+    }
+}
+
+/// Upload sessions open at once (anyone may open one): more are refused with 429 until
+/// some finish or expire (see [`super::state::UPLOAD_TTL`]).
+pub const MAX_OPEN_UPLOADS: u64 = 1024;
+
+/// A new upload session may be opened.
+fn room_for_upload(p: &Provider) -> Result<(), Reply> {
+    refuse_uploads(p)?;
+    match p.state.upload_count()? >= MAX_OPEN_UPLOADS {
+        true => Err(Reply::error(429, format!("{MAX_OPEN_UPLOADS} uploads are open already: try again later"))),
         false => Ok(()),
     }
 }
@@ -188,7 +201,7 @@ fn put_upload(p: &Provider, req: &mut Request, id: &str) -> Result<Reply, Reply>
 }
 
 fn new_streaming_upload(p: &Provider) -> Result<Reply, Reply> {
-    refuse_uploads(p)?;
+    room_for_upload(p)?;
     let id = new_uuid();
     p.state.put_upload(&id, &Upload { created_ms: now_ms(), ..Default::default() })?;
     Ok(Reply::status(201).header("Location", format!("/pdp/piece/uploads/{id}")))

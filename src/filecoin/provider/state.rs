@@ -112,6 +112,9 @@ pub struct State {
     dir: PathBuf,
 }
 
+/// An upload session not finished within this is dropped, bytes and all.
+pub const UPLOAD_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -199,6 +202,34 @@ impl State {
         txn.open_table(UPLOADS)?.insert(id, serde_json::to_vec(u)?.as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Upload sessions open.
+    pub fn upload_count(&self) -> Result<u64, StateError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(UPLOADS)?.len()?)
+    }
+
+    /// Drops upload sessions opened more than [`UPLOAD_TTL`] ago, and their files; how many.
+    pub fn expire_uploads(&self, now_ms: u64) -> Result<usize, StateError> {
+        let stale: Vec<String> = {
+            let txn = self.db.begin_read()?;
+            let mut out = Vec::new();
+            for row in txn.open_table(UPLOADS)?.iter()? {
+                let (k, v) = row?;
+                let u: Upload = serde_json::from_slice(v.value())?;
+                if now_ms.saturating_sub(u.created_ms) > UPLOAD_TTL.as_millis() as u64 {
+                    out.push(k.value().to_string());
+                }
+            }
+            out
+        };
+        for id in &stale {
+            self.remove_upload(id)?;
+            let _ = std::fs::remove_file(self.upload_path(&format!("{id}.tree")));
+        }
+        Ok(stale.len())
     }
 
     pub fn remove_upload(&self, id: &str) -> Result<(), StateError> {
@@ -290,5 +321,26 @@ impl State {
             txn.commit()?;
         }
         Ok(fresh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_uploads_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let now = now_ms();
+        s.put_upload("old", &Upload { created_ms: now - 2 * UPLOAD_TTL.as_millis() as u64, ..Default::default() })
+            .unwrap();
+        std::fs::write(s.upload_path("old"), b"partial").unwrap();
+        s.put_upload("new", &Upload { created_ms: now, ..Default::default() }).unwrap();
+        assert_eq!(s.upload_count().unwrap(), 2);
+        assert_eq!(s.expire_uploads(now).unwrap(), 1);
+        assert_eq!(s.upload_count().unwrap(), 1);
+        assert!(s.upload("new").unwrap().is_some());
+        assert!(!s.upload_path("old").exists(), "its bytes go too");
     }
 }
