@@ -315,6 +315,12 @@ fn a_sealed_piece_travels_encrypted_and_its_blocks_come_back_by_range() {
 
     let client = PdpClient::new(&p.url).unwrap();
     client.ping().unwrap();
+    // one-shot upload too (and a second time: the provider has it, nothing is sent)
+    let small = common::noise(5000, 8);
+    let small_piece = commp(&small).cid_v2();
+    client.upload_one_shot(&small_piece, &small).unwrap();
+    client.upload_one_shot(&small_piece, &small).unwrap();
+    assert!(client.find(&small_piece).unwrap());
     assert!(!client.find(&record.piece).unwrap());
     let payload = PiecePayload::open(&store, record, None).unwrap();
     let len = payload.len();

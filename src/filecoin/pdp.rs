@@ -211,6 +211,9 @@ impl PdpClient {
         }
         let location = location.ok_or_else(|| self.malformed("no Location for the upload"))?;
         let route = location.strip_prefix(&self.base).unwrap_or(&location).to_string();
+        if !route.starts_with("/pdp/piece/upload/") {
+            return Err(self.malformed(format!("upload Location {location}")));
+        }
         let r = self.upload_agent.put(format!("{}{route}", self.base)).send(payload);
         self.answer(&route, r, &[204]).map(|_| ())
     }
