@@ -253,6 +253,9 @@ fn multihash_hex(bytes: &[u8]) -> String {
 }
 
 /// Loads the peer key at `path`, or makes one (ed25519, file mode 0600).
+/// How long starting the node waits for its first listen address.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+
 pub fn load_or_create_key(path: &Path) -> Result<identity::Keypair, NetError> {
     let err = |reason: String| NetError::Key { path: path.to_path_buf(), reason };
     match std::fs::read(path) {
@@ -439,6 +442,15 @@ impl Node {
             }
         });
         drop(_guard);
+        // ready means reachable: `cidfs id` (and whoever reads the addresses file) sees
+        // where the node listens as soon as the mount or daemon says it is up
+        let until = std::time::Instant::now() + LISTEN_WAIT;
+        while !config.listen.is_empty()
+            && inner.state.lock().expect("lock poisoned").listen.is_empty()
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(Node { inner, peer_id, _runtime: runtime })
     }
 
