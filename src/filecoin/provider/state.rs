@@ -21,11 +21,14 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces_v1");
+/// A table of JSON records by a string key.
+type JsonTable = TableDefinition<'static, &'static str, &'static [u8]>;
+
+const PIECES: JsonTable = TableDefinition::new("pieces_v1");
 const ALIASES: TableDefinition<&str, &str> = TableDefinition::new("aliases_v1");
-const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
+const UPLOADS: JsonTable = TableDefinition::new("uploads_v1");
 const DATA_SETS: TableDefinition<u64, &[u8]> = TableDefinition::new("data_sets_v1");
-const TXS: TableDefinition<&str, &[u8]> = TableDefinition::new("txs_v1");
+const TXS: JsonTable = TableDefinition::new("txs_v1");
 const NONCES: TableDefinition<&str, ()> = TableDefinition::new("nonces_v1");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters_v1");
 
@@ -151,13 +154,26 @@ impl State {
         self.dir.join("uploads").join(id)
     }
 
-    pub fn piece(&self, cid: &str) -> Result<Option<PieceInfo>, StateError> {
+    /// The JSON record under `key` in a string-keyed table.
+    fn get_json<T: serde::de::DeserializeOwned>(&self, table: JsonTable, key: &str) -> Result<Option<T>, StateError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(PIECES)?;
-        Ok(match t.get(cid)? {
+        let t = txn.open_table(table)?;
+        Ok(match t.get(key)? {
             Some(v) => Some(serde_json::from_slice(v.value())?),
             None => None,
         })
+    }
+
+    /// Writes a JSON record under `key` in a string-keyed table (one transaction).
+    fn put_json<T: Serialize>(&self, table: JsonTable, key: &str, value: &T) -> Result<(), StateError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(table)?.insert(key, serde_json::to_vec(value)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn piece(&self, cid: &str) -> Result<Option<PieceInfo>, StateError> {
+        self.get_json(PIECES, cid)
     }
 
     /// The v2 CID of a piece named by its v1 or v2 CID.
@@ -189,19 +205,11 @@ impl State {
     }
 
     pub fn upload(&self, id: &str) -> Result<Option<Upload>, StateError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(UPLOADS)?;
-        Ok(match t.get(id)? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        self.get_json(UPLOADS, id)
     }
 
     pub fn put_upload(&self, id: &str, u: &Upload) -> Result<(), StateError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(UPLOADS)?.insert(id, serde_json::to_vec(u)?.as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.put_json(UPLOADS, id, u)
     }
 
     /// Upload sessions open.
@@ -297,19 +305,11 @@ impl State {
     }
 
     pub fn tx(&self, hash: &str) -> Result<Option<Tx>, StateError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(TXS)?;
-        Ok(match t.get(hash)? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        self.get_json(TXS, hash)
     }
 
     pub fn put_tx(&self, hash: &str, tx: &Tx) -> Result<(), StateError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(TXS)?.insert(hash, serde_json::to_vec(tx)?.as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.put_json(TXS, hash, tx)
     }
 
     /// Takes a nonce for `payer`; false if it was used before.

@@ -154,14 +154,23 @@ fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("a replication record: {e}"))
 }
 
+/// Opens a table for reading; `None` if no record was ever written to it (the tables
+/// are made on first write, not when the store opens).
+fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Every replica record.
 pub fn replicas(store: &Store) -> Result<Vec<Replica>, StoreError> {
     let txn = store.db().begin_read()?;
-    let t = match txn.open_table(REPLICAS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(t) = read_table(&txn, REPLICAS)? else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for row in t.iter()? {
         out.push(serde_json::from_slice(row?.1.value()).map_err(json_err)?);
@@ -180,11 +189,7 @@ pub fn put_replica(store: &Store, r: &Replica) -> Result<(), StoreError> {
 
 pub fn client_data_set(store: &Store, provider: &str) -> Result<Option<ClientDataSet>, StoreError> {
     let txn = store.db().begin_read()?;
-    let t = match txn.open_table(CLIENT_DATA_SETS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(t) = read_table(&txn, CLIENT_DATA_SETS)? else { return Ok(None) };
     t.get(provider)?.map(|v| serde_json::from_slice(v.value()).map_err(json_err)).transpose()
 }
 
@@ -210,11 +215,7 @@ pub struct StoredProvider {
 /// The providers kept in the store.
 pub fn stored_providers(store: &Store) -> Result<Vec<StoredProvider>, StoreError> {
     let txn = store.db().begin_read()?;
-    let t = match txn.open_table(PROVIDERS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(t) = read_table(&txn, PROVIDERS)? else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for row in t.iter()? {
         let (k, v) = row?;
