@@ -5,7 +5,9 @@
 //! [`MIN_QUIET_SEAL`] unsealed, so a small drive is protected too. Each sealed segment then
 //! becomes a piece: its bytes, encrypted with a key derived from the master key and a
 //! fresh random salt ([`crate::filecoin::keys`]) unless pieces are public, streamed once
-//! through CommP; the store records segment → piece CID v2, sizes and salt.
+//! through CommP; the store records segment → piece CID v2, sizes and salt, and the root of
+//! each 2 MiB CommP block is kept beside it ([`block_roots`], 32 bytes per block) so an
+//! audit can prove any leaf from one block.
 //!
 //! [`PiecePayload`] gives a piece's bytes back, encrypted on the fly from the segment file,
 //! for uploads: nothing but the segment is kept on disk.
