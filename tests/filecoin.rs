@@ -290,3 +290,35 @@ fn a_provider_that_times_out_is_retried_then_replaced_and_nothing_is_lost() {
     assert!(log.contains("timed out") || log.contains("timeout") || log.contains("Timeout"), "{log}");
     drop(m);
 }
+
+/// `cidfs daemon` runs the same background work as a mount: what `cidfs add` stored is
+/// sealed and replicated with no mount at all; `status` and `pieces` answer through it.
+#[test]
+fn the_daemon_seals_and_replicates_what_add_stored() {
+    use std::io::BufRead;
+    let p = ProviderProcess::start(&["--confirm-delay", "200ms"]);
+    let cli = Cli::new();
+    let data = common::noise(3 << 20, 95);
+    cli.add_q(&cli.write("added.bin", &data), &[]);
+    let mut daemon = cli
+        .cmd()
+        .args(["daemon", "--seal-after", "1s", "--replicas", "1", "--audit-interval", "1s", "--provider", &p.url])
+        .env("CIDFS_MOUNT_NOTIFY", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let piece = wait_proving(&cli, 1, "through the daemon").remove(0);
+    assert_eq!(providers_in(&piece, "proving"), vec![p.url.clone()]);
+    assert!(piece["payload_size"].as_u64().unwrap() > data.len() as u64);
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("at 1 replicas") && status.contains("uploads:   idle"), "{status}");
+    // SAFETY: a plain kill(2) of our child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert!(daemon.wait().unwrap().success());
+    // and without it, the records are read from the store
+    assert_eq!(pieces(&cli)[0]["piece"], piece["piece"]);
+}
