@@ -450,6 +450,16 @@ pub const BLOCK_PAYLOAD: usize = BLOCK_IN;
 /// Leaves under one block.
 pub const BLOCK_LEAVES: u64 = 1 << BLOCK_HEIGHT;
 
+/// Where the payload that proves leaf `index` lies: (offset, length) of its block, or of the
+/// whole payload for a piece smaller than one block (one kept without block roots).
+pub fn block_of_leaf(index: u64, payload_size: u64, has_block_roots: bool) -> (u64, u64) {
+    if !has_block_roots {
+        return (0, payload_size);
+    }
+    let start = (index / BLOCK_LEAVES) * BLOCK_PAYLOAD as u64;
+    (start, (BLOCK_PAYLOAD as u64).min(payload_size.saturating_sub(start)))
+}
+
 /// The proof of leaf `index` of a piece of `payload_size` bytes, from the payload of the
 /// block that holds it (`block_payload`, block `index / BLOCK_LEAVES`, short at the end)
 /// and the roots of all the piece's blocks. For a piece smaller than one block

@@ -118,7 +118,7 @@ impl Sealer {
 }
 
 /// Sleeps `d`, waking early if `stop` is set.
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
+pub(crate) fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let until = std::time::Instant::now() + d;
     while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50).min(d));

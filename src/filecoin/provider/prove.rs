@@ -17,7 +17,7 @@ use alloy_primitives::{U256, keccak256};
 
 use super::Provider;
 use super::state::{DataSet, now_ms};
-use crate::filecoin::commp::{BLOCK_LEAVES, BLOCK_PAYLOAD, Piece, leaf, merkle_path_in_block, verify_path};
+use crate::filecoin::commp::{BLOCK_LEAVES, Piece, block_of_leaf, leaf, merkle_path_in_block, verify_path};
 
 /// Challenges per proving period (as PDP).
 pub const CHALLENGES: u64 = 5;
@@ -106,13 +106,7 @@ fn prove_leaf(p: &Provider, cid: &str, piece: &Piece, index: u64) -> Result<(), 
     let file = std::fs::File::open(p.state.piece_path(cid)).map_err(|e| format!("the piece file: {e}"))?;
     let tree = std::fs::read(p.state.tree_path(cid)).map_err(|e| format!("the piece's tree: {e}"))?;
     let roots: Vec<[u8; 32]> = tree.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect();
-    let (start, len) = match roots.is_empty() {
-        true => (0, piece.payload_size),
-        false => {
-            let start = (index / BLOCK_LEAVES) * BLOCK_PAYLOAD as u64;
-            (start, (BLOCK_PAYLOAD as u64).min(piece.payload_size.saturating_sub(start)))
-        }
-    };
+    let (start, len) = block_of_leaf(index, piece.payload_size, !roots.is_empty());
     let mut block = vec![0u8; len as usize];
     file.read_exact_at(&mut block, start).map_err(|e| format!("reading the piece: {e}"))?;
     let local = if roots.is_empty() { index } else { index % BLOCK_LEAVES };

@@ -79,19 +79,13 @@ pub fn check_leaf(
     key: &MasterKey,
     leaf: u64,
 ) -> Result<(), AuditError> {
-    use crate::filecoin::commp::{self, BLOCK_LEAVES, BLOCK_PAYLOAD, Piece};
+    use crate::filecoin::commp::{self, Piece};
     let Some(roots) = crate::filecoin::seal::block_roots(store, record.segment) else { return Ok(()) };
     let piece = Piece::from_cid_v2(&record.piece)
         .ok_or_else(|| AuditError::Local(format!("{} is not a piece CID", record.piece)))?;
     let local = crate::filecoin::seal::PiecePayload::open(store, record, Some(key))
         .map_err(|e| AuditError::Local(e.to_string()))?;
-    let (start, len) = match roots.is_empty() {
-        true => (0, record.payload_size),
-        false => {
-            let start = (leaf / BLOCK_LEAVES) * BLOCK_PAYLOAD as u64;
-            (start, (BLOCK_PAYLOAD as u64).min(record.payload_size.saturating_sub(start)))
-        }
-    };
+    let (start, len) = commp::block_of_leaf(leaf, record.payload_size, !roots.is_empty());
     let mut block = vec![0u8; len as usize];
     local.read_at(start, &mut block).map_err(|e| AuditError::Local(e.to_string()))?;
     let path = commp::merkle_path_in_block(&block, &roots, record.payload_size, leaf)

@@ -197,10 +197,7 @@ impl Replicator {
                     if let Err(e) = self.step(&stop) {
                         log::warn!("replication: {e} (will retry)");
                     }
-                    let until = Instant::now() + every;
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
+                    super::seal::sleep_unless(&stop, every);
                 }
             })
             .expect("spawning the replicator thread")
@@ -274,7 +271,8 @@ impl Replicator {
                     false => return Ok(()),
                 }
             }
-            ReplicaState::Failed => self.remove_failed(client, r),
+            // taken out of its data set once the provider answers
+            ReplicaState::Failed => self.remove(client, r),
             ReplicaState::Removed => return Ok(()),
         };
         match result {
@@ -523,11 +521,6 @@ impl Replicator {
                 Ok(())
             }
         }
-    }
-
-    /// A failed replica is taken out of its data set when the provider answers.
-    fn remove_failed(&self, client: &PdpClient, r: &mut Replica) -> Result<(), ReplicateError> {
-        self.remove(client, r)
     }
 
     fn remove(&self, client: &PdpClient, r: &mut Replica) -> Result<(), ReplicateError> {
