@@ -333,6 +333,22 @@ settings! {
     /// How often each replica is audited (blocks read back and checked) [default: 10m]
     audit_interval: Span = Span(std::time::Duration::from_secs(600)), "CIDFS_AUDIT_INTERVAL",
         [long, value_name = "DURATION"];
+    /// Keep the drive's own data on this disk under SIZE (e.g. 50G): segments whose piece
+    /// is at --replicas providers are deleted locally, least recently read first, and read
+    /// back from Filecoin when needed [default: no cap]
+    local_cap: Size = Size::UNLIMITED, "CIDFS_LOCAL_CAP", [long, value_name = "SIZE"];
+    /// Most one read from Filecoin may cost, in the asset's atomic units (unset: nothing is paid)
+    max_per_request: String = String::new(), "CIDFS_MAX_PER_REQUEST", [long, value_name = "AMOUNT"];
+    /// Most all reads may cost in one (UTC) day, in atomic units (unset: nothing is paid)
+    max_per_day: String = String::new(), "CIDFS_MAX_PER_DAY", [long, value_name = "AMOUNT"];
+    /// Most all reads may ever cost, in atomic units (unset: nothing is paid)
+    max_spend: String = String::new(), "CIDFS_MAX_SPEND", [long, value_name = "AMOUNT"];
+    /// A network payments may be made on (repeatable), e.g. eip155:314
+    pay_networks: Vec<String> = Vec::new(), "CIDFS_PAY_NETWORKS",
+        [long = "pay-network", value_name = "eip155:N", value_delimiter = ','];
+    /// A token contract payments may be made in (repeatable), e.g. 0x80B98d3aa09ffff255c3ba4A241111Ff1262F045
+    pay_assets: Vec<String> = Vec::new(), "CIDFS_PAY_ASSETS",
+        [long = "pay-asset", value_name = "ADDR", value_delimiter = ','];
 }
 
 impl Config {
@@ -366,6 +382,7 @@ impl Config {
         for p in &self.providers {
             crate::filecoin::pdp::parse_provider_url(p).map_err(|e| e.to_string())?;
         }
+        self.caps()?;
         if self.replicas == 0 {
             return Err("replicas 0: at least one provider must keep each piece".into());
         }
@@ -373,6 +390,31 @@ impl Config {
             return Err("threads 0: at least one thread must serve the mount".into());
         }
         Ok(())
+    }
+
+    /// What may be spent on reads (see `filecoin::ledger`), checked.
+    pub fn caps(&self) -> Result<crate::filecoin::ledger::Caps, String> {
+        let amount = |what: &str, v: &str| -> Result<Option<u128>, String> {
+            match v.trim() {
+                "" => Ok(None),
+                v => v.parse().map(Some).map_err(|_| format!("{what} {v:?}: not an amount in atomic units")),
+            }
+        };
+        let mut assets = Vec::new();
+        for a in &self.pay_assets {
+            assets.push(a.parse().map_err(|_| format!("pay-asset {a:?}: not a token address (0x + 40 hex digits)"))?);
+        }
+        for n in &self.pay_networks {
+            let id = n.strip_prefix("eip155:").and_then(|id| id.parse::<u64>().ok());
+            id.ok_or_else(|| format!("pay-network {n:?}: expected eip155:CHAIN_ID"))?;
+        }
+        Ok(crate::filecoin::ledger::Caps {
+            max_per_request: amount("max-per-request", &self.max_per_request)?,
+            max_per_day: amount("max-per-day", &self.max_per_day)?,
+            max_total: amount("max-spend", &self.max_spend)?,
+            networks: self.pay_networks.clone(),
+            assets,
+        })
     }
 
     /// The peers trusted with the whole drive.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::session::Session;
-use super::{CliError, add, car, commp, exit, key, mount, node, pieces, provider, read, repo, wallet};
+use super::{CliError, add, car, cold, commp, exit, key, mount, node, pieces, provider, read, repo, wallet};
 use crate::config::{self, Config, Settings};
 
 const AFTER_HELP: &str = "\
@@ -93,6 +93,12 @@ enum Command {
     /// Every piece made of the store's data: its size, segment and replicas (provider, data
     /// set, piece id, state, last audit).
     Pieces(pieces::PiecesArgs),
+    /// Delete local copies of data whose pieces are at their replicas (--all-replicated);
+    /// reads then come from the providers.
+    Evict(cold::EvictArgs),
+    /// Every payment for reads from Filecoin (x402): time, provider, piece, range, amount,
+    /// transaction; --json for one object per payment.
+    Payments(cold::PaymentsArgs),
     /// The storage providers pieces are kept with: add, ls, rm.
     #[command(subcommand)]
     Providers(pieces::ProvidersArgs),
@@ -153,6 +159,8 @@ impl Cli {
             Command::Provider(a) => a.run(&session),
             Command::Pieces(a) => a.run(&session),
             Command::Providers(a) => a.run(&session),
+            Command::Evict(a) => a.run(&session),
+            Command::Payments(a) => a.run(&session),
             Command::MountFuse { .. } => unreachable!("handled above"),
         }
     }

@@ -34,6 +34,8 @@ pub struct Live {
     pub commit_drive: std::sync::OnceLock<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
     /// The Filecoin side's replicator (set once it runs), for `status`.
     pub replicator: std::sync::OnceLock<Arc<crate::filecoin::replicate::Replicator>>,
+    /// The Filecoin read tier (its ledger and counters), for `status` and `payments`.
+    pub filecoin: std::sync::OnceLock<Arc<crate::filecoin::retrieve::FilecoinTier>>,
     /// Connections waiting to hear how this process ends (`await-exit`): `cidfs unmount`.
     exit_waiters: std::sync::Mutex<Vec<UnixStream>>,
 }
@@ -46,6 +48,7 @@ impl Live {
             node,
             commit_drive: std::sync::OnceLock::new(),
             replicator: std::sync::OnceLock::new(),
+            filecoin: std::sync::OnceLock::new(),
             exit_waiters: Default::default(),
         }
     }
@@ -127,6 +130,12 @@ fn handle(request: &str, live: &Live) -> Result<String, CliError> {
         "pieces" => Ok(crate::filecoin::replicate::report::pieces_text(&live.store)?),
         "pieces-json" => Ok(crate::filecoin::replicate::report::pieces_json(&live.store)?),
         "providers" => super::pieces::providers_request(&live.store, arg),
+        "payments" => Ok(crate::filecoin::ledger::payments_text(&crate::filecoin::ledger::payments(&live.store)?)),
+        "payments-json" => Ok(crate::filecoin::ledger::payments_json(&crate::filecoin::ledger::payments(&live.store)?)),
+        "evict-all" => {
+            let replicas = live.replicator.get().map_or(usize::MAX, |r| r.policy().replicas);
+            Ok(crate::filecoin::cold::evict_all_replicated(&live.store, replicas)?.text())
+        }
         "ls" => {
             let entries = super::read::ls(live.blocks.as_ref(), live.drive_root(arg)?, arg)?;
             Ok(entries.iter().map(|e| format!("{}\n", super::read::ls_line(e))).collect())
@@ -194,6 +203,14 @@ fn status(live: &Live) -> String {
             Some(&r.progress),
         );
         out.push_str(&lines.unwrap_or_else(|e| format!("filecoin:  {e}\n")));
+    }
+    if let Some(f) = live.filecoin.get() {
+        match f.ledger().spend() {
+            Ok(spend) => {
+                out.push_str(&format!("{}\n", crate::filecoin::ledger::status_line(&spend, f.ledger().caps())))
+            }
+            Err(e) => out.push_str(&format!("payments:  {e}\n")),
+        }
     }
     match &live.node {
         Some(node) => {

@@ -9,6 +9,7 @@
 pub mod add;
 pub mod car;
 pub mod cli;
+pub mod cold;
 pub mod commp;
 pub mod control;
 pub mod drive;

@@ -19,6 +19,7 @@ use super::CliError;
 use super::session::Session;
 use crate::config::{Config, ServeMode, Settings};
 use crate::fetch::{BitswapTier, GatewayTier, Tier, Tiered};
+use crate::filecoin::retrieve::FilecoinTier;
 use crate::fuse::mount::{self, MountError, MountOptions};
 use crate::ipfs::gateway::Gateways;
 use crate::ipfs::{Node, NodeConfig, Serve};
@@ -116,16 +117,31 @@ fn fetch_timeout(config: &Config) -> Duration {
 }
 
 /// The remote tiers reads go to after the store, in order: the node's bitswap peers, then
-/// the `--gateway`s (none with `--offline`).
-fn tiers(config: &Config, node: &Option<Arc<Node>>) -> Result<Vec<Arc<dyn Tier>>, CliError> {
-    let Some(node) = node else { return Ok(Vec::new()) };
-    let mut tiers: Vec<Arc<dyn Tier>> = vec![Arc::new(BitswapTier(node.clone()))];
-    if !config.gateways.is_empty() {
-        let gateways =
-            Gateways::new(&config.gateways, crate::ipfs::gateway::REQUEST_TIMEOUT).map_err(CliError::failure)?;
-        tiers.push(Arc::new(GatewayTier(gateways)));
+/// the `--gateway`s (none with `--offline`), then, last and paid, the Filecoin providers
+/// holding the pieces of evicted data.
+fn tiers(
+    config: &Config,
+    node: &Option<Arc<Node>>,
+    filecoin: &Arc<FilecoinTier>,
+) -> Result<Vec<Arc<dyn Tier>>, CliError> {
+    let mut tiers: Vec<Arc<dyn Tier>> = Vec::new();
+    if let Some(node) = node {
+        tiers.push(Arc::new(BitswapTier(node.clone())));
+        if !config.gateways.is_empty() {
+            let gateways =
+                Gateways::new(&config.gateways, crate::ipfs::gateway::REQUEST_TIMEOUT).map_err(CliError::failure)?;
+            tiers.push(Arc::new(GatewayTier(gateways)));
+        }
     }
+    tiers.push(filecoin.clone());
     Ok(tiers)
+}
+
+/// The Filecoin read tier for `store`, paying within the configured caps.
+pub fn filecoin_tier(config: &Config, store: &Arc<Store>) -> Result<Arc<FilecoinTier>, CliError> {
+    let caps = config.caps().map_err(|e| CliError::new(super::exit::USAGE, e))?;
+    let ledger = Arc::new(crate::filecoin::ledger::Ledger::new(store.clone(), caps));
+    FilecoinTier::new(store.clone(), ledger).map(Arc::new).map_err(CliError::failure)
 }
 
 /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.
@@ -183,7 +199,11 @@ impl Background {
                 .map_err(|e| CliError::failure(format!("starting replication: {e}")))?;
         let replicator = Arc::new(replicator);
         let _ = live.replicator.set(replicator.clone());
-        let threads = vec![sealer.spawn(SEAL_CHECK, stop.clone()), replicator.spawn(SEAL_CHECK)];
+        let mut threads = vec![sealer.spawn(SEAL_CHECK, stop.clone()), replicator.spawn(SEAL_CHECK)];
+        if config.local_cap != crate::config::Size::UNLIMITED {
+            let (store, stop, cap, replicas) = (store.clone(), stop.clone(), config.local_cap.0, config.replicas);
+            threads.push(std::thread::spawn(move || keep_under_local_cap(&store, cap, replicas, &stop)));
+        }
         Ok(Background { stop, threads })
     }
 }
@@ -194,6 +214,19 @@ impl Drop for Background {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// `--local-cap`: makes replicated segments cold while the drive's local data is over the
+/// cap (checked every [`SEAL_CHECK`]), until `stop`.
+fn keep_under_local_cap(store: &Store, cap: u64, replicas: usize, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match crate::filecoin::cold::evict_to_cap(store, cap, replicas) {
+            Ok(s) if s.segments > 0 => log::info!("--local-cap: {}", s.text()),
+            Ok(_) => {}
+            Err(e) => log::warn!("--local-cap: {e}"),
+        }
+        crate::filecoin::seal::sleep_unless(stop, SEAL_CHECK);
     }
 }
 
@@ -229,8 +262,10 @@ fn foreground(mountpoint: &Path, session: &Session) -> Result<(), CliError> {
     let writable = !ipfs && !read_only;
     let home = session.home().to_path_buf();
     let node = start_node(config, &store)?;
-    let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
+    let filecoin = filecoin_tier(config, &store)?;
+    let blocks = Tiered::new(store.clone(), tiers(config, &node, &filecoin)?, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node));
+    let _ = live.filecoin.set(filecoin);
     super::control::serve(&home, live.clone())?;
     let _background = Background::start(config, &store, &live)?;
     let log_store = store.clone();
@@ -393,8 +428,10 @@ fn daemon(session: &Session) -> Result<(), CliError> {
     let store = Arc::new(session.store()?);
     let home = session.home().to_path_buf();
     let node = start_node(config, &store)?;
-    let blocks = Tiered::new(store.clone(), tiers(config, &node)?, fetch_timeout(config));
+    let filecoin = filecoin_tier(config, &store)?;
+    let blocks = Tiered::new(store.clone(), tiers(config, &node, &filecoin)?, fetch_timeout(config));
     let live = Arc::new(super::control::Live::new(store.clone(), blocks.clone(), node.clone()));
+    let _ = live.filecoin.set(filecoin);
     super::control::serve(&home, live.clone())?;
     let background = Background::start(config, &store, &live)?;
     if std::env::var_os(NOTIFY_ENV).is_some() {

@@ -9,6 +9,7 @@ use super::session::Session;
 use super::{CliError, exit};
 use crate::config::Span;
 use crate::filecoin::fwss::Chain;
+use crate::filecoin::provider::paywall::Pricing;
 use crate::filecoin::provider::{Provider, ProviderOptions};
 
 /// `cidfs provider`.
@@ -23,6 +24,7 @@ pub enum ProviderArgs {
     /// each data set is challenged every --proving-period and the provider answers its
     /// own challenges from the bytes it holds, counting a fault when it cannot. Test knobs
     /// on loopback only: POST /admin/{drop,flip,refuse-uploads,slow,errors,offline}.
+    /// With --price-per-gib, /piece/ reads cost money (x402, settled by --facilitator).
     Serve(ServeArgs),
 }
 
@@ -49,6 +51,61 @@ pub struct ServeArgs {
     /// The address data sets must pay [default: the address of a wallet kept in DIR]
     #[arg(long, value_name = "0xADDRESS")]
     payee: Option<alloy_primitives::Address>,
+    /// Charge for /piece/ reads over x402: this many atomic units of --asset per GiB read
+    /// (needs --asset, --network, --pay-to and --facilitator).
+    #[arg(long, value_name = "AMOUNT")]
+    price_per_gib: Option<u128>,
+    /// The EIP-3009 token reads are paid in.
+    #[arg(long, value_name = "0xADDRESS")]
+    asset: Option<alloy_primitives::Address>,
+    /// The token's EIP-712 domain name (what payers sign over).
+    #[arg(long, default_value = "USD Coin", value_name = "NAME")]
+    asset_name: String,
+    /// The token's EIP-712 domain version.
+    #[arg(long, default_value = "2", value_name = "VERSION")]
+    asset_version: String,
+    /// The chain payments are made on, e.g. eip155:314.
+    #[arg(long, value_name = "eip155:N")]
+    network: Option<String>,
+    /// Who is paid.
+    #[arg(long, value_name = "0xADDRESS")]
+    pay_to: Option<alloy_primitives::Address>,
+    /// The x402 facilitator that verifies and settles payments (POST /verify, /settle).
+    #[arg(long, value_name = "URL")]
+    facilitator: Option<String>,
+}
+
+impl ServeArgs {
+    fn pricing(&self) -> Result<Option<Pricing>, CliError> {
+        let Some(per_gib) = self.price_per_gib else {
+            let stray =
+                self.asset.is_some() || self.network.is_some() || self.pay_to.is_some() || self.facilitator.is_some();
+            return match stray {
+                true => Err(CliError::new(
+                    exit::USAGE,
+                    "--asset, --network, --pay-to and --facilitator need --price-per-gib",
+                )),
+                false => Ok(None),
+            };
+        };
+        let missing = |flag: &str| CliError::new(exit::USAGE, format!("--price-per-gib needs {flag}"));
+        let network = self.network.clone().ok_or_else(|| missing("--network eip155:N"))?;
+        if network.strip_prefix("eip155:").and_then(|n| n.parse::<u64>().ok()).is_none() {
+            return Err(CliError::new(exit::USAGE, format!("--network {network:?}: expected eip155:CHAIN_ID")));
+        }
+        let facilitator = self.facilitator.clone().ok_or_else(|| missing("--facilitator URL"))?;
+        crate::filecoin::pdp::parse_provider_url(&facilitator)
+            .map_err(|e| CliError::new(exit::USAGE, format!("--facilitator: {e}")))?;
+        Ok(Some(Pricing {
+            per_gib,
+            asset: self.asset.ok_or_else(|| missing("--asset 0xTOKEN"))?,
+            token_name: self.asset_name.clone(),
+            token_version: self.asset_version.clone(),
+            network,
+            pay_to: self.pay_to.ok_or_else(|| missing("--pay-to 0xADDRESS"))?,
+            facilitator,
+        }))
+    }
 }
 
 impl ProviderArgs {
@@ -57,6 +114,7 @@ impl ProviderArgs {
         if a.proving_period.0 < Duration::from_millis(100) {
             return Err(CliError::new(exit::USAGE, "--proving-period: at least 100ms".to_string()));
         }
+        let pricing = a.pricing()?;
         let opts = ProviderOptions {
             dir: a.dir.unwrap_or_else(|| session.home().join("provider")),
             chain: a.chain,
@@ -64,6 +122,7 @@ impl ProviderArgs {
             confirm_delay: a.confirm_delay.0,
             proving_period: a.proving_period.0,
             max_requests: a.max_requests.max(1),
+            pricing,
         };
         let dir = opts.dir.clone();
         let provider = Provider::open(opts).map_err(|e| CliError::failure(e.to_string()))?;

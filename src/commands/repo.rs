@@ -264,6 +264,13 @@ pub fn store_status(store: &crate::store::Store) -> Result<String, CliError> {
     out.push_str(&format!("blocks:    {} ({})\n", s.blocks, human_bytes(s.block_bytes)));
     out.push_str(&format!("segments:  {} ({} on disk)\n", s.segments, human_bytes(s.segment_bytes)));
     out.push_str(&format!("pins:      {}\n", s.pins));
+    let c = store.cold_usage()?;
+    out.push_str(&format!(
+        "data:      {} local; {} cold in {} segments (only at storage providers; read back on demand)\n",
+        human_bytes(c.local_bytes),
+        human_bytes(c.cold_bytes),
+        c.cold_segments
+    ));
     let h = store.hot_files().usage();
     out.push_str(&format!(
         "hot:       {} files ({}) of {} cap, for reads the kernel serves itself\n",

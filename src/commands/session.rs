@@ -9,11 +9,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cid::Cid;
 
 use super::{CliError, control, drive::DRIVE_ROOT, exit, read, repo};
 use crate::config::Config;
+use crate::fetch::Tiered;
 use crate::store::Store;
 
 pub struct Session {
@@ -39,6 +41,16 @@ impl Session {
         Ok(store)
     }
 
+    /// Reads without a mount: the store, then the Filecoin providers holding the pieces of
+    /// evicted data (within the configured caps). Call [`Tiered::flush`] when done, so
+    /// what was fetched is cached.
+    fn reader(&self) -> Result<Arc<Tiered>, CliError> {
+        let store = Arc::new(self.store()?);
+        let filecoin = super::mount::filecoin_tier(&self.config, &store)?;
+        let timeout = std::time::Duration::try_from_secs_f64(self.config.fetch_timeout).unwrap_or_default();
+        Ok(Tiered::new(store, vec![filecoin], timeout))
+    }
+
     /// Asks the running mount; `None` if none holds this store.
     fn ask(&self, request: &str) -> Option<Result<String, CliError>> {
         control::ask(self.home(), request)
@@ -49,8 +61,10 @@ impl Session {
         match self.ask(&format!("ls {path}")) {
             Some(reply) => Ok(reply?.lines().map(str::to_string).collect()),
             None => {
-                let store = self.store()?;
-                Ok(read::ls(&store, drive_root(&store)?, path)?.iter().map(read::ls_line).collect())
+                let blocks = self.reader()?;
+                let rows = read::ls(blocks.as_ref(), drive_root(blocks.store())?, path);
+                blocks.flush();
+                Ok(rows?.iter().map(read::ls_line).collect())
             }
         }
     }
@@ -60,8 +74,10 @@ impl Session {
         match control::cat(self.home(), path, offset, length, out) {
             Some(r) => r,
             None => {
-                let store = self.store()?;
-                read::cat(&store, drive_root(&store)?, path, offset, length, out)
+                let blocks = self.reader()?;
+                let result = read::cat(blocks.as_ref(), drive_root(blocks.store())?, path, offset, length, out);
+                blocks.flush();
+                result
             }
         }
     }
@@ -73,8 +89,10 @@ impl Session {
         match self.ask(&format!("get {}\t{path}{special}", abs.display())) {
             Some(reply) => Ok(PathBuf::from(reply?.trim_end())),
             None => {
-                let store = self.store()?;
-                read::get(&store, drive_root(&store)?, path, out, opts)
+                let blocks = self.reader()?;
+                let result = read::get(blocks.as_ref(), drive_root(blocks.store())?, path, out, opts);
+                blocks.flush();
+                result
             }
         }
     }
@@ -97,6 +115,9 @@ impl Session {
                     providers,
                     None,
                 )?);
+                let caps = self.config.caps().map_err(|e| CliError::new(exit::USAGE, e))?;
+                let spend = crate::filecoin::ledger::Ledger::new(Arc::new(store), caps.clone()).spend()?;
+                out.push_str(&crate::filecoin::ledger::status_line(&spend, &caps));
                 let mut out = out.trim_end().to_string();
                 out.push_str("\nipfs:      not running (it runs with `cidfs mount`)");
                 Ok(out)

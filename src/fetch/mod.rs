@@ -1,6 +1,6 @@
 //! One `Blocks` interface with tiers behind it ([`Tiered`]): the local store, then an
 //! ordered list of remote [`Tier`]s — bitswap peers, trustless gateways (`tiers.rs`), and
-//! Filecoin retrieval as one more entry. Every block a tier returns is verified against
+//! Filecoin retrieval of evicted blocks (`crate::filecoin::retrieve`), paid, last. Every block a tier returns is verified against
 //! its CID before it is cached or returned.
 //!
 //! Identity CIDs are answered here, from the CID itself, by every implementation.
@@ -38,6 +38,10 @@ pub trait Tier: Send + Sync {
     fn paid(&self) -> bool {
         false
     }
+
+    /// A reader will likely want these blocks soon (they are being prefetched): a tier
+    /// that can bring several in one request may join them (the default does nothing).
+    fn hint(&self, _cids: &[Cid]) {}
 
     /// Another tier delivered `block`: stop looking for it (the default does nothing).
     fn delivered_elsewhere(&self, _block: &Block) {}

@@ -103,6 +103,11 @@ impl Tiered {
         }
     }
 
+    /// The local store behind the tiers.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn stats(&self) -> TierStats {
         *self.stats.lock().expect("lock poisoned")
     }
@@ -289,6 +294,7 @@ impl Blocks for Tiered {
     fn prefetch(&self, cids: &[Cid]) {
         let hints = self.hints.lock().expect("lock poisoned");
         let Some(tx) = hints.as_ref() else { return };
+        let mut sent = Vec::new();
         for cid in cids {
             if self.pending.lock().expect("lock poisoned").contains_key(cid) || self.store.has(cid).unwrap_or(true) {
                 continue;
@@ -297,7 +303,14 @@ impl Blocks for Tiered {
             if inflight.len() >= PREFETCH_MAX || !inflight.insert(*cid) {
                 continue;
             }
-            let _ = tx.send(*cid);
+            sent.push(*cid);
+        }
+        // the tiers hear of the whole window before any of it is asked for
+        for t in &self.tiers {
+            t.hint(&sent);
+        }
+        for cid in sent {
+            let _ = tx.send(cid);
         }
     }
 

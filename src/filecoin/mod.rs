@@ -8,16 +8,22 @@
 //! - [`wallet`], [`fwss`]: the signing key, and the EIP-712 requests it signs.
 //! - [`pdp`]: the client of a provider's Curio PDP HTTP API.
 //! - [`replicate`]: N replicas per piece, audits, repair.
-//! - [`provider`]: `cidfs provider serve`, the same API served (the chain simulated).
-//!
-//! Still to come (see DESIGN.md): the paid read tier for evicted blocks.
+//! - [`provider`]: `cidfs provider serve`, the same API served (the chain simulated),
+//!   optionally charging for `/piece/` reads over x402.
+//! - [`cold`]: which segments go cold (deleted locally, their pieces the only copy).
+//! - [`retrieve`]: the read tier for cold blocks: exact ranges of pieces, coalesced,
+//!   verified, paid for through [`ledger`] (caps, records) with [`x402`] (the wire format).
 
+pub mod cold;
 pub mod commp;
 pub mod fwss;
 pub mod keys;
+pub mod ledger;
 pub mod pdp;
 pub mod provider;
 pub mod replicate;
+pub mod retrieve;
 pub mod seal;
 pub mod sha254;
 pub mod wallet;
+pub mod x402;

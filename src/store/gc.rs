@@ -18,6 +18,7 @@ use std::io::{BufWriter, Write};
 use cid::Cid;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
+use super::cold::{COLD_BLOCKS, COLD_SEGMENTS};
 use super::{
     BLOCKS, CACHE_SEGMENTS, Location, META, PUBLIC, SEGMENTS, Store, StoreError, io_err, key, segment_placeholder_root,
 };
@@ -84,6 +85,8 @@ impl Store {
                         Ok(children) => stack.extend(children),
                         Err(e) => log::warn!("{cid}: cannot read links ({e}); its children are not protected"),
                     },
+                    // a cold block is held, by its piece's providers
+                    None if self.cold_location(&cid)?.is_some() => {}
                     None => missing.push((*root, cid)),
                 }
             }
@@ -108,7 +111,7 @@ impl Store {
         let mut segs: HashMap<u32, (u64, u64, bool)> = HashMap::new();
         {
             let mut blocks = txn.open_table(BLOCKS)?;
-            let mut dead = Vec::new();
+            let (mut dead, mut dead_cold) = (Vec::new(), Vec::new());
             for row in blocks.iter()? {
                 let (k, v) = row?;
                 let cid = Cid::try_from(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -121,8 +124,19 @@ impl Store {
                 let (k, v) = row?;
                 segs.insert(k.value(), v.value());
             }
+            let mut cold = txn.open_table(COLD_BLOCKS)?;
+            for row in cold.iter()? {
+                let (k, v) = row?;
+                let cid = Cid::try_from(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if !live.contains(&cid) {
+                    dead_cold.push((cid, v.value()));
+                }
+            }
+            for (cid, _) in &dead_cold {
+                cold.remove(key(cid).as_slice())?;
+            }
             let mut public = txn.open_table(PUBLIC)?;
-            for (cid, (seg, _, len, _)) in dead {
+            for (cid, (seg, _, len, _)) in dead.into_iter().chain(dead_cold) {
                 blocks.remove(key(&cid).as_slice())?;
                 public.remove(key(&cid).as_slice())?;
                 report.blocks_removed += 1;
@@ -140,11 +154,14 @@ impl Store {
         // 2. Rewrite segments holding dead bytes.
         let header_len = car::encode_header(&[segment_placeholder_root()]).len() as u64;
         let pieced: HashSet<u32> = self.pieces()?.into_iter().map(|p| p.segment).collect();
+        let cold = self.cold_segments()?;
         let victims: Vec<u32> = segs
             .iter()
-            .filter(|(id, (len, live, _))| match pieced.contains(id) {
-                true => *live == 0 || 2 * (header_len + live) <= *len,
-                false => header_len + live < *len,
+            .filter(|(id, (len, live, _))| match (cold.contains(id), pieced.contains(id)) {
+                // a cold segment's bytes are not here to move: it goes only once all dead
+                (true, _) => *live == 0,
+                (false, true) => *live == 0 || 2 * (header_len + live) <= *len,
+                (false, false) => header_len + live < *len,
             })
             .map(|(id, _)| *id)
             .collect();
@@ -187,9 +204,11 @@ impl Store {
             }
             let mut table = txn.open_table(SEGMENTS)?;
             let mut cache = txn.open_table(CACHE_SEGMENTS)?;
+            let mut cold = txn.open_table(COLD_SEGMENTS)?;
             for id in &victims {
                 table.remove(*id)?;
                 cache.remove(*id)?;
+                cold.remove(*id)?;
             }
             if !moved.is_empty() {
                 table.insert(new_id, (written, written - header_len, false))?;
@@ -207,7 +226,10 @@ impl Store {
             deleted += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             self.forget_file(*id);
             self.fetched.forget(*id);
-            fs::remove_file(&path).map_err(io_err(&path))?;
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+                _ => {}
+            }
             report.segments_removed += 1;
         }
         report.disk_bytes_freed = deleted.saturating_sub(written);

@@ -38,6 +38,7 @@
 //! its cap.
 
 mod cache;
+mod cold;
 mod evict;
 mod gc;
 pub mod hot;
@@ -59,6 +60,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use crate::block::{Block, IDENTITY, Kind, RAW};
 use crate::car;
+pub use cold::{ColdReport, ColdUsage};
 pub use evict::{CacheUsage, DEFAULT_CACHE_CAP, EvictReport};
 pub use gc::{GcReport, Reachable, VerifyReport};
 pub use hot::{HotFiles, HotUsage};
@@ -363,6 +365,9 @@ pub struct Store {
     disk: Arc<reserve::Disk>,
     /// When a batch last wrote the user's data (unix milliseconds), else when the store was opened.
     last_write: std::sync::atomic::AtomicU64,
+    /// When each main segment was last read (see `cold`: least recently read goes cold first).
+    segment_reads: Mutex<HashMap<u32, u64>>,
+    read_clock: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -407,6 +412,8 @@ impl Store {
             txn.open_table(PUBLIC)?;
             txn.open_table(pieces::PIECES)?;
             txn.open_table(pieces::RETIRED)?;
+            txn.open_table(cold::COLD_BLOCKS)?;
+            txn.open_table(cold::COLD_SEGMENTS)?;
             let mut meta = txn.open_table(META)?;
             if meta.get("created")?.is_none() {
                 meta.insert("created", unix_now())?;
@@ -425,6 +432,8 @@ impl Store {
             disk,
             opts,
             last_write: std::sync::atomic::AtomicU64::new(unix_millis()),
+            segment_reads: Mutex::default(),
+            read_clock: std::sync::atomic::AtomicU64::new(1 << 32),
         };
         owner::write(root, &owner::this_process(None));
         store.recover()?;
@@ -523,9 +532,12 @@ impl Store {
         }))
     }
 
-    /// The kind of a stored block, from the index alone (no block read).
+    /// The kind of a stored block, from the index alone (no block read); cold blocks too.
     pub fn kind(&self, cid: &Cid) -> Result<Option<Kind>, StoreError> {
-        Ok(self.location(cid)?.map(|l| l.kind))
+        match self.location(cid)? {
+            Some(l) => Ok(Some(l.kind)),
+            None => Ok(self.cold_location(cid)?.map(|l| l.kind)),
+        }
     }
 
     pub fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
@@ -542,6 +554,7 @@ impl Store {
         };
         let data = self.read_at(loc)?;
         self.fetched.touch(loc.segment);
+        self.touch_segment(loc.segment);
         self.cache.lock().expect("lock poisoned").put(*cid, data.clone());
         Ok(Some(data))
     }
@@ -737,19 +750,28 @@ impl Store {
         for row in blocks.iter()? {
             s.block_bytes += u64::from(row?.1.value().2);
         }
+        let cold = txn.open_table(cold::COLD_SEGMENTS)?;
         for row in txn.open_table(SEGMENTS)?.iter()? {
-            s.segments += 1;
-            s.segment_bytes += row?.1.value().0;
+            let (id, v) = row?;
+            if cold.get(id.value())?.is_none() {
+                s.segments += 1;
+                s.segment_bytes += v.value().0;
+            }
         }
         Ok(s)
     }
 
-    /// Bytes the store's segment files hold (cheap: one row per segment).
+    /// Bytes the store's segment files hold (cheap: one row per segment; cold segments
+    /// have no file).
     pub fn disk_usage(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
+        let cold = txn.open_table(cold::COLD_SEGMENTS)?;
         let mut total = 0;
         for row in txn.open_table(SEGMENTS)?.iter()? {
-            total += row?.1.value().0;
+            let (id, v) = row?;
+            if cold.get(id.value())?.is_none() {
+                total += v.value().0;
+            }
         }
         Ok(total)
     }
@@ -840,6 +862,18 @@ impl Batch<'_> {
     /// Adds a block; returns false if the store already had it. A block the fetch cache
     /// holds is written again by a main batch (see [`Store::cache_batch`]).
     pub fn put(&mut self, block: &Block) -> Result<bool, StoreError> {
+        self.put_or_move(block, false)
+    }
+
+    /// Writes `block` into this (main) batch's segment even though the store holds it
+    /// elsewhere; the index follows at commit (how a segment going cold keeps its linking
+    /// blocks local).
+    pub(super) fn relocate(&mut self, block: &Block) -> Result<bool, StoreError> {
+        debug_assert_eq!(self.kind, SegmentKind::Main);
+        self.put_or_move(block, true)
+    }
+
+    fn put_or_move(&mut self, block: &Block, relocate: bool) -> Result<bool, StoreError> {
         let cid = block.cid();
         if crate::block::is_identity(cid) || self.pending.contains_key(cid) {
             return Ok(false);
@@ -848,7 +882,8 @@ impl Batch<'_> {
         let prefix = car::section_prefix(cid, data.len());
         let section = (prefix.len() + data.len()) as u64;
         if let Some(held) = self.store.location(cid)? {
-            if self.kind == SegmentKind::Cache || !self.store.fetched.contains(held.segment) {
+            let cached = self.store.fetched.contains(held.segment);
+            if !relocate && (self.kind == SegmentKind::Cache || !cached) {
                 return Ok(false);
             }
             self.relocated.push((held.segment, section));

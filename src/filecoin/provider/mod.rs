@@ -16,10 +16,14 @@
 //! fault, counted on the data set. `nextChallengeEpoch` is the end of the period in 30 s
 //! epochs of unix time.
 //!
+//! Reads may be charged for (`--price-per-gib`, see [`paywall`]): x402 version 2, with the
+//! payment verified and settled through a real facilitator before the bytes go out.
+//!
 //! Test knobs, on loopback only (`POST /admin/...`, see [`Knobs`]): drop a piece, flip a
 //! byte, refuse uploads, answer slowly, fail the next requests with 500, go offline.
 
 pub mod http;
+pub mod paywall;
 mod prove;
 mod routes;
 pub mod state;
@@ -55,6 +59,8 @@ pub struct ProviderOptions {
     pub proving_period: Duration,
     /// Requests served at once; more get 503.
     pub max_requests: usize,
+    /// What `/piece/` GETs cost (none: free).
+    pub pricing: Option<paywall::Pricing>,
 }
 
 /// Faults to inject, set through `/admin/...` on loopback.

@@ -284,6 +284,15 @@ fn get_piece(p: &Provider, req: &Request, text: &str) -> Result<Reply, Reply> {
                 .header("Content-Range", format!("bytes */{len}")));
         }
     };
+    let paid = match (&p.opts.pricing, req.method()) {
+        (Some(pricing), Method::Get) => {
+            let host = header(req, "Host").unwrap_or("localhost");
+            let url = format!("http://{host}/piece/{text}");
+            let payment = header(req, "PAYMENT-SIGNATURE").or_else(|| header(req, "X-PAYMENT"));
+            Some(super::paywall::charge(pricing, &url, payment, start, end)?)
+        }
+        _ => None,
+    };
     file.seek(SeekFrom::Start(start)).map_err(|e| Reply::error(500, e.to_string()))?;
     let mut reply = Reply::status(status)
         .header("Accept-Ranges", "bytes")
@@ -292,6 +301,9 @@ fn get_piece(p: &Provider, req: &Request, text: &str) -> Result<Reply, Reply> {
         .header("Content-Type", "application/octet-stream");
     if status == 206 {
         reply = reply.header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
+    }
+    if let Some(settlement) = paid {
+        reply = reply.header("PAYMENT-RESPONSE", settlement.clone()).header("X-PAYMENT-RESPONSE", settlement);
     }
     reply.body = Body::Reader(Box::new(file.take(end - start)), (end - start) as usize);
     Ok(reply)

@@ -9,6 +9,10 @@
 //! the 127 bytes of its Fr32 unit (a `Range` read), the leaf is expanded from them, and its
 //! merkle path is made here from the local segment's block and the block roots kept when
 //! the piece was made. The provider's bytes must lead to the root the piece CID names.
+//!
+//! A cold segment (no local copy) is audited by its blocks only. A provider that charges
+//! for reads (HTTP 402) is not audited this way: audits never pay, and its PDP proofs
+//! are what vouch for it.
 
 use crate::block::Block;
 use crate::filecoin::keys::MasterKey;
@@ -35,12 +39,12 @@ pub enum AuditError {
 
 /// Audits one replica; the number of blocks checked.
 pub fn audit(store: &Store, client: &PdpClient, record: &PieceRecord, key: &MasterKey) -> Result<usize, AuditError> {
-    let blocks: Vec<_> = store
-        .blocks()
-        .map_err(|e| AuditError::Local(e.to_string()))?
-        .into_iter()
-        .filter(|(_, l)| l.segment == record.segment)
-        .collect();
+    let local = |e: crate::store::StoreError| AuditError::Local(e.to_string());
+    let cold = store.is_cold(record.segment).map_err(local)?;
+    let blocks: Vec<_> = match cold {
+        true => store.cold_blocks_of(record.segment).map_err(local)?,
+        false => store.blocks().map_err(local)?.into_iter().filter(|(_, l)| l.segment == record.segment).collect(),
+    };
     if blocks.is_empty() {
         return Ok(0);
     }
@@ -50,12 +54,7 @@ pub fn audit(store: &Store, client: &PdpClient, record: &PieceRecord, key: &Mast
     for i in 0..BLOCKS_PER_AUDIT.min(blocks.len()) {
         let pick = u64::from_le_bytes(seed[i * 8..i * 8 + 8].try_into().expect("8 bytes")) as usize % blocks.len();
         let (cid, loc) = &blocks[pick];
-        let mut bytes = match client.read_range(&record.piece, loc.offset, u64::from(loc.len)) {
-            Ok(b) => b,
-            Err(e @ PdpError::Status { status: 404 | 416, .. }) => return Err(AuditError::Missing(e)),
-            Err(e) if e.is_transient() => return Err(AuditError::Unreachable(e)),
-            Err(e) => return Err(AuditError::Missing(e)),
-        };
+        let Some(mut bytes) = read_back(client, record, loc.offset, u64::from(loc.len))? else { return Ok(checked) };
         if let Some(c) = &cipher {
             c.apply(loc.offset, &mut bytes);
         }
@@ -63,6 +62,9 @@ pub fn audit(store: &Store, client: &PdpClient, record: &PieceRecord, key: &Mast
             return Err(AuditError::Corrupt { cid: *cid, offset: loc.offset });
         }
         checked += 1;
+    }
+    if cold {
+        return Ok(checked); // the leaf's path needs the local copy
     }
     let data_leaves = record.payload_size.div_ceil(127) * 4;
     let leaf = u64::from_le_bytes(seed[24..32].try_into().expect("8 bytes")) % data_leaves;
@@ -93,14 +95,24 @@ pub fn check_leaf(
     // the provider's 127 bytes of the leaf's Fr32 unit
     let unit_start = (leaf / 4) * 127;
     let unit_len = 127.min(record.payload_size.saturating_sub(unit_start));
-    let unit = match client.read_range(&record.piece, unit_start, unit_len) {
-        Ok(b) => b,
-        Err(e @ PdpError::Status { status: 404 | 416, .. }) => return Err(AuditError::Missing(e)),
-        Err(e) if e.is_transient() => return Err(AuditError::Unreachable(e)),
-        Err(e) => return Err(AuditError::Missing(e)),
-    };
+    let Some(unit) = read_back(client, record, unit_start, unit_len)? else { return Ok(()) };
     match commp::verify_path(&piece.root, leaf, &commp::leaf(&unit, leaf % 4), &path) {
         true => Ok(()),
         false => Err(AuditError::BadLeaf { leaf }),
+    }
+}
+
+/// A range of the provider's copy; `None` if the provider charges for reads (x402): an
+/// audit never pays, and a priced read is no verdict on the piece.
+fn read_back(client: &PdpClient, record: &PieceRecord, offset: u64, len: u64) -> Result<Option<Vec<u8>>, AuditError> {
+    match client.read_range(&record.piece, offset, len) {
+        Ok(b) => Ok(Some(b)),
+        Err(PdpError::Status { status: 402, .. }) => {
+            log::debug!("piece {}: the provider charges for reads; audit skipped", record.piece);
+            Ok(None)
+        }
+        Err(e @ PdpError::Status { status: 404 | 416, .. }) => Err(AuditError::Missing(e)),
+        Err(e) if e.is_transient() => Err(AuditError::Unreachable(e)),
+        Err(e) => Err(AuditError::Missing(e)),
     }
 }
