@@ -265,7 +265,8 @@ settings! {
     /// How often changes nobody fsync'd are committed (seconds; fsync and unmount always
     /// commit) [default: 1]
     commit_interval: f64 = 1.0, "CIDFS_COMMIT_INTERVAL", [long, value_name = "SECONDS"];
-    /// Do not start the IPFS node: only blocks in the local store can be read.
+    /// Do not start the IPFS node: only blocks in the local store (and evicted data, from
+    /// the storage providers holding its pieces) can be read.
     offline: bool = false, "CIDFS_OFFLINE",
         [long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", hide_possible_values = true];
     /// A peer to connect to at start (repeatable), e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…

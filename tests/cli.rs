@@ -795,3 +795,32 @@ fn the_wallet_prints_its_address_and_imports_a_key_only_when_told_to_replace() {
     let err = a.fails(&["wallet", "import", bad.to_str().unwrap()], 4);
     assert!(err.contains("bad.key") && err.contains("not a wallet key"), "{err}");
 }
+
+#[test]
+fn evict_says_what_to_evict_and_payments_start_empty() {
+    let a = Cli::new();
+    let err = a.fails(&["evict"], 2);
+    assert!(err.contains("--all-replicated"), "{err}");
+    // nothing replicated yet: nothing evicted, nothing lost
+    let data = a.write("f.bin", &common::noise(2 << 20, 3));
+    let cid = a.add_q(&data, &[]);
+    assert_eq!(a.ok(&["evict", "--all-replicated"]).trim(), "evicted 0 segments (0 blocks, 0 B); 0 hot copies dropped");
+    assert_eq!(a.run(&["cat", &cid]).stdout.len(), 2 << 20);
+    assert_eq!(a.ok(&["payments"]).trim(), "no payments\n0 payments, 0 atomic units in all");
+    assert_eq!(a.ok(&["payments", "--json"]), "");
+    let status = a.ok(&["status"]);
+    assert!(status.contains("0 B cold in 0 segments") && status.contains("payments are off"), "{status}");
+    // caps and allow-lists are checked wherever they come from
+    for (key, value) in [("CIDFS_MAX_PER_REQUEST", "ten"), ("CIDFS_PAY_ASSETS", "0x12"), ("CIDFS_PAY_NETWORKS", "base")]
+    {
+        let out = a.cmd().arg("status").env(key, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&key[6..].to_ascii_lowercase().replace('_', "-")[..7]));
+    }
+    // a provider that charges needs everything a payer must be told
+    let err = a.fails(&["provider", "serve", "--listen", "127.0.0.1:0", "--price-per-gib", "10"], 2);
+    assert!(err.contains("needs --network"), "{err}");
+    let payee = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+    let err = a.fails(&["provider", "serve", "--listen", "127.0.0.1:0", "--pay-to", payee], 2);
+    assert!(err.contains("need --price-per-gib"), "{err}");
+}

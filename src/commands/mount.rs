@@ -133,8 +133,19 @@ fn tiers(
             tiers.push(Arc::new(GatewayTier(gateways)));
         }
     }
-    tiers.push(filecoin.clone());
+    if may_go_cold(config, filecoin.store())? {
+        tiers.push(filecoin.clone());
+    }
     Ok(tiers)
+}
+
+/// Whether any of the store's data is, or may become, only at storage providers: it has
+/// pieces, cold segments, or providers to place pieces with. A drive that never leaves
+/// the machine reads with no Filecoin tier behind it.
+fn may_go_cold(config: &Config, store: &Store) -> Result<bool, CliError> {
+    Ok(!config.providers.is_empty()
+        || !store.pieces()?.is_empty()
+        || !crate::filecoin::replicate::table::stored_providers(store)?.is_empty())
 }
 
 /// The Filecoin read tier for `store`, paying within the configured caps.

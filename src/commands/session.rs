@@ -46,9 +46,12 @@ impl Session {
     /// what was fetched is cached.
     fn reader(&self) -> Result<Arc<Tiered>, CliError> {
         let store = Arc::new(self.store()?);
-        let filecoin = super::mount::filecoin_tier(&self.config, &store)?;
+        let mut tiers: Vec<Arc<dyn crate::fetch::Tier>> = Vec::new();
+        if store.cold_usage()?.cold_segments > 0 {
+            tiers.push(super::mount::filecoin_tier(&self.config, &store)?);
+        }
         let timeout = std::time::Duration::try_from_secs_f64(self.config.fetch_timeout).unwrap_or_default();
-        Ok(Tiered::new(store, vec![filecoin], timeout))
+        Ok(Tiered::new(store, tiers, timeout))
     }
 
     /// Asks the running mount; `None` if none holds this store.

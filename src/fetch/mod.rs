@@ -78,6 +78,11 @@ pub trait Blocks: Send + Sync {
     /// fetching them in the background; the default does nothing.
     fn prefetch(&self, _cids: &[Cid]) {}
 
+    /// A reader is about to ask for these blocks itself, in order (a read spanning several
+    /// leaves): a remote tier may bring them in one request when the first is asked for.
+    /// Nothing is fetched by this call; the default does nothing.
+    fn will_need(&self, _cids: &[Cid]) {}
+
     /// How many blocks came from a remote tier so far (readers use it to notice that a
     /// file streams from the network, and prefetch for it).
     fn remote_fetches(&self) -> u64 {

@@ -314,6 +314,21 @@ impl Blocks for Tiered {
         }
     }
 
+    fn will_need(&self, cids: &[Cid]) {
+        if self.tiers.is_empty() {
+            return;
+        }
+        let pending = self.pending.lock().expect("lock poisoned");
+        let remote: Vec<Cid> =
+            cids.iter().filter(|c| !pending.contains_key(c) && !self.store.has(c).unwrap_or(true)).copied().collect();
+        drop(pending);
+        if !remote.is_empty() {
+            for t in &self.tiers {
+                t.hint(&remote);
+            }
+        }
+    }
+
     fn may_wait(&self) -> bool {
         !self.tiers.is_empty()
     }

@@ -3,8 +3,8 @@
 //! A block whose segment went cold (see `store::cold`) has a cold location: its segment,
 //! hence its piece, and its offset and length there (a piece's payload is its segment's
 //! bytes). [`FilecoinTier::get`] reads exactly those bytes with `GET /piece/{cid}` and a
-//! `Range`, from one provider holding the piece (`confirmed`/`proving` replicas, in the
-//! order the replicator keeps them), decrypts them with the piece's key at their own
+//! `Range`, from one provider holding the piece (`confirmed`/`proving` replicas, fewest
+//! failures first, then by URL), decrypts them with the piece's key at their own
 //! offset, and checks them against the CID. A provider whose bytes do not match is
 //! dropped for the life of the process (and said so in the log) and the next one is asked.
 //!
@@ -72,7 +72,11 @@ pub struct FilecoinTier {
     wallet: Mutex<Option<Wallet>>,
     agent: ureq::Agent,
     wanted: Mutex<HashSet<Cid>>,
-    stash: Mutex<(HashMap<Cid, Block>, usize)>,
+    /// Blocks requests brought, for the readers that asked for them (bounded in bytes; the
+    /// least recently used go first). Taking a block leaves it here, and the block a
+    /// request was made for is kept too: a reader racing the first one's caching, or one
+    /// that waited on the request, finds it here instead of paying for it again.
+    stash: Mutex<(lru::LruCache<Cid, Block>, usize)>,
     inflight: Mutex<HashSet<Cid>>,
     landed: Condvar,
     dropped: Mutex<HashSet<String>>,
@@ -94,7 +98,7 @@ impl FilecoinTier {
             wallet: Mutex::new(None),
             agent,
             wanted: Mutex::default(),
-            stash: Mutex::default(),
+            stash: Mutex::new((lru::LruCache::unbounded(), 0)),
             inflight: Mutex::default(),
             landed: Condvar::new(),
             dropped: Mutex::default(),
@@ -105,6 +109,10 @@ impl FilecoinTier {
 
     pub fn stats(&self) -> RetrieveStats {
         *self.stats.lock().expect("lock poisoned")
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {
@@ -130,10 +138,8 @@ impl FilecoinTier {
     }
 
     fn take_stashed(&self, cid: &Cid) -> Option<Block> {
-        let mut stash = self.stash.lock().expect("lock poisoned");
-        let b = stash.0.remove(cid)?;
-        stash.1 -= b.data().len();
-        Some(b)
+        // (left in place: another reader may ask before the first one's copy is cached)
+        self.stash.lock().expect("lock poisoned").0.get(cid).cloned()
     }
 
     /// The cold blocks of `segment` in piece order (read once per segment).
@@ -146,29 +152,18 @@ impl FilecoinTier {
         Ok(list)
     }
 
-    /// `cid` and the hinted blocks after it in its piece that one request should bring.
-    fn plan(&self, cid: &Cid, loc: Location) -> Result<Vec<(Cid, Location)>, String> {
+    /// Claims `cid` and the hinted blocks after it in its piece that one request should
+    /// bring (marked in flight, so no other request asks for them); `None` if another
+    /// request has claimed `cid` meanwhile or already brought it.
+    fn claim(&self, cid: &Cid, loc: Location) -> Result<Option<Vec<(Cid, Location)>>, String> {
         let list = self.segment_blocks(loc.segment)?;
-        let mut run = vec![(*cid, loc)];
-        let Ok(at) = list.binary_search_by_key(&loc.offset, |(_, l)| l.offset) else { return Ok(run) };
-        let wanted = self.wanted.lock().expect("lock poisoned");
-        let inflight = self.inflight.lock().expect("lock poisoned");
-        let start = loc.offset;
-        let mut end = loc.offset + u64::from(loc.len);
-        for (c, l) in &list[at + 1..] {
-            if l.offset.saturating_sub(end) > MAX_GAP {
-                break;
-            }
-            let new_end = l.offset + u64::from(l.len);
-            if new_end - start > MAX_RANGE {
-                break;
-            }
-            if wanted.contains(c) && !inflight.contains(c) {
-                run.push((*c, *l));
-                end = new_end;
-            }
+        let mut inflight = self.inflight.lock().expect("lock poisoned");
+        if inflight.contains(cid) || self.stash.lock().expect("lock poisoned").0.contains(cid) {
+            return Ok(None);
         }
-        Ok(run)
+        let run = plan(cid, loc, &list, &self.wanted.lock().expect("lock poisoned"), &inflight);
+        inflight.extend(run.iter().map(|(c, _)| *c));
+        Ok(Some(run))
     }
 
     /// Fetches `run` (one range of `record`'s piece) from the first holder that returns
@@ -189,7 +184,7 @@ impl FilecoinTier {
                 .into_iter()
                 .filter(|r| r.piece == piece && r.state.is_held() && !dropped.contains(&r.provider))
                 .collect();
-            rs.sort_by_key(|r| (r.failures, r.state != table::ReplicaState::Proving));
+            rs.sort_by(|a, b| (a.failures, &a.provider).cmp(&(b.failures, &b.provider)));
             rs.into_iter().map(|r| r.provider).collect()
         };
         if holders.is_empty() {
@@ -319,17 +314,51 @@ impl FilecoinTier {
         Ok(self.key.get_or_init(|| k))
     }
 
-    /// Keeps fetched blocks for the readers that hinted them (bounded; the rest dropped).
-    fn stash(&self, blocks: Vec<Block>) {
+    /// Keeps fetched blocks for the readers that hinted or waited for them (bounded: the
+    /// oldest are dropped).
+    fn stash(&self, blocks: &[Block]) {
         let mut stash = self.stash.lock().expect("lock poisoned");
         for b in blocks {
-            if stash.1 + b.data().len() > MAX_STASH {
-                break;
-            }
             stash.1 += b.data().len();
-            stash.0.insert(*b.cid(), b);
+            if let Some(old) = stash.0.put(*b.cid(), b.clone()) {
+                stash.1 -= old.data().len();
+            }
+        }
+        while stash.1 > MAX_STASH {
+            let Some((_, old)) = stash.0.pop_lru() else { break };
+            stash.1 -= old.data().len();
         }
     }
+}
+
+/// `cid` (at `loc`) and the wanted blocks that follow it in `list` (its segment's blocks in
+/// piece order) and are not in flight, as long as gaps stay under [`MAX_GAP`] and the
+/// whole under [`MAX_RANGE`].
+fn plan(
+    cid: &Cid,
+    loc: Location,
+    list: &[(Cid, Location)],
+    wanted: &HashSet<Cid>,
+    inflight: &HashSet<Cid>,
+) -> Vec<(Cid, Location)> {
+    let mut run = vec![(*cid, loc)];
+    let Ok(at) = list.binary_search_by_key(&loc.offset, |(_, l)| l.offset) else { return run };
+    let start = loc.offset;
+    let mut end = loc.offset + u64::from(loc.len);
+    for (c, l) in &list[at + 1..] {
+        if l.offset.saturating_sub(end) > MAX_GAP {
+            break;
+        }
+        let new_end = l.offset + u64::from(l.len);
+        if new_end - start > MAX_RANGE {
+            break;
+        }
+        if wanted.contains(c) && !inflight.contains(c) {
+            run.push((*c, *l));
+            end = new_end;
+        }
+    }
+    run
 }
 
 impl Tier for FilecoinTier {
@@ -338,9 +367,6 @@ impl Tier for FilecoinTier {
     }
 
     fn get(&self, cid: &Cid, deadline: Instant) -> Result<Block, String> {
-        if let Some(b) = self.stashed_or_wait(cid, deadline) {
-            return Ok(b);
-        }
         let loc = self
             .store
             .cold_location(cid)
@@ -351,8 +377,17 @@ impl Tier for FilecoinTier {
             .piece_of_segment(loc.segment)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("segment {} has no piece record", loc.segment))?;
-        let run = self.plan(cid, loc)?;
-        self.inflight.lock().expect("lock poisoned").extend(run.iter().map(|(c, _)| *c));
+        let run = loop {
+            if let Some(b) = self.stashed_or_wait(cid, deadline) {
+                return Ok(b);
+            }
+            if let Some(run) = self.claim(cid, loc)? {
+                break run;
+            }
+            if Instant::now() >= deadline {
+                return Err("out of time waiting for a request under way".into());
+            }
+        };
         let result = self.fetch_run(&record, &run, deadline);
         {
             let mut wanted = self.wanted.lock().expect("lock poisoned");
@@ -360,10 +395,10 @@ impl Tier for FilecoinTier {
                 wanted.remove(c);
             }
         }
-        let out = result.map(|mut blocks| {
-            let mine = blocks.remove(0);
-            self.stash(blocks);
-            mine
+        let out = result.map(|blocks| {
+            self.stash(&blocks);
+            // (the caller's block stays stashed too, for readers that waited on this request)
+            blocks.into_iter().next().expect("a run holds its first block")
         });
         let mut inflight = self.inflight.lock().expect("lock poisoned");
         for (c, _) in &run {
@@ -469,7 +504,8 @@ mod tests {
         let honest = provider(&dir.path().join("p2"));
 
         // one replica is not enough for two: nothing may go cold yet
-        // (a proving replica is asked before a confirmed one: the liar first)
+        // (the liar's URL sorts first: it is asked first)
+        let (liar, honest) = if liar < honest { (liar, honest) } else { (honest, liar) };
         place(&store, &record, &liar, table::ReplicaState::Proving);
         assert!(crate::filecoin::cold::evict_all_replicated(&store, 2).unwrap().segments == 0);
         place(&store, &record, &honest, table::ReplicaState::Confirmed);

@@ -105,6 +105,10 @@ fn walk<N: Nodes + ?Sized>(
     }
     let parts = covering_children(node, start, end);
     let after = parts.last().map_or(node.children.len(), |p| p.index + 1);
+    if parts.len() > 1 {
+        // the read needs them all: a tier may bring them in one request
+        blocks.will_need(&parts.iter().map(|p| p.cid).collect::<Vec<_>>());
+    }
     for part in parts {
         let child = blocks.node(&part.cid)?;
         let child = match child.as_ref() {

@@ -55,6 +55,9 @@ pub fn load(blocks: &dyn Blocks, cid: &Cid) -> Result<Node, UnixfsError> {
 /// file nodes are parsed once.
 pub trait Nodes {
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError>;
+
+    /// A reader is about to ask for these nodes, in this order (see [`Blocks::will_need`]).
+    fn will_need(&self, _cids: &[Cid]) {}
 }
 
 impl<B: Blocks + ?Sized> Nodes for B {
@@ -62,5 +65,9 @@ impl<B: Blocks + ?Sized> Nodes for B {
         let data = self.get(cid)?;
         let node = decode(cid, &data).map_err(|source| UnixfsError::Decode { cid: *cid, source: Box::new(source) })?;
         Ok(Arc::new(node))
+    }
+
+    fn will_need(&self, cids: &[Cid]) {
+        Blocks::will_need(self, cids);
     }
 }

@@ -191,6 +191,12 @@ impl Content {
 }
 
 impl Nodes for Content {
+    fn will_need(&self, cids: &[Cid]) {
+        if self.has_network_tier() {
+            self.blocks.will_need(cids);
+        }
+    }
+
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
         if let Some(n) = self.nodes.lock().expect("lock poisoned").map.get(cid) {
             return Ok(n.clone());
