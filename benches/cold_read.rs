@@ -23,7 +23,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn cidfs(home: &Path, args: &[&str]) -> String {
@@ -35,39 +35,6 @@ fn cidfs(home: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "cidfs {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn provider(dir: &Path, extra: &[String]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
-        .env("CIDFS_HOME", dir)
-        .args(["provider", "serve", "--listen", "127.0.0.1:0", "--confirm-delay", "100ms", "--dir"])
-        .arg(dir.join("provider"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (child, line.trim().to_string())
-}
-
-/// A provider restarted over `dir` at the address it had (`url`).
-fn provider_at(dir: &Path, extra: &[String], url: &str) -> (Child, String) {
-    let addr = url.trim_start_matches("http://").to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
-        .env("CIDFS_HOME", dir)
-        .args(["provider", "serve", "--listen", &addr, "--confirm-delay", "100ms", "--dir"])
-        .arg(dir.join("provider"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), url, "the provider did not get its address back");
-    (child, line.trim().to_string())
 }
 
 /// Reads `path` sequentially in 1 MiB reads: (seconds, seconds to the first byte).
@@ -147,8 +114,8 @@ fn main() {
     .to_vec();
 
     // 1. stored, placed at a free provider and at one that charges (one unit a byte), evicted
-    let (mut free, free_url) = provider(&b.join("free"), &[]);
-    let (mut paid, paid_url) = provider(&b.join("paid"), &pricing);
+    let (mut free, free_url) = support::provider(&b.join("free"), "127.0.0.1:0", &[]);
+    let (mut paid, paid_url) = support::provider(&b.join("paid"), "127.0.0.1:0", &pricing);
     let cid = cidfs(&template, &["add", "-Q", input.to_str().unwrap()]).trim().to_string();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_cidfs"))
         .env("CIDFS_HOME", &template)
@@ -209,7 +176,7 @@ fn main() {
     // ranges were read
     let _ = free.kill();
     let _ = free.wait();
-    let (mut paid, _) = provider_at(&b.join("paid"), &pricing, &paid_url);
+    let (mut paid, _) = support::provider(&b.join("paid"), paid_url.trim_start_matches("http://"), &pricing);
     let home = b.join("paid-home");
     copy_store(&template, &home);
     let m = support::mount_with(&home, &b.join("mnt-paid"), &[]);
@@ -231,7 +198,7 @@ fn main() {
     let _ = world.wait();
 
     // 4. curl of the same ranges, in order, over one connection, from the free server
-    let (mut free, _) = provider_at(&b.join("free"), &[], &free_url);
+    let (mut free, _) = support::provider(&b.join("free"), free_url.trim_start_matches("http://"), &[]);
     let url = format!("{free_url}/piece/{piece}");
     let mut curl = f64::MAX;
     for _ in 0..3 {

@@ -13,9 +13,12 @@
 //! Run with `cargo bench --bench upload_vs_curl` (needs `curl`: `apt-get install curl`).
 //! `CIDFS_BENCH_DIR` sets where the files go (default: the system's temp directory).
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cidfs::filecoin::commp::Commp;
@@ -40,20 +43,6 @@ fn noise_file(path: &Path, bytes: u64, seed: u64) {
     f.flush().unwrap();
 }
 
-fn provider(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
-        .env("CIDFS_HOME", dir)
-        .args(["provider", "serve", "--listen", "127.0.0.1:0", "--confirm-delay", "100ms", "--dir"])
-        .arg(dir.join("provider"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (child, line.trim().to_string())
-}
-
 fn best(mut run: impl FnMut() -> f64) -> f64 {
     (0..3).map(|_| run()).fold(f64::MAX, f64::min)
 }
@@ -73,7 +62,7 @@ fn main() {
     c.update(&bytes);
     let piece = c.finish().cid_v2();
     drop(bytes);
-    let (mut server, url) = provider(work.path());
+    let (mut server, url) = support::provider(work.path(), "127.0.0.1:0", &[]);
     let client = PdpClient::new(&url).unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
 
@@ -117,8 +106,8 @@ fn main() {
     let big = work.path().join("big.bin");
     noise_file(&big, add_mib << 20, 11);
     let home = work.path().join("home");
-    let (mut p1, u1) = provider(&work.path().join("p1"));
-    let (mut p2, u2) = provider(&work.path().join("p2"));
+    let (mut p1, u1) = support::provider(&work.path().join("p1"), "127.0.0.1:0", &[]);
+    let (mut p2, u2) = support::provider(&work.path().join("p2"), "127.0.0.1:0", &[]);
     let cidfs = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_cidfs")).env("CIDFS_HOME", &home).args(args).output().unwrap();
         assert!(out.status.success(), "cidfs {args:?}: {}", String::from_utf8_lossy(&out.stderr));

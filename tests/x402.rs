@@ -162,8 +162,12 @@ fn an_evicted_file_reads_back_through_the_reference_paywall_and_the_chain_moves_
         write_file(&m.dir.join("big.bin"), &data);
         write_file(&m.dir.join("other.bin"), &common::noise(3 << 20, 403));
         wait_held(&cli, 1, 1);
-        // evicted through the running mount
+        let hot = |status: &str| status.lines().find(|l| l.starts_with("hot:")).unwrap_or_default().to_string();
+        let before = hot(&cli.ok(&["status"]));
+        assert!(!before.contains(" 0 files"), "written files have hot copies: {before}");
+        // evicted through the running mount; the hot copies of the files go too
         let out = cli.ok(&["evict", "--all-replicated"]);
+        assert!(hot(&cli.ok(&["status"])).contains(" 0 files"), "{}", cli.ok(&["status"]));
         assert!(out.starts_with("evicted ") && !out.starts_with("evicted 0 "), "{out}");
         let status = cli.ok(&["status"]);
         assert!(status.contains("cold in") && !status.contains("cold in 0 segments"), "{status}");

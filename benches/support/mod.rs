@@ -88,3 +88,21 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// A `cidfs provider serve` over `dir` listening on `listen` (port 0: any), with `extra`
+/// flags; (the process, its URL) once it listens.
+pub fn provider(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cidfs"))
+        .env("CIDFS_HOME", dir)
+        .args(["provider", "serve", "--listen", listen, "--confirm-delay", "100ms", "--dir"])
+        .arg(dir.join("provider"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("http://"), "the provider printed {line:?}");
+    (child, line.trim().to_string())
+}

@@ -5,7 +5,8 @@
 //! (`--pay-network`, `--pay-asset`) and the caps (`--max-per-request`, `--max-per-day`,
 //! `--max-spend`, in the asset's atomic units) and *records the payment before it is
 //! signed*. So a crash between signing and hearing back can never hide a spend, and two
-//! readers paying at once can never jointly pass a cap. A payment the server did not
+//! readers paying at once can never jointly pass a cap. The totals the caps are checked
+//! against are read from the table once, then kept up to date in memory. A payment the server did not
 //! confirm still counts (the signature stays valid until it expires, and whoever holds it
 //! may settle it): the ledger errs on the side of the cap.
 //!
@@ -117,7 +118,16 @@ pub struct Spend {
 pub struct Ledger {
     store: Arc<Store>,
     caps: Caps,
-    lock: Mutex<()>,
+    /// Held while a payment is checked and recorded; the running totals (read from the
+    /// table once, then kept up to date here: this process is the store's only writer).
+    totals: Mutex<Option<Totals>>,
+}
+
+/// Spend so far, as of `day` (unix days, UTC).
+#[derive(Clone, Copy, Debug)]
+struct Totals {
+    day: u64,
+    spend: (u128, u128, u64),
 }
 
 fn day_of(ms: u64) -> u64 {
@@ -126,7 +136,7 @@ fn day_of(ms: u64) -> u64 {
 
 impl Ledger {
     pub fn new(store: Arc<Store>, caps: Caps) -> Ledger {
-        Ledger { store, caps, lock: Mutex::new(()) }
+        Ledger { store, caps, totals: Mutex::new(None) }
     }
 
     pub fn caps(&self) -> &Caps {
@@ -156,9 +166,9 @@ impl Ledger {
             Ok(p) if p <= per_request => p,
             _ => return Err(Refusal::PerRequest { price: offer.amount, cap: per_request }),
         };
-        let _one_at_a_time = self.lock.lock().expect("lock poisoned");
+        let mut totals = self.totals.lock().expect("lock poisoned"); // one payment at a time
         let now = super::replicate::table::now_ms();
-        let spend = self.spend_at(now).map_err(|e| Refusal::Ledger(e.to_string()))?;
+        let spend = self.current(&mut totals, now).map_err(|e| Refusal::Ledger(e.to_string()))?;
         let (day_cap, total_cap) = (caps.max_per_day.unwrap_or(0), caps.max_total.unwrap_or(0));
         if spend.today.saturating_add(price) > day_cap {
             return Err(Refusal::PerDay { price, cap: day_cap, spent: spend.today });
@@ -181,7 +191,26 @@ impl Ledger {
             transaction: None,
             error: None,
         };
-        self.insert_new(record).map_err(|e| Refusal::Ledger(e.to_string()))
+        let id = self.insert_new(record).map_err(|e| Refusal::Ledger(e.to_string()))?;
+        *totals = Some(Totals {
+            day: day_of(now),
+            spend: (spend.today + price, spend.total.saturating_add(price), spend.payments + 1),
+        });
+        Ok(id)
+    }
+
+    /// The spend as of `now`, from the running totals (read from the table the first time).
+    fn current(&self, totals: &mut Option<Totals>, now: u64) -> Result<Spend, StoreError> {
+        let t = match *totals {
+            Some(t) => t,
+            None => {
+                let s = self.spend_at(now)?;
+                Totals { day: day_of(now), spend: (s.today, s.total, s.payments) }
+            }
+        };
+        let today = if t.day == day_of(now) { t.spend.0 } else { 0 };
+        *totals = Some(Totals { day: day_of(now), spend: (today, t.spend.1, t.spend.2) });
+        Ok(Spend { today, total: t.spend.1, payments: t.spend.2 })
     }
 
     fn insert_new(&self, record: impl FnOnce(u64) -> Payment) -> Result<u64, StoreError> {
@@ -233,7 +262,8 @@ impl Ledger {
     }
 
     pub fn spend(&self) -> Result<Spend, StoreError> {
-        self.spend_at(super::replicate::table::now_ms())
+        let mut totals = self.totals.lock().expect("lock poisoned");
+        self.current(&mut totals, super::replicate::table::now_ms())
     }
 
     fn spend_at(&self, now_ms: u64) -> Result<Spend, StoreError> {
