@@ -18,9 +18,16 @@ use crate::block::Kind;
 use crate::fetch::Blocks;
 use crate::unixfs::{self, Node, Nodes, UnixfsError, file};
 
-/// Blocks fetched ahead of a sequential reader of a file that streams from the network
-/// (2 MiB of Kubo's 256 KiB leaves).
-const PREFETCH_WINDOW: usize = 8;
+/// Blocks fetched ahead of a reader of a file that streams from the network: at first
+/// [`PREFETCH_MIN`] (2 MiB of Kubo's 256 KiB leaves), then as many leaves as the reader
+/// has read of it so far, up to [`PREFETCH_MAX`] (16 MiB). Like the kernel's read-ahead,
+/// it grows with the evidence of a long read: a reader that stops early was fetched
+/// ahead of by at most about what it read (what matters when reads are paid for), one
+/// that reads on gets large windows (few, large requests).
+const PREFETCH_MIN: usize = 8;
+const PREFETCH_MAX: usize = 64;
+/// Kubo's leaf size: how bytes read become a window in blocks.
+const LEAF_GUESS: u64 = 256 << 10;
 /// Bytes of decoded nodes kept in memory (weighed by [`node_weight`]).
 pub(super) const NODE_CACHE_BYTES: usize = 16 << 20;
 /// File leaves larger than this are not cached as decoded nodes: a streamed file would
@@ -31,7 +38,8 @@ pub(super) struct Content {
     pub(super) blocks: Arc<dyn Blocks>,
     nodes: Mutex<NodeCache>,
     /// Files whose reads went to the network lately: their reads prefetch ahead.
-    streaming: Mutex<LruCache<Cid, ()>>,
+    /// (and how many bytes of each were read since)
+    streaming: Mutex<LruCache<Cid, u64>>,
     /// Hot copies of whole files, if kept (see [`hot`](super::hot)).
     pub(super) hot: OnceLock<Hot>,
 }
@@ -91,7 +99,13 @@ impl Content {
                 // (without a network tier, reads skip the read-ahead bookkeeping entirely)
                 let network = self.has_network_tier();
                 let before = if network { self.blocks.remote_fetches() } else { 0 };
-                let window = if network { PREFETCH_WINDOW } else { 0 };
+                let window = match network {
+                    false => 0,
+                    true => {
+                        let read = self.streaming.lock().expect("lock poisoned").get(&cid).copied().unwrap_or(0);
+                        ((read / LEAF_GUESS) as usize).clamp(PREFETCH_MIN, PREFETCH_MAX)
+                    }
+                };
                 let mut out = Vec::new();
                 let next = file::read_range_ahead(self, &cid, f, offset, u64::from(size), window, &mut |b| {
                     out.push(b.clone());
@@ -105,8 +119,12 @@ impl Content {
                 }
                 // A file that needed the network streams from it: fetch ahead of the reader.
                 let mut streaming = self.streaming.lock().expect("lock poisoned");
-                if streaming.get(&cid).is_some() || self.blocks.remote_fetches() > before {
-                    streaming.put(cid, ());
+                if let Some(read) = streaming.get_mut(&cid) {
+                    *read += u64::from(size);
+                } else if self.blocks.remote_fetches() > before {
+                    streaming.put(cid, u64::from(size));
+                }
+                if streaming.contains(&cid) {
                     drop(streaming);
                     self.blocks.prefetch(&next);
                 }
