@@ -214,7 +214,7 @@ impl Ledger {
     }
 
     fn insert_new(&self, record: impl FnOnce(u64) -> Payment) -> Result<u64, StoreError> {
-        let txn = self.store.db().begin_write()?;
+        let (_writer, txn) = self.store.begin_durable()?;
         let id;
         {
             let mut t = txn.open_table(PAYMENTS)?;
@@ -244,7 +244,7 @@ impl Ledger {
 
     fn update(&self, id: u64, change: impl FnOnce(&mut Payment)) {
         let result = (|| -> Result<(), StoreError> {
-            let txn = self.store.db().begin_write()?;
+            let (_writer, txn) = self.store.begin_durable()?;
             {
                 let mut t = txn.open_table(PAYMENTS)?;
                 let current = t.get(id)?.and_then(|v| serde_json::from_slice::<Payment>(v.value()).ok());

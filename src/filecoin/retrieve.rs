@@ -495,6 +495,35 @@ mod tests {
     }
 
     #[test]
+    fn a_cold_segment_survives_a_restart_and_gc_forgets_it_once_nothing_reaches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let opts = || StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() };
+        let store = Arc::new(Store::open_with(&root, opts()).unwrap());
+        let (leaves, file, record) = sealed_file(&store, 4);
+        let url = provider(&dir.path().join("p"));
+        place(&store, &record, &url, table::ReplicaState::Confirmed);
+        // under-replicated for 2: nothing; at 1: the segment goes
+        assert_eq!(crate::filecoin::cold::evict_to_cap(&store, 0, 2).unwrap().segments, 0);
+        assert_eq!(crate::filecoin::cold::evict_to_cap(&store, 0, 1).unwrap().segments, 1);
+        // a process stopped before the unlink left the file: the next open deletes it
+        let seg_file = root.join("segments").join(format!("{:08}.car", record.segment));
+        std::fs::write(&seg_file, b"stale").unwrap();
+        drop(store);
+        let store = Arc::new(Store::open_with(&root, opts()).unwrap());
+        assert!(!seg_file.exists(), "the cold segment's file outlived a restart");
+        assert!(store.cold_location(leaves[0].cid()).unwrap().is_some());
+        assert_eq!(store.cold_usage().unwrap().cold_segments, 1);
+        // unpinned: gc drops the cold entries and retires the piece
+        store.unpin(file.cid()).unwrap();
+        let report = store.gc().unwrap();
+        assert!(report.blocks_removed >= 4, "{report:?}");
+        assert!(store.cold_location(leaves[0].cid()).unwrap().is_none());
+        assert_eq!(store.cold_usage().unwrap().cold_segments, 0);
+        assert_eq!(store.retired_pieces().unwrap(), vec![record]);
+    }
+
+    #[test]
     fn evicted_blocks_come_back_verified_in_coalesced_ranges_and_a_lying_provider_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let opts = StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() };

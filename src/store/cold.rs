@@ -24,7 +24,7 @@
 //! commit); (2) one transaction moves the segment's remaining entries to `cold_blocks_v1`
 //! and marks the segment cold; (3) the file is unlinked. A crash after (1) leaves a
 //! segment that is simply made cold again later; after (2), a file the index no longer
-//! reads, deleted by the next eviction pass or open.
+//! reads, which the next open deletes.
 
 use std::collections::HashSet;
 use std::fs;
@@ -158,8 +158,7 @@ impl Store {
         }
         batch.commit()?;
         // (2) the rest is only in the piece from now on
-        let writers = self.lock_writer();
-        let txn = self.db.begin_write()?;
+        let (writers, txn) = self.begin_durable()?;
         {
             let mut blocks = txn.open_table(BLOCKS)?;
             let mut cold = txn.open_table(COLD_BLOCKS)?;

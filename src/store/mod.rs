@@ -479,16 +479,23 @@ impl Store {
     /// Cuts every segment back to its committed length and removes segment files the
     /// index does not know (left by a crash during a batch or a gc).
     fn recover(&self) -> Result<(), StoreError> {
-        let known: HashMap<u32, u64> = {
+        let (known, cold): (HashMap<u32, u64>, HashSet<u32>) = {
             let txn = self.db.begin_read()?;
             let t = txn.open_table(SEGMENTS)?;
-            t.iter()?.map(|r| r.map(|(k, v)| (k.value(), v.value().0))).collect::<Result<_, _>>()?
+            let known = t.iter()?.map(|r| r.map(|(k, v)| (k.value(), v.value().0))).collect::<Result<_, _>>()?;
+            let c = txn.open_table(cold::COLD_SEGMENTS)?;
+            (known, c.iter()?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>()?)
         };
         let dir = self.root.join("segments");
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let path = entry.map_err(io_err(&dir))?.path();
             let id = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok());
             match id.and_then(|id| known.get(&id)) {
+                // a segment made cold, its file not yet deleted when the process stopped
+                Some(_) if id.is_some_and(|id| cold.contains(&id)) => {
+                    log::info!("{}: removing the file of a cold segment", path.display());
+                    fs::remove_file(&path).map_err(io_err(&path))?;
+                }
                 Some(&committed) => {
                     let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
                     let len = f.metadata().map_err(io_err(&path))?.len();
@@ -1212,6 +1219,17 @@ impl Store {
             w.dir_unsynced = false;
         }
         Ok(())
+    }
+
+    /// A write transaction that may commit durably: with the writer lock held and every
+    /// volatile batch's segment bytes synced first (a durable commit makes the volatile
+    /// index entries before it durable too, so their bytes must be on disk by then). For
+    /// the small records kept beside the index (replicas, payments, pieces).
+    pub(crate) fn begin_durable(&self) -> Result<(MutexGuard<'_, Writers>, redb::WriteTransaction), StoreError> {
+        let mut w = self.lock_writer();
+        self.settle(&mut w)?;
+        let txn = self.db.begin_write()?;
+        Ok((w, txn))
     }
 
     /// Makes everything committed so far durable, volatile batches included (also done

@@ -150,8 +150,7 @@ impl Store {
     /// unknown, unsealed, a cache segment, or already a different piece: a sealed piece
     /// never changes.
     pub fn record_piece(&self, record: &PieceRecord) -> Result<(), StoreError> {
-        let _writer = self.lock_writer(); // against a gc removing the segment meanwhile
-        let txn = self.db().begin_write()?;
+        let (_writer, txn) = self.begin_durable()?; // (the lock: against a gc removing the segment meanwhile)
         {
             let segs = txn.open_table(SEGMENTS)?;
             let Some((len, _, sealed)) = segs.get(record.segment)?.map(|v| v.value()) else {
@@ -217,7 +216,7 @@ impl Store {
 
     /// Forgets a retired piece (its providers no longer hold it).
     pub fn forget_retired_piece(&self, piece: &Cid) -> Result<(), StoreError> {
-        let txn = self.db().begin_write()?;
+        let (_writer, txn) = self.begin_durable()?;
         let segment = txn.open_table(RETIRED)?.remove(key(piece).as_slice())?.map(|v| v.value().0);
         txn.commit()?;
         if let Some(segment) = segment {

@@ -181,7 +181,7 @@ pub fn replicas(store: &Store) -> Result<Vec<Replica>, StoreError> {
 pub fn put_replica(store: &Store, r: &Replica) -> Result<(), StoreError> {
     let mut r = r.clone();
     r.updated_ms = now_ms();
-    let txn = store.db().begin_write()?;
+    let (_writer, txn) = store.begin_durable()?;
     txn.open_table(REPLICAS)?.insert(r.key().as_str(), serde_json::to_vec(&r).map_err(json_err)?.as_slice())?;
     txn.commit()?;
     Ok(())
@@ -194,7 +194,7 @@ pub fn client_data_set(store: &Store, provider: &str) -> Result<Option<ClientDat
 }
 
 pub fn put_client_data_set(store: &Store, provider: &str, ds: &ClientDataSet) -> Result<(), StoreError> {
-    let txn = store.db().begin_write()?;
+    let (_writer, txn) = store.begin_durable()?;
     txn.open_table(CLIENT_DATA_SETS)?.insert(provider, serde_json::to_vec(ds).map_err(json_err)?.as_slice())?;
     txn.commit()?;
     Ok(())
@@ -228,7 +228,7 @@ pub fn stored_providers(store: &Store) -> Result<Vec<StoredProvider>, StoreError
 
 pub fn add_provider(store: &Store, p: &StoredProvider) -> Result<(), StoreError> {
     let value = serde_json::to_string(p).map_err(json_err)?;
-    let txn = store.db().begin_write()?;
+    let (_writer, txn) = store.begin_durable()?;
     txn.open_table(PROVIDERS)?.insert(p.url.as_str(), value.as_str())?;
     txn.commit()?;
     Ok(())
@@ -236,7 +236,7 @@ pub fn add_provider(store: &Store, p: &StoredProvider) -> Result<(), StoreError>
 
 /// Returns whether it was there.
 pub fn remove_provider(store: &Store, url: &str) -> Result<bool, StoreError> {
-    let txn = store.db().begin_write()?;
+    let (_writer, txn) = store.begin_durable()?;
     let had = txn.open_table(PROVIDERS)?.remove(url)?.is_some();
     txn.commit()?;
     Ok(had)
