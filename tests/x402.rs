@@ -192,8 +192,11 @@ fn an_evicted_file_reads_back_through_the_reference_paywall_and_the_chain_moves_
     assert!(list.len() < size / (1 << 20), "{} requests for {} MiB: ranges were not coalesced", list.len(), size >> 20);
     assert_eq!(world.balance(&wallet), payer_before - amount, "the payer's balance moved by the ledger's total");
     assert_eq!(world.balance(PAYEE), payee_before + amount, "the payee got the ledger's total");
-    // read again: served from the cache, paid once
+    // read again: served from the cache, paid once; `cidfs get` reads through the mount
     assert_eq!(sha256_file(&m.dir.join("big.bin")), common::sha256_hex(&data));
+    let out = cli.path("got.bin");
+    cli.ok(&["get", "/big.bin", out.to_str().unwrap()]);
+    assert_eq!(sha256_file(&out), common::sha256_hex(&data));
     assert_eq!(payments(&cli).len(), list.len(), "a second read paid again");
     let status = cli.ok(&["status"]);
     assert!(status.contains(&format!("payments: {amount} spent today")), "{status}");

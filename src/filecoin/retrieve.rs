@@ -21,7 +21,8 @@
 //! by the [`Ledger`] — allow-lists and caps, *before* anything is signed — then paid with
 //! an EIP-3009 authorization signed by the wallet and the request is sent again; the
 //! ledger records the payment and what the server said of its settlement. A refused
-//! payment fails the request with the cap named (the next replica may be cheaper).
+//! payment fails the request with the cap named (the next replica may be cheaper). A
+//! provider that takes a payment and still does not serve is dropped like a liar.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -288,6 +289,12 @@ impl FilecoinTier {
                 _ => self.ledger.unconfirmed(id, &format!("HTTP {} without a settlement", resp.status())),
             }
             self.stats.lock().expect("lock poisoned").paid += 1;
+            if !resp.status().is_success() {
+                // paid (the signature is out) and still not served: never paid again
+                log::warn!("{provider} answered HTTP {} to a paid request: dropped", resp.status());
+                self.dropped.lock().expect("lock poisoned").insert(provider.to_string());
+                self.stats.lock().expect("lock poisoned").dropped += 1;
+            }
         }
         let status = resp.status().as_u16();
         if status != 206 && status != 200 {
@@ -492,6 +499,79 @@ mod tests {
         let mut r = table::Replica::new(record.piece.to_string(), record.segment, url.to_string());
         r.state = state;
         table::put_replica(store, &r).unwrap();
+    }
+
+    /// A hostile provider (fault injection): asks for a payment, takes it, then answers
+    /// 500. Counts the requests it gets.
+    fn hostile_provider(asked: Arc<std::sync::atomic::AtomicUsize>) -> String {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let paid = req.headers().iter().any(|h| h.field.equiv("PAYMENT-SIGNATURE"));
+                let offer = x402::required_document(
+                    "http://hostile/piece",
+                    "a range",
+                    "eip155:31337",
+                    alloy_primitives::U256::from(10u64),
+                    alloy_primitives::Address::repeat_byte(1),
+                    alloy_primitives::Address::repeat_byte(2),
+                    "T",
+                    "1",
+                );
+                let reply = match paid {
+                    true => tiny_http::Response::from_string("taken, not served").with_status_code(500),
+                    false => tiny_http::Response::from_string("pay").with_status_code(402).with_header(
+                        tiny_http::Header::from_bytes("PAYMENT-REQUIRED", x402::encode_header(&offer)).unwrap(),
+                    ),
+                };
+                let _ = req.respond(reply);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_provider_that_takes_a_payment_and_does_not_serve_is_dropped_and_the_payment_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() };
+        let store = Arc::new(Store::open_with(&dir.path().join("store"), opts).unwrap());
+        let (leaves, _, record) = sealed_file(&store, 3);
+        let honest = provider(&dir.path().join("p"));
+        place(&store, &record, &honest, table::ReplicaState::Confirmed);
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hostile = hostile_provider(asked.clone());
+        let mut r = table::Replica::new(record.piece.to_string(), record.segment, hostile.clone());
+        r.state = table::ReplicaState::Confirmed;
+        table::put_replica(&store, &r).unwrap();
+        // the honest one has failed once before: the hostile one is asked first
+        let mut h = table::replicas(&store).unwrap().into_iter().find(|r| r.provider == honest).unwrap();
+        h.failures = 1;
+        table::put_replica(&store, &h).unwrap();
+        assert_eq!(crate::filecoin::cold::evict_all_replicated(&store, 2).unwrap().segments, 1);
+
+        let caps = Caps {
+            max_per_request: Some(100),
+            max_per_day: Some(1000),
+            max_total: Some(1000),
+            networks: vec!["eip155:31337".into()],
+            assets: vec![alloy_primitives::Address::repeat_byte(1)],
+        };
+        let tier = FilecoinTier::new(store.clone(), Arc::new(Ledger::new(store.clone(), caps))).unwrap();
+        let deadline = || Instant::now() + Duration::from_secs(10);
+        assert_eq!(tier.get(leaves[0].cid(), deadline()).unwrap().data(), leaves[0].data(), "the next replica served");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2, "asked, then paid");
+        let paid = crate::filecoin::ledger::payments(&store).unwrap();
+        assert_eq!(paid.len(), 1);
+        assert_eq!(
+            (paid[0].state.as_str(), paid[0].amount.as_str()),
+            ("unconfirmed", "10"),
+            "the signature is out: counted"
+        );
+        assert_eq!(tier.stats().dropped, 1);
+        assert_eq!(tier.get(leaves[1].cid(), deadline()).unwrap().data(), leaves[1].data());
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2, "a dropped provider is not asked again");
     }
 
     #[test]
