@@ -261,19 +261,21 @@ impl FilecoinTier {
             let _ = resp.body_mut().as_reader().take(64 << 10).read_to_end(&mut body);
             let offers = x402::parse_required(header.as_deref(), &body)?;
             let offer = offers.iter().find(|o| self.ledger.allows(o)).unwrap_or(&offers[0]);
+            // everything that can fail before signing, before the ledger records a payment
+            let mut wallet = self.wallet.lock().expect("lock poisoned");
+            if wallet.is_none() {
+                *wallet = Some(Wallet::load_or_create(self.store.root()).map_err(|e| e.to_string())?);
+            }
+            let nonce = super::keys::random_salt().map_err(|e| e.to_string())?;
+            offer.chain_id().ok_or_else(|| format!("network {} is not an EVM chain (eip155:N)", offer.network))?;
             let what = Purchase { provider, piece, offset, bytes: len };
             let id = self.ledger.authorize(offer, &what).map_err(|refusal| {
                 log::warn!("not paying {provider} for {len} bytes of piece {piece}: {refusal}");
                 format!("payment refused: {refusal}")
             })?;
-            let payment = {
-                let mut w = self.wallet.lock().expect("lock poisoned");
-                if w.is_none() {
-                    *w = Some(Wallet::load_or_create(self.store.root()).map_err(|e| e.to_string())?);
-                }
-                let nonce = super::keys::random_salt().map_err(|e| e.to_string())?;
-                x402::sign_exact(w.as_ref().expect("set above"), offer, crate::store::unix_now(), nonce)?
-            };
+            let signed = x402::sign_exact(wallet.as_ref().expect("set above"), offer, crate::store::unix_now(), nonce);
+            drop(wallet);
+            let payment = signed.inspect_err(|why| self.ledger.unconfirmed(id, why))?;
             resp = match send(Some((offer.header_name(), x402::encode_header(&payment)))) {
                 Ok(r) => r,
                 Err(why) => {
