@@ -585,6 +585,13 @@ mod tests {
         let (leaves, file, record) = sealed_file(&store, 4);
         let url = provider(&dir.path().join("p"));
         place(&store, &record, &url, table::ReplicaState::Confirmed);
+        // an unsealed segment (the next write's) never goes cold, whatever asks
+        let mut batch = store.batch();
+        let late = Block::encode(cid::Version::V1, crate::block::RAW, &b"written after the seal"[..]).unwrap();
+        batch.put(&late).unwrap();
+        batch.commit().unwrap();
+        let open_segment = store.location(late.cid()).unwrap().unwrap().segment;
+        assert!(store.make_cold(open_segment).unwrap_err().to_string().contains("not sealed"));
         // under-replicated for 2: nothing; at 1: the segment goes
         assert_eq!(crate::filecoin::cold::evict_to_cap(&store, 0, 2).unwrap().segments, 0);
         assert_eq!(crate::filecoin::cold::evict_to_cap(&store, 0, 1).unwrap().segments, 1);
