@@ -199,7 +199,7 @@ fn an_evicted_file_reads_back_through_the_reference_paywall_and_the_chain_moves_
     assert_eq!(sha256_file(&out), common::sha256_hex(&data));
     assert_eq!(payments(&cli).len(), list.len(), "a second read paid again");
     let status = cli.ok(&["status"]);
-    assert!(status.contains(&format!("payments: {amount} spent today")), "{status}");
+    assert!(status.contains(&format!("payments:  {amount} spent today")), "{status}");
     drop(m);
 
     // readable without the mount: `cidfs cat` reads through the same tier (and pays)

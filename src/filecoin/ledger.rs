@@ -337,7 +337,7 @@ pub fn payments_json(list: &[Payment]) -> String {
 pub fn status_line(spend: &Spend, caps: &Caps) -> String {
     let cap = |c: Option<u128>| c.map_or("unset".to_string(), |c| c.to_string());
     format!(
-        "payments: {} spent today (cap {}), {} in all (cap {}), {} payments; per request cap {}{}",
+        "payments:  {} spent today (cap {}), {} in all (cap {}), {} payments; per request cap {}{}",
         spend.today,
         cap(caps.max_per_day),
         spend.total,
