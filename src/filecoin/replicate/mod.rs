@@ -303,14 +303,27 @@ impl Replicator {
     }
 
     fn upload(&self, client: &PdpClient, r: &mut Replica, record: &PieceRecord) -> Result<(), ReplicateError> {
-        if !r.pull_failed && (r.pull.is_some() || self.healthy_source(r)?.is_some()) {
+        // a cold segment has no local copy to send: a pull is the only way, retried
+        let cold = self.store.is_cold(record.segment)?;
+        let only_at_providers = format!(
+            "piece {} is only at its providers (evicted here): {} must pull it from one of them",
+            r.piece, r.provider
+        );
+        if (cold || !r.pull_failed) && (r.pull.is_some() || self.healthy_source(r)?.is_some()) {
             match self.pull(client, r, record) {
                 Ok(true) => return Ok(()), // pulled, or under way
                 Ok(false) => {}
+                Err(e) if cold => {
+                    r.pull = None;
+                    return Err(ReplicateError::Other(format!("{only_at_providers}; the pull failed: {e}")));
+                }
                 Err(e) => log::info!("piece {} to {}: a pull failed ({e}); sending it from here", r.piece, r.provider),
             }
             r.pull = None;
-            r.pull_failed = true;
+            r.pull_failed = !cold;
+        }
+        if cold {
+            return Err(ReplicateError::Other(only_at_providers));
         }
         if !client.find(&record.piece)? {
             r.state = ReplicaState::Uploading;
