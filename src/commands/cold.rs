@@ -1,4 +1,5 @@
-//! `cidfs evict --all-replicated` (make every segment whose piece is at its replicas cold)
+//! `cidfs evict --all-replicated` (make every segment whose piece is at its replicas cold,
+//! with a progress bar on a terminal when run here)
 //! and `cidfs payments [--json]` (the ledger of what reads from Filecoin cost). Both work
 //! mounted (answered by the mount over its control socket) and unmounted.
 
@@ -24,7 +25,15 @@ impl EvictArgs {
             ));
         }
         let replicas = session.config.replicas;
-        let out = session.report("evict-all", |s| Ok(cold::evict_all_replicated(s, replicas)?.text()))?;
+        let out = session.report("evict-all", |s| {
+            let bar = super::progress::bytes("evicting", Some(0), false);
+            let summary = cold::evict_all_replicated(s, replicas, &mut |p| match p {
+                cold::Progress::Total(bytes) => bar.set_length(bytes),
+                cold::Progress::Done(bytes) => bar.inc(bytes),
+            });
+            bar.finish_and_clear();
+            Ok(summary?.text())
+        })?;
         print(out.trim_end());
         Ok(())
     }

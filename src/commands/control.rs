@@ -134,7 +134,7 @@ fn handle(request: &str, live: &Live) -> Result<String, CliError> {
         "payments-json" => Ok(crate::filecoin::ledger::payments_json(&crate::filecoin::ledger::payments(&live.store)?)),
         "evict-all" => {
             let replicas = live.replicator.get().map_or(usize::MAX, |r| r.policy().replicas);
-            Ok(crate::filecoin::cold::evict_all_replicated(&live.store, replicas)?.text())
+            Ok(crate::filecoin::cold::evict_all_replicated(&live.store, replicas, &mut |_| {})?.text())
         }
         "ls" => {
             let entries = super::read::ls(live.blocks.as_ref(), live.drive_root(arg)?, arg)?;

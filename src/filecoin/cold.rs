@@ -62,13 +62,30 @@ impl EvictSummary {
     }
 }
 
-/// Makes every eligible segment cold.
-pub fn evict_all_replicated(store: &Store, replicas: usize) -> Result<EvictSummary, StoreError> {
+/// Makes every eligible segment cold; `progress` hears of each one's bytes, out of the
+/// total it was told first.
+pub fn evict_all_replicated(
+    store: &Store,
+    replicas: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<EvictSummary, StoreError> {
     let mut sum = EvictSummary::default();
-    for (segment, _) in eligible(store, replicas)? {
+    let segments = eligible(store, replicas)?;
+    progress(Progress::Total(segments.iter().map(|(_, b)| b).sum()));
+    for (segment, bytes) in segments {
         sum.add(store.make_cold(segment)?);
+        progress(Progress::Done(bytes));
     }
     Ok(sum)
+}
+
+/// How far an eviction pass is.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// Bytes of the segments it will evict.
+    Total(u64),
+    /// One more segment's bytes evicted.
+    Done(u64),
 }
 
 /// Makes eligible segments cold, least recently read first, until the user's local

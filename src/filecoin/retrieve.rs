@@ -554,7 +554,7 @@ mod tests {
         let mut h = table::replicas(&store).unwrap().into_iter().find(|r| r.provider == honest).unwrap();
         h.failures = 1;
         table::put_replica(&store, &h).unwrap();
-        assert_eq!(crate::filecoin::cold::evict_all_replicated(&store, 2).unwrap().segments, 1);
+        assert_eq!(crate::filecoin::cold::evict_all_replicated(&store, 2, &mut |_| {}).unwrap().segments, 1);
 
         let caps = Caps {
             max_per_request: Some(100),
@@ -628,9 +628,9 @@ mod tests {
         // (the liar's URL sorts first: it is asked first)
         let (liar, honest) = if liar < honest { (liar, honest) } else { (honest, liar) };
         place(&store, &record, &liar, table::ReplicaState::Proving);
-        assert!(crate::filecoin::cold::evict_all_replicated(&store, 2).unwrap().segments == 0);
+        assert!(crate::filecoin::cold::evict_all_replicated(&store, 2, &mut |_| {}).unwrap().segments == 0);
         place(&store, &record, &honest, table::ReplicaState::Confirmed);
-        let sum = crate::filecoin::cold::evict_all_replicated(&store, 2).unwrap();
+        let sum = crate::filecoin::cold::evict_all_replicated(&store, 2, &mut |_| {}).unwrap();
         assert_eq!((sum.segments, sum.blocks), (1, 20));
         assert!(store.is_cold(record.segment).unwrap());
         assert!(store.get(leaves[0].cid()).unwrap().is_none(), "a cold block is not held");
