@@ -24,7 +24,7 @@
 //! payment fails the request with the cap named (the next replica may be cheaper). A
 //! provider that takes a payment and still does not serve is dropped like a liar.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub const MAX_RANGE: u64 = 16 << 20;
 pub const MAX_GAP: u64 = 64 << 10;
 /// Hinted blocks remembered, and bytes of fetched blocks waiting for their readers.
 const MAX_WANTED: usize = 4096;
+/// Cold segments whose block lists are kept (a list is read from the index once).
+const SEGMENT_LISTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(16).expect("non-zero");
 const MAX_STASH: usize = 64 << 20;
 
 /// Counters for `cidfs status`.
@@ -81,7 +83,8 @@ pub struct FilecoinTier {
     inflight: Mutex<HashSet<Cid>>,
     landed: Condvar,
     dropped: Mutex<HashSet<String>>,
-    segments: Mutex<HashMap<u32, SegmentBlocks>>,
+    /// Cold segments' block lists, the most recently read [`SEGMENT_LISTS`] of them.
+    segments: Mutex<lru::LruCache<u32, SegmentBlocks>>,
     stats: Mutex<RetrieveStats>,
 }
 
@@ -103,7 +106,7 @@ impl FilecoinTier {
             inflight: Mutex::default(),
             landed: Condvar::new(),
             dropped: Mutex::default(),
-            segments: Mutex::default(),
+            segments: Mutex::new(lru::LruCache::new(SEGMENT_LISTS)),
             stats: Mutex::default(),
         })
     }
@@ -149,7 +152,7 @@ impl FilecoinTier {
             return Ok(list.clone());
         }
         let list = Arc::new(self.store.cold_blocks_of(segment).map_err(|e| e.to_string())?);
-        self.segments.lock().expect("lock poisoned").insert(segment, list.clone());
+        self.segments.lock().expect("lock poisoned").put(segment, list.clone());
         Ok(list)
     }
 
