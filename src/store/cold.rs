@@ -141,7 +141,22 @@ impl Store {
                 return refuse("no piece");
             }
         }
-        let here: Vec<(Cid, Location)> = self.blocks()?.into_iter().filter(|(_, l)| l.segment == segment).collect();
+        // the segment's own sections say which blocks to look up (no scan of the index)
+        let here: Vec<(Cid, Location)> = match super::evict::segment_cids(&self.segment_path(segment)) {
+            Ok(cids) => {
+                let mut here = Vec::with_capacity(cids.len());
+                for cid in cids {
+                    if let Some(loc) = self.location(&cid)?.filter(|l| l.segment == segment) {
+                        here.push((cid, loc));
+                    }
+                }
+                here
+            }
+            Err(e) => {
+                log::warn!("segment {segment}: cannot list its blocks ({e}); scanning the index instead");
+                self.blocks()?.into_iter().filter(|(_, l)| l.segment == segment).collect()
+            }
+        };
         let mut report = ColdReport::default();
         // (1) linking blocks stay local
         let mut batch = self.batch();

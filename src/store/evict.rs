@@ -265,7 +265,7 @@ impl Store {
 }
 
 /// The CIDs of a segment's sections, in order (block bytes are skipped, not verified).
-fn segment_cids(path: &std::path::Path) -> Result<Vec<Cid>, String> {
+pub(super) fn segment_cids(path: &std::path::Path) -> Result<Vec<Cid>, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let mut car = CarReader::new(BufReader::with_capacity(1 << 20, f)).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
