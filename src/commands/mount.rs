@@ -152,7 +152,7 @@ fn may_go_cold(config: &Config, store: &Store) -> Result<bool, CliError> {
 pub fn filecoin_tier(config: &Config, store: &Arc<Store>) -> Result<Arc<FilecoinTier>, CliError> {
     let caps = config.caps().map_err(|e| CliError::new(super::exit::USAGE, e))?;
     let ledger = Arc::new(crate::filecoin::ledger::Ledger::new(store.clone(), caps));
-    FilecoinTier::new(store.clone(), ledger).map(Arc::new).map_err(CliError::failure)
+    Ok(Arc::new(FilecoinTier::new(store.clone(), ledger)))
 }
 
 /// Starts the node (unless `--offline`), serving `store`; waits for `--peer` peers.

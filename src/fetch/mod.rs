@@ -1,7 +1,7 @@
 //! One `Blocks` interface with tiers behind it ([`Tiered`]): the local store, then an
 //! ordered list of remote [`Tier`]s — bitswap peers, trustless gateways (`tiers.rs`), and
-//! Filecoin retrieval of evicted blocks (`crate::filecoin::retrieve`), paid, last. Every block a tier returns is verified against
-//! its CID before it is cached or returned.
+//! Filecoin retrieval of evicted blocks (`crate::filecoin::retrieve`), paid, last. Every
+//! block a tier returns is verified against its CID before it is cached or returned.
 //!
 //! Identity CIDs are answered here, from the CID itself, by every implementation.
 

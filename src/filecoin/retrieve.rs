@@ -89,13 +89,13 @@ pub struct FilecoinTier {
 }
 
 impl FilecoinTier {
-    pub fn new(store: Arc<Store>, ledger: Arc<Ledger>) -> Result<FilecoinTier, String> {
+    pub fn new(store: Arc<Store>, ledger: Arc<Ledger>) -> FilecoinTier {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("cidfs/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(FilecoinTier {
+        FilecoinTier {
             store,
             key: std::sync::OnceLock::new(),
             ledger,
@@ -108,7 +108,7 @@ impl FilecoinTier {
             dropped: Mutex::default(),
             segments: Mutex::new(lru::LruCache::new(SEGMENT_LISTS)),
             stats: Mutex::default(),
-        })
+        }
     }
 
     pub fn stats(&self) -> RetrieveStats {
@@ -127,7 +127,7 @@ impl FilecoinTier {
     fn stashed_or_wait(&self, cid: &Cid, deadline: Instant) -> Option<Block> {
         let mut inflight = self.inflight.lock().expect("lock poisoned");
         loop {
-            if let Some(b) = self.take_stashed(cid) {
+            if let Some(b) = self.stashed(cid) {
                 return Some(b);
             }
             if !inflight.contains(cid) {
@@ -141,7 +141,7 @@ impl FilecoinTier {
         }
     }
 
-    fn take_stashed(&self, cid: &Cid) -> Option<Block> {
+    fn stashed(&self, cid: &Cid) -> Option<Block> {
         // (left in place: another reader may ask before the first one's copy is cached)
         self.stash.lock().expect("lock poisoned").0.get(cid).cloned()
     }
@@ -566,7 +566,7 @@ mod tests {
             networks: vec!["eip155:31337".into()],
             assets: vec![alloy_primitives::Address::repeat_byte(1)],
         };
-        let tier = FilecoinTier::new(store.clone(), Arc::new(Ledger::new(store.clone(), caps))).unwrap();
+        let tier = FilecoinTier::new(store.clone(), Arc::new(Ledger::new(store.clone(), caps)));
         let deadline = || Instant::now() + Duration::from_secs(10);
         assert_eq!(tier.get(leaves[0].cid(), deadline()).unwrap().data(), leaves[0].data(), "the next replica served");
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2, "asked, then paid");
@@ -648,7 +648,7 @@ mod tests {
         let flip = format!("{liar}/admin/flip?piece={}&offset={}", record.piece, first.offset + 10);
         assert_eq!(ureq::post(&flip).send_empty().unwrap().status(), 204);
         let ledger = Arc::new(Ledger::new(store.clone(), Caps::default()));
-        let tier = FilecoinTier::new(store.clone(), ledger).unwrap();
+        let tier = FilecoinTier::new(store.clone(), ledger);
         let deadline = || Instant::now() + Duration::from_secs(10);
         let cids: Vec<Cid> = leaves.iter().map(|b| *b.cid()).collect();
         tier.hint(&cids[1..]);
