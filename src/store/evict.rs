@@ -70,10 +70,15 @@ impl FetchCache {
         self.segments.lock().expect("lock poisoned").contains_key(&segment)
     }
 
-    /// A block was read from `segment` (no-op for a main segment).
-    pub(crate) fn touch(&self, segment: u32) {
-        if let Some(s) = self.segments.lock().expect("lock poisoned").get_mut(&segment) {
-            s.used = self.clock.fetch_add(1, Ordering::Relaxed);
+    /// A block was read from `segment`; whether it is a cache segment (a main segment is
+    /// left alone).
+    pub(crate) fn touch(&self, segment: u32) -> bool {
+        match self.segments.lock().expect("lock poisoned").get_mut(&segment) {
+            Some(s) => {
+                s.used = self.clock.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 

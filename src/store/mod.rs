@@ -560,8 +560,9 @@ impl Store {
             return Ok(None);
         };
         let data = self.read_at(loc)?;
-        self.fetched.touch(loc.segment);
-        self.touch_segment(loc.segment);
+        if !self.fetched.touch(loc.segment) {
+            self.touch_segment(loc.segment);
+        }
         self.cache.lock().expect("lock poisoned").put(*cid, data.clone());
         Ok(Some(data))
     }
