@@ -3,11 +3,13 @@
 //! bytes become 128), cut into 32-byte leaves and hashed as a binary tree with SHA254
 //! (SHA-256 with the top two bits of its last byte cleared). The root is the CommP.
 //!
-//! [`Commp`] streams: bytes go in as they come, full *blocks* of 127·2^14 bytes (2 MiB
-//! once expanded, a subtree of height 16) are hashed as they fill — on other threads when
-//! asked ([`Commp::with_threads`]) — and their roots are folded into a stack of partial
-//! roots, one per tree level, as in an append-only merkle tree. Missing padding is never
-//! hashed: the root of an all-zero subtree of each height is a constant.
+//! [`Commp`] streams: bytes are Fr32-expanded into leaves as they come (straight from
+//! the caller's buffer, one copy), full *blocks* of 127·2^14 bytes (2 MiB once expanded,
+//! a subtree of height 16) are hashed in place as they fill — on other threads when asked
+//! ([`Commp::with_threads`]), their buffers handed back for the next blocks — and their
+//! roots are folded into a stack of partial roots, one per tree level, as in an
+//! append-only merkle tree. Missing padding is never hashed: the root of an all-zero
+//! subtree of each height is a constant.
 //!
 //! Pure: no I/O. `merkle_path`/`verify_path` give and check the proof of one leaf, which
 //! is what a proving period asks a provider for.
@@ -54,21 +56,32 @@ fn zero_roots() -> &'static [[u8; 32]; MAX_HEIGHT + 1] {
 }
 
 /// Expands one 127-byte unit to 128 bytes: two zero bits after each 254 bits.
+///
+/// Read as a little-endian bit string, quarter `k` of the output (32 bytes) is the input
+/// shifted up by `2k` bits with its top two bits cleared; done in 64-bit words.
 pub fn fr32_expand(input: &[u8; FR32_IN], out: &mut [u8; FR32_OUT]) {
-    out[..32].copy_from_slice(&input[..32]);
-    out[31] &= 0x3f;
-    for j in 32..64 {
-        out[j] = (input[j] << 2) | (input[j - 1] >> 6);
+    let word = |at: usize| -> u64 {
+        match input.get(at..at + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+            // the last word has only seven bytes: the missing top one is zero
+            None => u64::from_le_bytes(input[at - 1..at + 7].try_into().expect("8 bytes")) >> 8,
+        }
+    };
+    const TOP_TWO_BITS_CLEAR: u64 = u64::MAX >> 2;
+    for quarter in 0..4 {
+        let shift = 2 * quarter as u32;
+        for m in 0..4 {
+            let at = 32 * quarter + 8 * m;
+            let mut w = word(at);
+            if shift > 0 {
+                w = (w << shift) | (word(at - 8) >> (64 - shift));
+            }
+            if m == 3 {
+                w &= TOP_TWO_BITS_CLEAR;
+            }
+            out[at..at + 8].copy_from_slice(&w.to_le_bytes());
+        }
     }
-    out[63] &= 0x3f;
-    for j in 64..96 {
-        out[j] = (input[j] << 4) | (input[j - 1] >> 4);
-    }
-    out[95] &= 0x3f;
-    for j in 96..127 {
-        out[j] = (input[j] << 6) | (input[j - 1] >> 2);
-    }
-    out[127] = input[126] >> 2;
 }
 
 /// Fr32 unit `unit` of `payload`, expanded (zero past the payload's end).
@@ -84,45 +97,63 @@ fn expand_unit(payload: &[u8], unit: usize) -> [u8; FR32_OUT] {
     out
 }
 
-/// The root of `units` Fr32 units of `payload` (zero beyond its end; `units` a power of
-/// two). The units with data are expanded into leaves and hashed a level at a time (two
-/// nodes side by side, see [`sha254`](super::sha254)); what lies past the data is made of
-/// zero subtrees, never hashed.
-fn subtree_root(payload: &[u8], units: usize) -> [u8; 32] {
-    debug_assert!(units.is_power_of_two());
-    let height = (units * 4).trailing_zeros() as usize;
+/// Appends the leaves of `payload`, Fr32-expanded, to `leaves`: four per 127-byte unit,
+/// a short last unit zero-padded.
+fn expand_into(payload: &[u8], leaves: &mut Vec<[u8; 32]>) {
+    let start = leaves.len();
+    leaves.resize(start + 4 * payload.len().div_ceil(FR32_IN), [0; 32]);
+    let out = leaves[start..].as_flattened_mut();
+    for (unit, expanded) in payload.chunks(FR32_IN).zip(out.chunks_exact_mut(FR32_OUT)) {
+        let expanded: &mut [u8; FR32_OUT] = expanded.try_into().expect("128 bytes");
+        match unit.try_into() {
+            Ok(whole) => fr32_expand(whole, expanded),
+            Err(_) => {
+                let mut padded = [0u8; FR32_IN];
+                padded[..unit.len()].copy_from_slice(unit);
+                fr32_expand(&padded, expanded);
+            }
+        }
+    }
+}
+
+/// The root of a subtree of height `height` whose first leaves are `nodes` and the rest
+/// zero. Hashed a level at a time, in place (see [`sha254`](super::sha254)); what lies
+/// past the leaves is made of zero subtrees, never hashed.
+fn tree_root(nodes: &mut Vec<[u8; 32]>, height: usize) -> [u8; 32] {
     let zeros = zero_roots();
-    let data_units = payload.len().div_ceil(FR32_IN).min(units);
-    if data_units == 0 {
+    debug_assert!(nodes.len() <= 1 << height);
+    if nodes.is_empty() {
         return zeros[height];
     }
+    let mut n = nodes.len();
+    for zero in zeros.iter().take(height) {
+        if n % 2 == 1 {
+            // the rest of this level is zero subtrees
+            if nodes.len() == n {
+                nodes.push(*zero);
+            } else {
+                nodes[n] = *zero;
+            }
+            n += 1;
+        }
+        super::sha254::level(nodes, n / 2);
+        n /= 2;
+    }
+    nodes[0]
+}
+
+/// The root of `units` Fr32 units of `payload` (zero beyond its end; `units` a power of
+/// two).
+fn subtree_root(payload: &[u8], units: usize) -> [u8; 32] {
+    debug_assert!(units.is_power_of_two());
     thread_local! {
         /// Leaves and inner nodes of the subtree being hashed (2 MiB for a block), kept.
         static NODES: std::cell::RefCell<Vec<[u8; 32]>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     NODES.with_borrow_mut(|nodes| {
         nodes.clear();
-        nodes.reserve(data_units * 4 + 1);
-        for u in 0..data_units {
-            for leaf in expand_unit(payload, u).chunks_exact(32) {
-                nodes.push(leaf.try_into().expect("32 bytes"));
-            }
-        }
-        let mut n = nodes.len();
-        for zero in zeros.iter().take(height) {
-            if n % 2 == 1 {
-                // the rest of this level is zero subtrees
-                if nodes.len() == n {
-                    nodes.push(*zero);
-                } else {
-                    nodes[n] = *zero;
-                }
-                n += 1;
-            }
-            super::sha254::level(nodes, n / 2);
-            n /= 2;
-        }
-        nodes[0]
+        expand_into(&payload[..payload.len().min(units.saturating_mul(FR32_IN))], nodes);
+        tree_root(nodes, (units * 4).trailing_zeros() as usize)
     })
 }
 
@@ -265,8 +296,11 @@ pub fn commp(payload: &[u8]) -> Piece {
 
 /// Streaming CommP (see the module doc).
 pub struct Commp {
-    /// The block being filled.
-    buf: Vec<u8>,
+    /// The leaves of the block being filled, expanded as the bytes come.
+    leaves: Vec<[u8; 32]>,
+    /// The start of a unit not yet whole (`unit_len` bytes of it).
+    unit: [u8; FR32_IN],
+    unit_len: usize,
     /// Roots of full blocks, folded: one partial root per level above the block height.
     stack: Vec<[u8; 32]>,
     blocks: u64,
@@ -278,8 +312,10 @@ pub struct Commp {
 }
 
 struct Workers {
-    jobs: Vec<mpsc::SyncSender<(u64, Vec<u8>)>>,
-    results: mpsc::Receiver<(u64, [u8; 32])>,
+    jobs: Vec<mpsc::SyncSender<(u64, Vec<[u8; 32]>)>>,
+    /// Each block's root, and its leaves' buffer to fill again.
+    results: mpsc::Receiver<(u64, [u8; 32], Vec<[u8; 32]>)>,
+    spare: Vec<Vec<[u8; 32]>>,
     /// Roots that came back ahead of their turn.
     early: std::collections::BTreeMap<u64, [u8; 32]>,
     sent: u64,
@@ -294,7 +330,9 @@ impl Default for Commp {
 impl Commp {
     pub fn new() -> Commp {
         Commp {
-            buf: Vec::with_capacity(BLOCK_IN),
+            leaves: Vec::new(),
+            unit: [0; FR32_IN],
+            unit_len: 0,
             stack: Vec::new(),
             blocks: 0,
             block_roots: Vec::new(),
@@ -313,13 +351,14 @@ impl Commp {
         let (res_tx, results) = mpsc::channel();
         let jobs = (0..threads)
             .map(|i| {
-                let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(2);
+                let (tx, rx) = mpsc::sync_channel::<(u64, Vec<[u8; 32]>)>(2);
                 let res_tx = res_tx.clone();
                 std::thread::Builder::new()
                     .name(format!("cidfs-commp-{i}"))
                     .spawn(move || {
-                        for (n, block) in rx {
-                            if res_tx.send((n, subtree_root(&block, BLOCK_UNITS))).is_err() {
+                        for (n, mut leaves) in rx {
+                            let root = tree_root(&mut leaves, BLOCK_HEIGHT as usize);
+                            if res_tx.send((n, root, leaves)).is_err() {
                                 return;
                             }
                         }
@@ -328,7 +367,7 @@ impl Commp {
                 tx
             })
             .collect();
-        c.workers = Some(Workers { jobs, results, early: Default::default(), sent: 0 });
+        c.workers = Some(Workers { jobs, results, spare: Vec::new(), early: Default::default(), sent: 0 });
         c
     }
 
@@ -343,28 +382,57 @@ impl Commp {
 
     pub fn update(&mut self, mut data: &[u8]) {
         self.len += data.len() as u64;
-        while !data.is_empty() {
-            let take = (BLOCK_IN - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
+        if self.unit_len > 0 {
+            // finish the unit begun by the last call
+            let take = (FR32_IN - self.unit_len).min(data.len());
+            self.unit[self.unit_len..self.unit_len + take].copy_from_slice(&data[..take]);
+            self.unit_len += take;
             data = &data[take..];
-            if self.buf.len() == BLOCK_IN {
-                let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_IN));
-                self.block_done(block);
+            if self.unit_len < FR32_IN {
+                return;
             }
+            let unit = self.unit;
+            self.unit_len = 0;
+            self.expand(&unit);
+        }
+        // whole units straight from the caller's bytes, up to the end of the block
+        loop {
+            let room = BLOCK_UNITS - self.leaves.len() / 4;
+            let whole = (data.len() / FR32_IN).min(room);
+            if whole == 0 {
+                break;
+            }
+            self.expand(&data[..whole * FR32_IN]);
+            data = &data[whole * FR32_IN..];
+        }
+        self.unit[..data.len()].copy_from_slice(data);
+        self.unit_len = data.len();
+    }
+
+    /// Expands whole units into the block, and hashes the block once it is full.
+    fn expand(&mut self, units: &[u8]) {
+        if self.leaves.capacity() == 0 {
+            let spare = self.workers.as_mut().and_then(|w| w.spare.pop());
+            self.leaves = spare.unwrap_or_else(|| Vec::with_capacity(BLOCK_UNITS * 4));
+        }
+        expand_into(units, &mut self.leaves);
+        if self.leaves.len() == BLOCK_UNITS * 4 {
+            self.block_done();
         }
     }
 
-    fn block_done(&mut self, block: Vec<u8>) {
+    fn block_done(&mut self) {
         match &mut self.workers {
             None => {
-                let root = subtree_root(&block, BLOCK_UNITS);
+                let root = tree_root(&mut self.leaves, BLOCK_HEIGHT as usize);
+                self.leaves.clear();
                 self.fold_in(root);
             }
             Some(w) => {
                 let n = w.sent;
                 w.sent += 1;
                 let worker = &w.jobs[(n % w.jobs.len() as u64) as usize];
-                if worker.send((n, block)).is_err() {
+                if worker.send((n, std::mem::take(&mut self.leaves))).is_err() {
                     unreachable!("CommP threads live as long as the hasher");
                 }
                 self.collect(false);
@@ -385,8 +453,10 @@ impl Commp {
             }
             let next = if all { w.results.recv().ok() } else { w.results.try_recv().ok() };
             match next {
-                Some((n, root)) => {
+                Some((n, root, mut leaves)) => {
                     w.early.insert(n, root);
+                    leaves.clear();
+                    w.spare.push(leaves);
                 }
                 None => return,
             }
@@ -410,13 +480,15 @@ impl Commp {
         self.collect(true);
         let len = self.len;
         let padded_units = padded_payload(len) / FR32_IN as u64;
+        // the unit begun last, zero-padded
+        let tail = self.unit;
+        expand_into(&tail[..self.unit_len], &mut self.leaves);
         let root = if self.blocks == 0 {
             // smaller than one block: one subtree of the padded size
-            subtree_root(&self.buf, padded_units as usize)
+            tree_root(&mut self.leaves, (padded_units * 4).trailing_zeros() as usize)
         } else {
-            if !self.buf.is_empty() {
-                let tail = std::mem::take(&mut self.buf);
-                let root = subtree_root(&tail, BLOCK_UNITS);
+            if !self.leaves.is_empty() {
+                let root = tree_root(&mut self.leaves, BLOCK_HEIGHT as usize);
                 self.fold_in(root);
             }
             let leaves = padded_units * 4;
@@ -601,6 +673,24 @@ mod tests {
         }
         let ones: u32 = out.iter().map(|b| b.count_ones()).sum();
         assert_eq!(ones, 127 * 8, "every input bit kept");
+    }
+
+    #[test]
+    fn fr32_equals_inserting_the_bits_one_at_a_time() {
+        for seed in 1..20 {
+            let input: [u8; FR32_IN] = noise(FR32_IN, seed).try_into().unwrap();
+            let bit = |i: usize| (input[i / 8] >> (i % 8)) & 1;
+            let mut want = [0u8; FR32_OUT];
+            for q in 0..4 {
+                for b in 0..254 {
+                    let out_bit = q * 256 + b;
+                    want[out_bit / 8] |= bit(q * 254 + b) << (out_bit % 8);
+                }
+            }
+            let mut out = [0u8; FR32_OUT];
+            fr32_expand(&input, &mut out);
+            assert_eq!(out, want, "seed {seed}");
+        }
     }
 
     #[test]
