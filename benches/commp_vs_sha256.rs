@@ -1,7 +1,9 @@
 //! CommP throughput against SHA-256 of the same bytes, in the same run and in memory (no
 //! I/O on either side). CommP hashes about twice the padded bytes (every tree node is a
-//! 64-byte SHA-256), so on one core its limit is about 0.5× SHA-256; both cores share the
-//! blocks of the tree.
+//! 64-byte SHA-256: two compressions, where SHA-256 spends one per 64 bytes), but a
+//! stream's compressions are a chain while a tree level's are independent, so CommP
+//! hashes many nodes at once (see `src/filecoin/sha254.rs`); both cores share the blocks
+//! of the tree.
 //!
 //! Run with `cargo bench --bench commp_vs_sha256`; `CIDFS_BENCH_MIB` sets the payload size
 //! (default 512). Targets (issue 15): ≥ 0.45× SHA-256 on one thread, ≥ 0.8× on both cores.
