@@ -187,3 +187,46 @@ fn ctime_follows_every_change_and_survives_a_remount() {
     assert_eq!(m6, c6, "a write: the ctime is the mtime again");
     assert!(c6 > c5);
 }
+
+#[test]
+fn link_counts_follow_subdirectories_and_open_unlinked_files() {
+    use std::io::{Read, Seek, Write};
+    let cli = Cli::new();
+    let m = cli.mount("mnt", &[]);
+    let nlink = |p: &Path| fs::symlink_metadata(p).unwrap().nlink();
+    let (a, b) = (m.dir.join("a"), m.dir.join("b"));
+    fs::create_dir_all(a.join("s1")).unwrap();
+    fs::create_dir(a.join("s2")).unwrap();
+    fs::write(a.join("file"), b"x").unwrap();
+    fs::create_dir(&b).unwrap();
+    assert_eq!(nlink(&a), 4, "2 + two subdirectories (a file does not count)");
+    assert_eq!(nlink(&b), 2);
+    fs::rename(a.join("s2"), b.join("s2")).unwrap();
+    assert_eq!((nlink(&a), nlink(&b)), (3, 3), "a directory moved takes its '..' along");
+    fs::remove_dir(b.join("s2")).unwrap();
+    assert_eq!(nlink(&b), 2);
+    // '..' in a listing is the parent
+    let dotdot = Command::new("ls").arg("-ai").arg(a.join("s1")).output().unwrap();
+    let listing = String::from_utf8(dotdot.stdout).unwrap();
+    let parent_ino = listing.lines().find(|l| l.ends_with(" ..")).unwrap().split_whitespace().next().unwrap();
+    assert_eq!(parent_ino, fs::metadata(&a).unwrap().ino().to_string(), "{listing}");
+
+    // a file unlinked while open: no links, still readable and writable
+    let mut f =
+        fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.dir.join("tmp")).unwrap();
+    f.write_all(b"kept").unwrap();
+    fs::remove_file(m.dir.join("tmp")).unwrap();
+    assert_eq!(f.metadata().unwrap().nlink(), 0, "fstat of an unlinked file");
+    f.write_all(b" open").unwrap();
+    f.rewind().unwrap();
+    let mut back = String::new();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "kept open");
+    drop(f);
+
+    // the counts come from the store's index after a remount (nothing looked at yet)
+    drop(m);
+    let m = cli.mount("mnt", &[]);
+    assert_eq!(nlink(&m.dir.join("a")), 3);
+    assert_eq!(nlink(&m.dir), 4, "the root: a and b");
+}

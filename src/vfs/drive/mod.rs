@@ -291,6 +291,9 @@ impl Drive {
         }
         if let Some(names) = d.links.get(&ino) {
             a.nlink = names.len() as u32;
+        } else if !d.parents.contains_key(&ino) {
+            // unlinked, kept alive by an open handle (`fstat` says 0 links, as POSIX does)
+            a.nlink = 0;
         }
         Ok(a)
     }
@@ -309,7 +312,13 @@ impl Drive {
         Ok(match node {
             DNode::Dir { meta, entries, .. } => {
                 let time = if ino == ROOT_INO && meta.mtime.is_none() { root_time } else { mtime(meta) };
-                Attr { size: entries.len() as u64, ..Attr::new(ino, FileKind::Directory, perm(meta, dir_perm), time) }
+                // "." and the parent's entry, and each subdirectory's ".."
+                let nlink = 2 + entries.values().filter(|child| self.is_dir(&d, **child)).count();
+                Attr {
+                    size: entries.len() as u64,
+                    nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
+                    ..Attr::new(ino, FileKind::Directory, perm(meta, dir_perm), time)
+                }
             }
             // Committed content: its attributes come from its DAG (chunk size, metadata).
             DNode::File { content: Content::Base { cid, .. }, base: Some(_), meta, .. } => {
@@ -337,6 +346,18 @@ impl Drive {
         })
     }
 
+    /// Whether drive node `ino` is a directory, without reading a block: a node not yet
+    /// looked at is judged by the store's index (a block it lacks counts as a file).
+    fn is_dir(&self, d: &Tree, ino: u64) -> bool {
+        match d.nodes.get(&ino) {
+            Some(DNode::Dir { .. }) => true,
+            Some(DNode::Lazy { cid, .. } | DNode::Foreign { cid, .. }) => {
+                self.dag.kind_hint(cid) == FileKind::Directory
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn list(&self, ino: u64) -> Result<Vec<DirEntry>, VfsError> {
         let mut d = self.drive()?;
         if let Some(DNode::Foreign { .. }) = d.nodes.get(&ino) {
@@ -345,7 +366,11 @@ impl Drive {
         let entries: Vec<(String, u64)> = self.children(&mut d, ino)?.iter().map(|(n, i)| (n.clone(), *i)).collect();
         let mut out = vec![
             DirEntry { ino, name: ".".into(), kind: FileKind::Directory },
-            DirEntry { ino: ROOT_INO, name: "..".into(), kind: FileKind::Directory },
+            DirEntry {
+                ino: d.parents.get(&ino).copied().unwrap_or(ROOT_INO),
+                name: "..".into(),
+                kind: FileKind::Directory,
+            },
         ];
         for (name, child) in entries {
             let kind = match d.nodes.get(&child) {
