@@ -179,6 +179,15 @@ fn ctime_follows_every_change_and_survives_a_remount() {
     fs::rename(&f, m.dir.join("g")).unwrap();
     let (_, c5) = times(&m.dir.join("g"));
     assert!(c5 > c4, "a rename moves the ctime");
+    // a second name and its removal change the link count: both move the ctime
+    std::thread::sleep(Duration::from_millis(20));
+    fs::hard_link(m.dir.join("g"), m.dir.join("h")).unwrap();
+    let (_, linked) = times(&m.dir.join("g"));
+    assert!(linked > c5, "link moves the ctime");
+    std::thread::sleep(Duration::from_millis(20));
+    fs::remove_file(m.dir.join("h")).unwrap();
+    let (_, c5) = times(&m.dir.join("g"));
+    assert!(c5 > linked, "unlinking another name moves the ctime");
     drop(m);
     let m = cli.mount("mnt", &[]);
     assert_eq!(times(&m.dir.join("g")), (m3, c5), "kept across a remount");

@@ -616,6 +616,10 @@ impl Drive {
         }
         self.children(&mut d, parent)?.remove(name);
         d.forget_name(ino, parent, name);
+        if d.parents.contains_key(&ino) || d.links.contains_key(&ino) {
+            // one name of a hard-linked file went: its link count changed
+            d.stamp_ctime(ino, false);
+        }
         d.touch_dir(parent);
         Ok(())
     }
