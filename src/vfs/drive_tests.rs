@@ -700,6 +700,9 @@ fn owners_atimes_and_xattrs_live_beside_the_dag_and_persist() {
     assert_eq!(errno(again.set_xattr(f, "user.new", b"x", false, true)), Some(libc::ENODATA));
     assert_eq!(errno(again.set_xattr(f, "system.posix_acl_access", b"x", false, false)), Some(libc::ENOTSUP));
     assert_eq!(errno(again.set_xattr(f, CID_XATTR, b"x", false, false)), Some(libc::EPERM));
+    for computed in [crate::vfs::PIECES_XATTR, crate::vfs::REPLICAS_XATTR, "cidfs.future"] {
+        assert_eq!(errno(again.set_xattr(f, computed, b"x", false, false)), Some(libc::EPERM), "{computed}");
+    }
     assert_eq!(errno(again.set_xattr(f, "user.big", &vec![0; 70_000], false, false)), Some(libc::E2BIG));
     assert_eq!(errno(again.set_xattr(f, &format!("user.{}", "n".repeat(300)), b"", false, false)), Some(libc::ERANGE));
     for i in 0..3 {

@@ -342,7 +342,8 @@ impl Drive {
 }
 
 /// Extended attribute names this drive stores: any but `system.*` (ACLs, which the kernel
-/// would have to enforce) and the `ipfs.*` names it computes.
+/// would have to enforce) and the `ipfs.*` and `cidfs.*` names it computes (a stored one
+/// would be listed but never read back).
 fn check_xattr_name(name: &str) -> Result<(), VfsError> {
     if name.len() > posix::XATTR_NAME_MAX {
         return Err(VfsError::Range);
@@ -352,6 +353,9 @@ fn check_xattr_name(name: &str) -> Result<(), VfsError> {
     }
     if name.starts_with("ipfs.") {
         return Err(VfsError::NotPermitted("ipfs.* extended attributes are computed from the content"));
+    }
+    if name.starts_with("cidfs.") {
+        return Err(VfsError::NotPermitted("cidfs.* extended attributes are computed from the store"));
     }
     Ok(())
 }
