@@ -84,16 +84,19 @@ pub fn fr32_expand(input: &[u8; FR32_IN], out: &mut [u8; FR32_OUT]) {
     }
 }
 
+/// Expands up to one unit's bytes, zero-padded to a whole unit.
+fn fr32_expand_padded(bytes: &[u8], out: &mut [u8; FR32_OUT]) {
+    let mut input = [0u8; FR32_IN];
+    input[..bytes.len()].copy_from_slice(bytes);
+    fr32_expand(&input, out);
+}
+
 /// Fr32 unit `unit` of `payload`, expanded (zero past the payload's end).
 fn expand_unit(payload: &[u8], unit: usize) -> [u8; FR32_OUT] {
-    let mut input = [0u8; FR32_IN];
-    let start = unit.saturating_mul(FR32_IN);
-    let have = payload.len().saturating_sub(start).min(FR32_IN);
-    if have > 0 {
-        input[..have].copy_from_slice(&payload[start..start + have]);
-    }
+    let start = unit.saturating_mul(FR32_IN).min(payload.len());
+    let bytes = &payload[start..payload.len().min(start + FR32_IN)];
     let mut out = [0u8; FR32_OUT];
-    fr32_expand(&input, &mut out);
+    fr32_expand_padded(bytes, &mut out);
     out
 }
 
@@ -107,11 +110,7 @@ fn expand_into(payload: &[u8], leaves: &mut Vec<[u8; 32]>) {
         let expanded: &mut [u8; FR32_OUT] = expanded.try_into().expect("128 bytes");
         match unit.try_into() {
             Ok(whole) => fr32_expand(whole, expanded),
-            Err(_) => {
-                let mut padded = [0u8; FR32_IN];
-                padded[..unit.len()].copy_from_slice(unit);
-                fr32_expand(&padded, expanded);
-            }
+            Err(_) => fr32_expand_padded(unit, expanded),
         }
     }
 }

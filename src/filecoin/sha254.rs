@@ -378,7 +378,7 @@ mod wide {
         // the top two bits of the digest's last byte cleared: the low byte of word 7
         s[7] = _mm512_and_si512(s[7], _mm512_set1_epi32(0xFFFF_FF3Fu32 as i32));
         let mut out = [[0u8; 32]; LANES];
-        for (l, pair) in digests(s.map(|v| _mm512_shuffle_epi8(v, swap))) {
+        for (l, pair) in digests(s.map(|v| _mm512_shuffle_epi8(v, swap))).into_iter().enumerate() {
             // SAFETY: two 32-byte stores into the 32-byte digests `l` and `l + 8`
             unsafe {
                 _mm256_storeu_si256(out[l].as_mut_ptr().cast(), _mm512_castsi512_si256(pair));
@@ -428,21 +428,21 @@ mod wide {
         columns
     }
 
-    /// The eight state words of 16 lanes, regrouped by lane: `(l, v)` for `l` < 8 holds
-    /// lane `l`'s eight words in its low 256 bits and lane `l + 8`'s in its high 256.
+    /// The eight state words of 16 lanes, regrouped by lane: register `l` holds lane
+    /// `l`'s eight words in its low 256 bits and lane `l + 8`'s in its high 256.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn digests(state: [V; 8]) -> [(usize, V); 8] {
+    fn digests(state: [V; 8]) -> [V; 8] {
         let [s0, s1, s2, s3, s4, s5, s6, s7] = state;
         let u = [transpose4([s0, s1, s2, s3]), transpose4([s4, s5, s6, s7])];
         // u[g][m], lane k: word 4g..4g+3 of lane 4k + m
-        let mut out = [(0, _mm512_setzero_si512()); 8];
+        let mut out = [_mm512_setzero_si512(); 8];
         for m in 0..4 {
             // [u0.L0, u0.L2, u1.L0, u1.L2] then reordered to [u0.L0, u1.L0, u0.L2, u1.L2]
             let even = _mm512_shuffle_i32x4::<0x88>(u[0][m], u[1][m]);
             let odd = _mm512_shuffle_i32x4::<0xDD>(u[0][m], u[1][m]);
-            out[m] = (m, _mm512_shuffle_i32x4::<0xD8>(even, even));
-            out[4 + m] = (4 + m, _mm512_shuffle_i32x4::<0xD8>(odd, odd));
+            out[m] = _mm512_shuffle_i32x4::<0xD8>(even, even);
+            out[4 + m] = _mm512_shuffle_i32x4::<0xD8>(odd, odd);
         }
         out
     }
