@@ -462,6 +462,11 @@ mod tests {
     use crate::filecoin::seal::{PiecePayload, SealPolicy, Sealer};
     use crate::store::StoreOptions;
 
+    /// A store at `root` whose segments hold a whole test file (64 MiB).
+    fn open_store(root: &std::path::Path) -> Arc<Store> {
+        Arc::new(Store::open_with(root, StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() }).unwrap())
+    }
+
     /// A `cidfs provider` in this process, on loopback (a real HTTP server).
     fn provider(dir: &std::path::Path) -> String {
         let p = Provider::open(ProviderOptions {
@@ -543,8 +548,7 @@ mod tests {
     #[test]
     fn a_provider_that_takes_a_payment_and_does_not_serve_is_dropped_and_the_payment_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() };
-        let store = Arc::new(Store::open_with(&dir.path().join("store"), opts).unwrap());
+        let store = open_store(&dir.path().join("store"));
         let (leaves, _, record) = sealed_file(&store, 3);
         let honest = provider(&dir.path().join("p"));
         place(&store, &record, &honest, table::ReplicaState::Confirmed);
@@ -586,8 +590,7 @@ mod tests {
     fn a_cold_segment_survives_a_restart_and_gc_forgets_it_once_nothing_reaches_it() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
-        let opts = || StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() };
-        let store = Arc::new(Store::open_with(&root, opts()).unwrap());
+        let store = open_store(&root);
         let (leaves, file, record) = sealed_file(&store, 4);
         let url = provider(&dir.path().join("p"));
         place(&store, &record, &url, table::ReplicaState::Confirmed);
@@ -605,7 +608,7 @@ mod tests {
         let seg_file = root.join("segments").join(format!("{:08}.car", record.segment));
         std::fs::write(&seg_file, b"stale").unwrap();
         drop(store);
-        let store = Arc::new(Store::open_with(&root, opts()).unwrap());
+        let store = open_store(&root);
         assert!(!seg_file.exists(), "the cold segment's file outlived a restart");
         assert!(store.cold_location(leaves[0].cid()).unwrap().is_some());
         assert_eq!(store.cold_usage().unwrap().cold_segments, 1);
@@ -621,8 +624,7 @@ mod tests {
     #[test]
     fn evicted_blocks_come_back_verified_in_coalesced_ranges_and_a_lying_provider_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions { segment_max_bytes: 64 << 20, ..Default::default() };
-        let store = Arc::new(Store::open_with(&dir.path().join("store"), opts).unwrap());
+        let store = open_store(&dir.path().join("store"));
         let (leaves, root, record) = sealed_file(&store, 20);
         let liar = provider(&dir.path().join("p1"));
         let honest = provider(&dir.path().join("p2"));
