@@ -291,7 +291,7 @@ impl Drive {
         }
         if let Some(names) = d.links.get(&ino) {
             a.nlink = names.len() as u32;
-        } else if !d.parents.contains_key(&ino) {
+        } else if !d.is_named(ino) {
             // unlinked, kept alive by an open handle (`fstat` says 0 links, as POSIX does)
             a.nlink = 0;
         }
@@ -313,7 +313,8 @@ impl Drive {
             DNode::Dir { meta, entries, .. } => {
                 let time = if ino == ROOT_INO && meta.mtime.is_none() { root_time } else { mtime(meta) };
                 // "." and the parent's entry, and each subdirectory's ".."
-                let nlink = 2 + entries.values().filter(|child| self.is_dir(&d, **child)).count();
+                let subdirs = entries.values().filter(|child| self.kind_of(&d, **child) == FileKind::Directory);
+                let nlink = 2 + subdirs.count();
                 Attr {
                     size: entries.len() as u64,
                     nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
@@ -346,15 +347,14 @@ impl Drive {
         })
     }
 
-    /// Whether drive node `ino` is a directory, without reading a block: a node not yet
-    /// looked at is judged by the store's index (a block it lacks counts as a file).
-    fn is_dir(&self, d: &Tree, ino: u64) -> bool {
+    /// What drive node `ino` is, without reading a block: a node not yet looked at is
+    /// judged by the store's index (a block it lacks counts as a file).
+    fn kind_of(&self, d: &Tree, ino: u64) -> FileKind {
         match d.nodes.get(&ino) {
-            Some(DNode::Dir { .. }) => true,
-            Some(DNode::Lazy { cid, .. } | DNode::Foreign { cid, .. }) => {
-                self.dag.kind_hint(cid) == FileKind::Directory
-            }
-            _ => false,
+            Some(DNode::Lazy { cid, .. }) | Some(DNode::Foreign { cid, .. }) => self.dag.kind_hint(cid),
+            Some(DNode::Dir { .. }) => FileKind::Directory,
+            Some(DNode::Symlink { .. }) => FileKind::Symlink,
+            _ => FileKind::File,
         }
     }
 
@@ -373,13 +373,7 @@ impl Drive {
             },
         ];
         for (name, child) in entries {
-            let kind = match d.nodes.get(&child) {
-                Some(DNode::Lazy { cid, .. }) | Some(DNode::Foreign { cid, .. }) => self.dag.kind_hint(cid),
-                Some(DNode::Dir { .. }) => FileKind::Directory,
-                Some(DNode::Symlink { .. }) => FileKind::Symlink,
-                _ => FileKind::File,
-            };
-            out.push(DirEntry { ino: child, name, kind });
+            out.push(DirEntry { ino: child, name, kind: self.kind_of(&d, child) });
         }
         Ok(out)
     }
@@ -616,7 +610,7 @@ impl Drive {
         }
         self.children(&mut d, parent)?.remove(name);
         d.forget_name(ino, parent, name);
-        if d.parents.contains_key(&ino) || d.links.contains_key(&ino) {
+        if d.is_named(ino) {
             // one name of a hard-linked file went: its link count changed
             d.stamp_ctime(ino, false);
         }

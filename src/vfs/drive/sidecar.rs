@@ -119,6 +119,11 @@ impl Tree {
         }
     }
 
+    /// Whether `ino` has a name (not unlinked); no scan.
+    pub(super) fn is_named(&self, ino: u64) -> bool {
+        self.links.contains_key(&ino) || self.parents.contains_key(&ino)
+    }
+
     /// The directories naming `ino` (cheaper than [`names_of`](Self::names_of): no scan).
     pub(super) fn dirs_of(&self, ino: u64) -> Vec<u64> {
         match self.links.get(&ino) {
